@@ -1,0 +1,298 @@
+//! Settings, read once from the environment.
+//!
+//! `.env` and then `.env.local` are loaded first when present (the real environment always wins), then every
+//! variable is parsed and checked. A missing or invalid setting is a [`ConfigError`] that names the variable.
+//! Secrets live in [`Secret`], whose `Debug` never shows the value, and the `Debug` of [`DbSettings`] hides the
+//! password of a `DB_URI` as well.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A value that must never reach a log line or a `Debug` print.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it (a credential, a header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(\"[REDACTED]\")")
+    }
+}
+
+/// A setting that is missing or cannot be used; the message names the variable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("{0} is not set: {1}")]
+    Missing(&'static str, &'static str),
+    /// A variable is set to something unusable.
+    #[error("{name} is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// Why, without echoing secret values.
+        reason: String,
+    },
+}
+
+/// Where and how to reach MongoDB directly.
+#[derive(Clone)]
+pub struct DbSettings {
+    /// `DB_URI`: a `mongodb://` or `mongodb+srv://` connection string. May carry a password: see [`redact_uri`].
+    pub uri: Secret,
+    /// `DB_ACCOUNT`: user name, used with `DB_PASSWORD` as the credential when set.
+    pub account: Option<String>,
+    /// `DB_PASSWORD`: never pasted into the URI or logged.
+    pub password: Option<Secret>,
+    /// `DB_NAME`: the database that holds the blacklist.
+    pub database: String,
+    /// Server selection and connect timeout (`DB_TIMEOUT_SECONDS`, default 5), so an unreachable database
+    /// answers well inside the time budget.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for DbSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbSettings")
+            .field("uri", &redact_uri(self.uri.expose()))
+            .field("account", &self.account)
+            .field("password", &self.password)
+            .field("database", &self.database)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// How a sweep behaves by default; an invocation may override some of it (see `sweep::SweepOptions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepSettings {
+    /// `BLACKLIST_COLLECTION` (default `jwt_blacklist`).
+    pub collection: String,
+    /// `EXPIRES_FIELD` (default `expires_at`).
+    pub expires_field: String,
+    /// `CLEANUP_GRACE_SECONDS` (default 60): an entry goes only once its expiry is this far in the past.
+    pub grace: Duration,
+    /// `CLEANUP_BATCH_SIZE` (default 5000).
+    pub batch_size: u32,
+    /// `CLEANUP_TIME_BUDGET_SECONDS` (default 50): no batch starts after it.
+    pub time_budget: Duration,
+}
+
+/// Everything the cleaner needs, read from the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The direct MongoDB connection.
+    pub db: DbSettings,
+    /// Sweep defaults.
+    pub sweep: SweepSettings,
+    /// `JWT_SECRET_KEY`: optional for now (legacy entries that carry only a token need it).
+    pub jwt_secret_key: Option<Secret>,
+    /// Listening port: `FC_CUSTOM_LISTEN_PORT`, else `PORT`, else 9000.
+    pub port: u16,
+}
+
+/// Upper bounds shared by the environment and the invoke body.
+pub const MAX_BATCH_SIZE: u32 = 100_000;
+/// The largest time budget, in seconds (FC functions may run longer than the default 60 s).
+pub const MAX_TIME_BUDGET_SECONDS: u64 = 900;
+
+impl Settings {
+    /// Loads `.env` and `.env.local` when present (`.env.local` wins over `.env`, the real environment over
+    /// both), then reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // dotenvy never overrides a variable that is already set, so loading `.env.local` first gives the usual
+        // precedence: real environment, then `.env.local`, then `.env`. A missing file is normal; a malformed one
+        // is reported by the variables it fails to set.
+        let _ = dotenvy::from_filename(".env.local");
+        let _ = dotenvy::from_filename(".env");
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`, so tests can pass a map instead of touching the environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let uri = get("DB_URI")
+            .ok_or(ConfigError::Missing("DB_URI", "set it to a mongodb:// or mongodb+srv:// connection string"))?;
+        let uri = uri.trim().to_string();
+        if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
+            return Err(ConfigError::Invalid {
+                name: "DB_URI",
+                reason: "must start with mongodb:// or mongodb+srv://".into(),
+            });
+        }
+        let database = match get("DB_NAME") {
+            Some(name) => checked_name("DB_NAME", name)?,
+            None => return Err(ConfigError::Missing("DB_NAME", "set it to the database that holds the blacklist")),
+        };
+        let account = get("DB_ACCOUNT");
+        let password = get("DB_PASSWORD").map(Secret::new);
+        if password.is_some() && account.is_none() {
+            return Err(ConfigError::Missing("DB_ACCOUNT", "DB_PASSWORD is set without a user name"));
+        }
+
+        let collection = checked_name(
+            "BLACKLIST_COLLECTION",
+            get("BLACKLIST_COLLECTION").unwrap_or_else(|| "jwt_blacklist".into()),
+        )?;
+        let expires_field = get("EXPIRES_FIELD").unwrap_or_else(|| "expires_at".into());
+        if expires_field.starts_with('$') || expires_field.contains('\0') || expires_field.split('.').any(str::is_empty)
+        {
+            return Err(ConfigError::Invalid {
+                name: "EXPIRES_FIELD",
+                reason: format!("{expires_field:?} is not a usable field path"),
+            });
+        }
+
+        let grace = number(&get, "CLEANUP_GRACE_SECONDS", 60, 0, 365 * 24 * 3600)?;
+        let batch_size = number(&get, "CLEANUP_BATCH_SIZE", 5000, 1, MAX_BATCH_SIZE as u64)? as u32;
+        let time_budget = number(&get, "CLEANUP_TIME_BUDGET_SECONDS", 50, 1, MAX_TIME_BUDGET_SECONDS)?;
+        let db_timeout = number(&get, "DB_TIMEOUT_SECONDS", 5, 1, 60)?;
+
+        let port = match get("FC_CUSTOM_LISTEN_PORT") {
+            Some(_) => number(&get, "FC_CUSTOM_LISTEN_PORT", 9000, 0, 65535)?,
+            None => number(&get, "PORT", 9000, 0, 65535)?,
+        } as u16;
+
+        Ok(Settings {
+            db: DbSettings {
+                uri: Secret::new(uri),
+                account,
+                password,
+                database,
+                timeout: Duration::from_secs(db_timeout),
+            },
+            sweep: SweepSettings {
+                collection,
+                expires_field,
+                grace: Duration::from_secs(grace),
+                batch_size,
+                time_budget: Duration::from_secs(time_budget),
+            },
+            jwt_secret_key: get("JWT_SECRET_KEY").map(Secret::new),
+            port,
+        })
+    }
+}
+
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = get(name) else { return Ok(default) };
+    match raw.trim().parse::<u64>() {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(ConfigError::Invalid { name, reason: format!("{raw:?} is not a whole number from {min} to {max}") }),
+    }
+}
+
+fn checked_name(name: &'static str, value: String) -> Result<String, ConfigError> {
+    let bad = value.is_empty() || value.len() > 120 || value.chars().any(|c| "/\\. \"$\0".contains(c));
+    if bad {
+        return Err(ConfigError::Invalid { name, reason: format!("{value:?} is not a valid MongoDB name") });
+    }
+    Ok(value)
+}
+
+/// A connection string with any password replaced by `****`, safe to log.
+pub fn redact_uri(uri: &str) -> String {
+    let Some(scheme_end) = uri.find("://") else { return "[unparseable uri]".into() };
+    let rest = &uri[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{}{user}:****@{}", &uri[..scheme_end + 3], &rest[at + 1..])
+        }
+        None => uri.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const BASE: [(&str, &str); 2] = [("DB_URI", "mongodb://localhost:27017"), ("DB_NAME", "app")];
+
+    #[test]
+    fn defaults() {
+        let s = settings(&BASE).unwrap();
+        assert_eq!(s.sweep.collection, "jwt_blacklist");
+        assert_eq!(s.sweep.expires_field, "expires_at");
+        assert_eq!(s.sweep.grace, Duration::from_secs(60));
+        assert_eq!(s.sweep.batch_size, 5000);
+        assert_eq!(s.sweep.time_budget, Duration::from_secs(50));
+        assert_eq!(s.port, 9000);
+    }
+
+    #[test]
+    fn port_precedence() {
+        let s = settings(&[BASE[0], BASE[1], ("PORT", "8080"), ("FC_CUSTOM_LISTEN_PORT", "9100")]).unwrap();
+        assert_eq!(s.port, 9100);
+        let s = settings(&[BASE[0], BASE[1], ("PORT", "8080")]).unwrap();
+        assert_eq!(s.port, 8080);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = settings(&[("DB_NAME", "app")]).unwrap_err();
+        assert!(e.to_string().starts_with("DB_URI is not set"), "{e}");
+        let e = settings(&[("DB_URI", "postgres://x"), ("DB_NAME", "app")]).unwrap_err();
+        assert!(e.to_string().starts_with("DB_URI is invalid"), "{e}");
+        let e = settings(&[BASE[0], BASE[1], ("CLEANUP_BATCH_SIZE", "0")]).unwrap_err();
+        assert!(e.to_string().starts_with("CLEANUP_BATCH_SIZE is invalid"), "{e}");
+        let e = settings(&[BASE[0], BASE[1], ("CLEANUP_TIME_BUDGET_SECONDS", "ten")]).unwrap_err();
+        assert!(e.to_string().starts_with("CLEANUP_TIME_BUDGET_SECONDS is invalid"), "{e}");
+        let e = settings(&[BASE[0], BASE[1], ("BLACKLIST_COLLECTION", "a$b")]).unwrap_err();
+        assert!(e.to_string().starts_with("BLACKLIST_COLLECTION is invalid"), "{e}");
+        let e = settings(&[BASE[0], BASE[1], ("EXPIRES_FIELD", "$where")]).unwrap_err();
+        assert!(e.to_string().starts_with("EXPIRES_FIELD is invalid"), "{e}");
+        let e = settings(&[BASE[0], BASE[1], ("DB_PASSWORD", "pw")]).unwrap_err();
+        assert!(e.to_string().starts_with("DB_ACCOUNT is not set"), "{e}");
+    }
+
+    #[test]
+    fn debug_redacts_every_secret() {
+        let s = settings(&[
+            ("DB_URI", "mongodb://admin:uri-pass-123@db.example:27017/app?authSource=admin"),
+            ("DB_NAME", "app"),
+            ("DB_ACCOUNT", "svc"),
+            ("DB_PASSWORD", "db-pass-456"),
+            ("JWT_SECRET_KEY", "jwt-key-789"),
+        ])
+        .unwrap();
+        let printed = format!("{s:?} {s:#?}");
+        for secret in ["uri-pass-123", "db-pass-456", "jwt-key-789"] {
+            assert!(!printed.contains(secret), "{secret} leaked: {printed}");
+        }
+        assert!(printed.contains("admin:****@db.example:27017/app?authSource=admin"), "{printed}");
+    }
+
+    #[test]
+    fn redact_uri_cases() {
+        assert_eq!(redact_uri("mongodb://h:1/db"), "mongodb://h:1/db");
+        assert_eq!(redact_uri("mongodb+srv://u:p@c.x/db?w=1"), "mongodb+srv://u:****@c.x/db?w=1");
+        assert_eq!(redact_uri("mongodb://u:p@ss@h/db"), "mongodb://u:****@h/db");
+        assert_eq!(redact_uri("nonsense"), "[unparseable uri]");
+    }
+}

@@ -1,0 +1,177 @@
+//! The `jwt-token-cleaner` command: `serve` (the default), `sweep`, `healthcheck`, `seed-sample`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use jwt_token_cleaner::config::Settings;
+use jwt_token_cleaner::server::{shutdown_signal, Application};
+use jwt_token_cleaner::store::mongo::MongoStore;
+use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides};
+use jwt_token_cleaner::{sample, telemetry};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Parser)]
+#[command(version, about = "Sweeps expired JWT revocation entries out of a MongoDB blacklist.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Function Compute HTTP protocol on 0.0.0.0:$FC_CUSTOM_LISTEN_PORT (else $PORT, else 9000).
+    Serve,
+    /// Run one sweep now and print the report JSON on stdout (logs go to stderr). Exit 1 on error.
+    Sweep {
+        /// Count what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Entries per batch (1..=100000; default CLEANUP_BATCH_SIZE).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        batch_size: Option<u32>,
+        /// Seconds after which no batch starts (1..=900; default CLEANUP_TIME_BUDGET_SECONDS).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=900))]
+        time_budget_seconds: Option<u64>,
+    },
+    /// GET /health on the local port; exit 0 when it answers 200 within 2 s, else 1. For Docker's HEALTHCHECK.
+    Healthcheck,
+    /// Insert a clearly labelled sample blacklist ("sample": true) into the configured collection.
+    SeedSample {
+        /// How many regular entries.
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// Percentage of them already expired.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
+        expired_percent: u8,
+        /// Also insert the edge cases (numeric expiries, one in the grace period, one without expiry).
+        #[arg(long)]
+        edge_cases: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(telemetry::json_requested());
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Healthcheck = command {
+        return healthcheck().await;
+    }
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            tracing::error!("configuration error: {e}");
+            eprintln!("jwt-token-cleaner: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Serve => serve(&settings).await,
+        Command::Sweep { dry_run, batch_size, time_budget_seconds } => {
+            let overrides = SweepOverrides { dry_run: Some(dry_run), batch_size, time_budget_seconds };
+            sweep_once(&settings, overrides).await
+        }
+        Command::SeedSample { count, expired_percent, edge_cases } => {
+            seed_sample(&settings, count, expired_percent, edge_cases).await
+        }
+        Command::Healthcheck => unreachable!("handled above"),
+    }
+}
+
+async fn serve(settings: &Settings) -> ExitCode {
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, port = settings.port, "cannot bind the port");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(port = app.port(), collection = %settings.sweep.collection, "listening on 0.0.0.0:{}", app.port());
+    match app.run_until_stopped(shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn store(settings: &Settings) -> MongoStore {
+    MongoStore::new(settings.db.clone(), &settings.sweep.collection, &settings.sweep.expires_field)
+}
+
+async fn sweep_once(settings: &Settings, overrides: SweepOverrides) -> ExitCode {
+    let options = SweepOptions::resolve(&settings.sweep, overrides);
+    let request_id = format!("cli-{}", uuid::Uuid::new_v4());
+    let store = store(settings);
+    let (json, code) = match sweep::run(&store, &options, &request_id).await {
+        Ok(report) => (report.to_json(), ExitCode::SUCCESS),
+        Err(failure) => (failure.to_json(chrono::Utc::now(), &request_id), ExitCode::FAILURE),
+    };
+    println!("{}", serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string()));
+    code
+}
+
+async fn seed_sample(settings: &Settings, count: u64, expired_percent: u8, edge_cases: bool) -> ExitCode {
+    let collection = match store(settings).raw_collection().await {
+        Ok(collection) => collection,
+        Err(e) => {
+            eprintln!("jwt-token-cleaner: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut result = sample::seed(&collection, count, expired_percent).await;
+    if edge_cases {
+        result = match (result, sample::seed_edge_cases(&collection).await) {
+            (Ok(a), Ok(b)) => Ok(sample::Seeded { inserted: a.inserted + b.inserted, expired: a.expired + b.expired }),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+    }
+    match result {
+        Ok(seeded) => {
+            eprintln!(
+                "seeded {} sample entries ({} expired) into {}.{}",
+                seeded.inserted, seeded.expired, settings.db.database, settings.sweep.collection
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("jwt-token-cleaner: seeding failed: {}", store(settings).describe(e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET of `/health` on 127.0.0.1, so the runtime image needs no curl or shell.
+async fn healthcheck() -> ExitCode {
+    let port = ["FC_CUSTOM_LISTEN_PORT", "PORT"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().and_then(|v| v.trim().parse::<u16>().ok()))
+        .unwrap_or(9000);
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        Ok::<bool, std::io::Error>(head.starts_with(b"HTTP/1.1 200"))
+    };
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+        Ok(Ok(true)) => ExitCode::SUCCESS,
+        Ok(Ok(false)) => {
+            eprintln!("healthcheck: /health on port {port} did not answer 200");
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("healthcheck: port {port}: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("healthcheck: port {port}: no answer within 2 s");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The invoke body: what FC hands us, parsed into sweep overrides.
+//!
+//! FC posts the raw payload as `application/octet-stream`, possibly empty. Accepted shapes:
+//! - empty (or only white space): a default sweep;
+//! - a JSON object of options (`dry_run`, `batch_size`, `time_budget_seconds`), as sent by a manual invoke;
+//! - a timer event `{"triggerTime","triggerName","payload"}` whose `payload` string may hold the same JSON options.
+//!   A payload that is not JSON is ignored with a log line (a cron payload is free text); other fields FC may add
+//!   to the event are ignored too.
+//!
+//! Anything else is an [`EventError`] (HTTP 400) and no sweep runs.
+
+use serde_json::{Map, Value};
+
+use crate::config::{MAX_BATCH_SIZE, MAX_TIME_BUDGET_SECONDS};
+use crate::sweep::SweepOverrides;
+
+/// Why an invoke body was refused. The message names the problem and is safe to echo.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EventError(pub String);
+
+const OPTIONS: [&str; 3] = ["dry_run", "batch_size", "time_budget_seconds"];
+const TIMER_FIELDS: [&str; 2] = ["triggerTime", "triggerName"];
+
+/// Parses an invoke body into sweep overrides.
+pub fn parse_invoke_body(body: &[u8]) -> Result<SweepOverrides, EventError> {
+    let text = std::str::from_utf8(body).map_err(|e| EventError(format!("body is not UTF-8 text: {e}")))?;
+    if text.trim().is_empty() {
+        return Ok(SweepOverrides::default());
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| EventError(format!("body is not valid JSON: {e}")))?;
+    let Value::Object(object) = value else {
+        return Err(EventError(format!("body must be a JSON object, got {}", kind(&value))));
+    };
+    if TIMER_FIELDS.iter().any(|f| object.contains_key(*f)) {
+        parse_timer_event(&object)
+    } else {
+        parse_options(&object, "body")
+    }
+}
+
+fn parse_timer_event(event: &Map<String, Value>) -> Result<SweepOverrides, EventError> {
+    if let Some(option) = OPTIONS.iter().find(|o| event.contains_key(**o)) {
+        return Err(EventError(format!("option {option:?} must go inside the timer event's payload, not beside it")));
+    }
+    for field in TIMER_FIELDS {
+        if let Some(value) = event.get(field) {
+            if !value.is_string() {
+                return Err(EventError(format!("timer event field {field:?} must be a string")));
+            }
+        }
+    }
+    match event.get("payload") {
+        None | Some(Value::Null) => Ok(SweepOverrides::default()),
+        Some(Value::Object(options)) => parse_options(options, "timer payload"),
+        Some(Value::String(payload)) if payload.trim().is_empty() => Ok(SweepOverrides::default()),
+        Some(Value::String(payload)) => match serde_json::from_str::<Value>(payload) {
+            Ok(Value::Object(options)) => parse_options(&options, "timer payload"),
+            Ok(other) => {
+                Err(EventError(format!("timer payload must be a JSON object of options, got {}", kind(&other))))
+            }
+            Err(_) => {
+                tracing::info!(payload_len = payload.len(), "timer payload is not JSON; running a default sweep");
+                Ok(SweepOverrides::default())
+            }
+        },
+        Some(other) => Err(EventError(format!("timer payload must be a string, got {}", kind(other)))),
+    }
+}
+
+fn parse_options(options: &Map<String, Value>, what: &str) -> Result<SweepOverrides, EventError> {
+    let mut overrides = SweepOverrides::default();
+    for (key, value) in options {
+        match key.as_str() {
+            "dry_run" => {
+                overrides.dry_run = Some(
+                    value
+                        .as_bool()
+                        .ok_or_else(|| EventError(format!("dry_run must be true or false, got {}", kind(value))))?,
+                )
+            }
+            "batch_size" => overrides.batch_size = Some(whole(value, "batch_size", MAX_BATCH_SIZE.into())? as u32),
+            "time_budget_seconds" => {
+                overrides.time_budget_seconds = Some(whole(value, "time_budget_seconds", MAX_TIME_BUDGET_SECONDS)?)
+            }
+            unknown => {
+                let shown: String = unknown.chars().take(64).collect();
+                return Err(EventError(format!(
+                    "unknown option {shown:?} in the {what}; accepted: dry_run, batch_size, time_budget_seconds"
+                )));
+            }
+        }
+    }
+    Ok(overrides)
+}
+
+fn whole(value: &Value, name: &str, max: u64) -> Result<u64, EventError> {
+    match value.as_u64() {
+        Some(v) if (1..=max).contains(&v) => Ok(v),
+        _ => Err(EventError(format!("{name} must be a whole number from 1 to {max}, got {}", shown(value)))),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Number(n) => {
+            let s = n.to_string();
+            if s.len() > 24 {
+                format!("{}...", &s[..24])
+            } else {
+                s
+            }
+        }
+        other => kind(other).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &str) -> SweepOverrides {
+        parse_invoke_body(body.as_bytes()).unwrap()
+    }
+    fn err(body: &[u8]) -> String {
+        parse_invoke_body(body).unwrap_err().0
+    }
+
+    #[test]
+    fn empty_and_blank_bodies_are_default_sweeps() {
+        assert_eq!(ok(""), SweepOverrides::default());
+        assert_eq!(ok(" \n\t"), SweepOverrides::default());
+        assert_eq!(ok("{}"), SweepOverrides::default());
+    }
+
+    #[test]
+    fn manual_options() {
+        let o = ok(r#"{"dry_run":true,"batch_size":100,"time_budget_seconds":5}"#);
+        assert_eq!(o, SweepOverrides { dry_run: Some(true), batch_size: Some(100), time_budget_seconds: Some(5) });
+    }
+
+    #[test]
+    fn timer_events() {
+        let base = r#"{"triggerTime":"2023-12-26T07:49:00Z","triggerName":"timer-trigger","payload":"#;
+        assert_eq!(ok(&format!("{base}\"\"}}")), SweepOverrides::default());
+        assert_eq!(ok(&format!("{base}\"hourly cleanup\"}}")), SweepOverrides::default());
+        let o = ok(&format!(r#"{base}"{{\"dry_run\":true}}"}}"#));
+        assert_eq!(o.dry_run, Some(true));
+        assert!(err(format!(r#"{base}"{{\"drop\":1}}"}}"#).as_bytes())
+            .contains("unknown option \"drop\" in the timer payload"));
+        assert!(err(format!(r#"{base}"[1]"}}"#).as_bytes()).contains("JSON object"));
+        assert!(err(br#"{"triggerName":"t","dry_run":true}"#).contains("inside the timer event's payload"));
+        assert_eq!(ok(r#"{"triggerName":"t","payload":null,"extra":1}"#), SweepOverrides::default());
+    }
+
+    #[test]
+    fn bad_bodies_name_the_problem() {
+        assert!(err(b"not json").starts_with("body is not valid JSON"));
+        assert!(err(b"[1,2]").contains("JSON object, got an array"));
+        assert!(err(b"null").contains("got null"));
+        assert!(err(b"\xff\xfe").starts_with("body is not UTF-8"));
+        assert!(err(br#"{"dry_run":"yes"}"#).contains("dry_run must be true or false, got a string"));
+        assert!(err(br#"{"batch_size":0}"#).contains("batch_size must be a whole number from 1 to 100000, got 0"));
+        assert!(err(br#"{"batch_size":100001}"#).contains("batch_size"));
+        assert!(err(br#"{"batch_size":1.5}"#).contains("batch_size"));
+        assert!(err(br#"{"batch_size":-3}"#).contains("batch_size"));
+        assert!(err(br#"{"batch_size":1e400}"#).starts_with("body is not valid JSON"));
+        assert!(err(br#"{"time_budget_seconds":901}"#).contains("time_budget_seconds"));
+        assert!(err(br#"{"collection":"users"}"#).contains("unknown option \"collection\""));
+        assert!(err(br#"{"database":"admin"}"#).contains("unknown option"));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = "[".repeat(100_000);
+        assert!(err(deep.as_bytes()).starts_with("body is not valid JSON"));
+    }
+}

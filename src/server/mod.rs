@@ -1,0 +1,105 @@
+//! The HTTP server FC talks to: routes, state, start-up and graceful shutdown.
+//!
+//! As in zero2prod, [`Application::build`] binds the listener (port 0 picks a free port for tests) and
+//! [`Application::run_until_stopped`] serves until the shutdown future completes (SIGTERM or SIGINT in the
+//! binary), letting the invocation in flight finish.
+
+pub mod event;
+pub mod fc;
+pub mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::{Settings, SweepSettings};
+use crate::store::mongo::MongoStore;
+use crate::store::BlacklistStore;
+
+/// Request bodies larger than this are refused (413) before they are read: a timer payload is at most 128 KB.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Where the blacklist lives.
+    pub store: Arc<dyn BlacklistStore>,
+    /// Sweep defaults.
+    pub sweep: SweepSettings,
+}
+
+/// The routes, with `x-fc-status` on every answer.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/invoke", post(routes::invoke::invoke))
+        .route("/initialize", post(routes::initialize::initialize))
+        .route("/pre-stop", get(routes::pre_stop::pre_stop))
+        .route("/health", get(routes::health::health))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(fc::set_fc_status))
+        .with_state(state)
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    /// Builds the store from `settings` and binds `0.0.0.0:settings.port`.
+    pub async fn build(settings: &Settings) -> std::io::Result<Self> {
+        let store = MongoStore::new(settings.db.clone(), &settings.sweep.collection, &settings.sweep.expires_field);
+        Self::with_store(settings, Arc::new(store)).await
+    }
+
+    /// Binds `0.0.0.0:settings.port` with a given store.
+    pub async fn with_store(settings: &Settings, store: Arc<dyn BlacklistStore>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], settings.port))).await?;
+        let router = router(AppState { store, sweep: settings.sweep.clone() });
+        Ok(Self { listener, router })
+    }
+
+    /// The port really bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight finish.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await
+    }
+}
+
+/// Completes on SIGTERM (FC stopping the instance) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        _ = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -1,0 +1,63 @@
+//! `POST /invoke`: one sweep per call (timer trigger or manual invoke).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use chrono::Utc;
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::server::event::parse_invoke_body;
+use crate::server::fc::{json_response, request_id};
+use crate::server::AppState;
+use crate::sweep::report::error_json;
+use crate::sweep::{self, SweepOptions};
+
+/// Parses the body, runs the sweep and answers the report: 200 on success, 400 on a bad body (nothing deleted),
+/// 503 when the database cannot be reached, 500 on any other failure.
+pub async fn invoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let id = request_id(&headers);
+    let span = tracing::info_span!("invoke", request_id = %id);
+    async move {
+        tracing::info!("FC Invoke Start RequestId: {id}");
+        let response = run(&state, body, &id).await;
+        tracing::info!(status = response.status().as_u16(), "FC Invoke End RequestId: {id}");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run(state: &AppState, body: Result<Bytes, BytesRejection>, id: &str) -> Response {
+    let started = Utc::now();
+    let refuse = |status: StatusCode, error: String| {
+        tracing::warn!(%error, "invoke refused");
+        json_response(status, error_json("Invalid invoke request", &error, 0, started, id, json!({})))
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return refuse(rejection.status(), format!("cannot read the body: {}", rejection.body_text()))
+        }
+    };
+    let overrides = match parse_invoke_body(&body) {
+        Ok(overrides) => overrides,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.0),
+    };
+    let options = SweepOptions::resolve(&state.sweep, overrides);
+    match sweep::run(state.store.as_ref(), &options, id).await {
+        Ok(report) => json_response(StatusCode::OK, report.to_json()),
+        Err(failure) => {
+            tracing::error!(error = %failure.error, cleaned = failure.cleaned_count, "sweep failed");
+            let status =
+                if failure.unreachable { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
+            json_response(status, failure.to_json(started, id))
+        }
+    }
+}

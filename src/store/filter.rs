@@ -1,0 +1,86 @@
+//! Turns an [`ExpiryRange`] into the MongoDB filter and the measuring pipeline, shared by every backend.
+
+use mongodb::bson::{doc, Bson, DateTime, Document};
+
+use super::{ExpiryRange, Lane};
+
+/// The BSON value of a position on a lane: a Date, or seconds (an integer when whole, else a double).
+pub fn bound(lane: Lane, ms: i64) -> Bson {
+    match lane {
+        Lane::Date => Bson::DateTime(DateTime::from_millis(ms)),
+        Lane::Seconds if ms.rem_euclid(1000) == 0 => Bson::Int64(ms / 1000),
+        Lane::Seconds => Bson::Double(ms as f64 / 1000.0),
+    }
+}
+
+/// `{field: {$gte: lo, $lt: hi, $not: {$type: "array"}}}`. Type bracketing keeps a Date range to Dates and a
+/// numeric range to numbers; missing fields, nulls, strings and NaN never match. Arrays are excluded explicitly:
+/// MongoDB would match `[1, 2]` against a range through its elements, and an array is no provable expiry.
+pub fn range_filter(field: &str, range: &ExpiryRange) -> Document {
+    let mut cond = Document::new();
+    let lo = range.lo_ms.max(range.lane.floor_ms());
+    cond.insert("$gte", bound(range.lane, lo));
+    cond.insert("$lt", bound(range.lane, range.hi_ms));
+    cond.insert("$not", doc! { "$type": "array" });
+    doc! { field: cond }
+}
+
+/// `[{$match: range}, {$group: {_id: null, count, bytes: {$sum: {$bsonSize: "$$ROOT"}}}}]`.
+pub fn measure_pipeline(field: &str, range: &ExpiryRange) -> Vec<Document> {
+    vec![
+        doc! { "$match": range_filter(field, range) },
+        doc! { "$group": {
+            "_id": Bson::Null,
+            "count": { "$sum": 1 },
+            "bytes": { "$sum": { "$bsonSize": "$$ROOT" } },
+        } },
+    ]
+}
+
+/// Reads a whole number out of a server answer, whatever numeric type it came as.
+pub fn as_u64(value: Option<&Bson>) -> Option<u64> {
+    match value? {
+        Bson::Int32(v) => u64::try_from(*v).ok(),
+        Bson::Int64(v) => u64::try_from(*v).ok(),
+        Bson::Double(v) if v.fract() == 0.0 && *v >= 0.0 && *v < 1.8e19 => Some(*v as u64),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_range_starts_at_the_year_one() {
+        let r = ExpiryRange { lane: Lane::Date, lo_ms: i64::MIN, hi_ms: 1_000 };
+        let floor = DateTime::from_millis(super::super::DATE_FLOOR_MS);
+        assert_eq!(
+            range_filter("exp", &r),
+            doc! { "exp": { "$gte": floor, "$lt": DateTime::from_millis(1_000), "$not": { "$type": "array" } } }
+        );
+        assert_eq!(floor.try_to_rfc3339_string().unwrap(), "0001-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn seconds_range_has_zero_floor_and_whole_or_fractional_bounds() {
+        let r = ExpiryRange { lane: Lane::Seconds, lo_ms: 0, hi_ms: 1_700_000_000_500 };
+        assert_eq!(
+            range_filter("e", &r),
+            doc! { "e": { "$gte": 0_i64, "$lt": 1_700_000_000.5_f64, "$not": { "$type": "array" } } }
+        );
+        let r = ExpiryRange { lane: Lane::Seconds, lo_ms: 2_000, hi_ms: 3_000 };
+        assert_eq!(range_filter("e", &r), doc! { "e": { "$gte": 2_i64, "$lt": 3_i64, "$not": { "$type": "array" } } });
+    }
+
+    #[test]
+    fn numbers_from_answers() {
+        assert_eq!(as_u64(Some(&Bson::Int32(5))), Some(5));
+        assert_eq!(as_u64(Some(&Bson::Int64(7))), Some(7));
+        assert_eq!(as_u64(Some(&Bson::Double(9.0))), Some(9));
+        assert_eq!(as_u64(Some(&Bson::Double(9.5))), None);
+        assert_eq!(as_u64(Some(&Bson::Int32(-1))), None);
+        assert_eq!(as_u64(Some(&Bson::String("5".into()))), None);
+        assert_eq!(as_u64(None), None);
+    }
+}

@@ -1,0 +1,112 @@
+//! Storage: the one trait the sweep talks to, and the pieces every implementation shares.
+//!
+//! The sweep never builds a query itself. It asks a [`BlacklistStore`] to *measure* and to *delete* an
+//! [`ExpiryRange`], a half-open interval of one [`Lane`] of expiry values, and to report collection statistics.
+//! [`filter`] turns a range into the MongoDB filter and pipeline both backends send; [`mongo`] is the direct
+//! driver backend.
+
+pub mod filter;
+pub mod mongo;
+
+use async_trait::async_trait;
+
+/// How an entry stores its expiry. BSON compares values only within a type bracket, so each lane is swept
+/// separately: one `$lt` on a Date would never match a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// A BSON Date.
+    Date,
+    /// A number of seconds since the epoch (JWT `exp` style); int, long or double, never negative or NaN.
+    Seconds,
+}
+
+impl Lane {
+    /// Both lanes, in sweep order.
+    pub const ALL: [Lane; 2] = [Lane::Date, Lane::Seconds];
+
+    /// The smallest step a range of this lane can shrink to, in milliseconds.
+    pub fn unit_ms(self) -> i64 {
+        match self {
+            Lane::Date => 1,
+            Lane::Seconds => 1000,
+        }
+    }
+
+    /// The lowest expiry this lane sweeps, in milliseconds since the epoch. Dates before the year 1 are not
+    /// representable by every MongoDB-compatible server (nor by the tools that read their output), and numeric
+    /// expiries below zero (and NaN) are not valid JWT `exp` values: neither is ever swept.
+    pub fn floor_ms(self) -> i64 {
+        match self {
+            Lane::Date => DATE_FLOOR_MS,
+            Lane::Seconds => 0,
+        }
+    }
+}
+
+/// 0001-01-01T00:00:00Z in milliseconds since the epoch.
+pub const DATE_FLOOR_MS: i64 = -62_135_596_800_000;
+
+/// Entries of one lane whose expiry lies in `[lo_ms, hi_ms)`, in milliseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiryRange {
+    /// The lane (BSON type bracket).
+    pub lane: Lane,
+    /// Inclusive lower bound (never below the lane's floor).
+    pub lo_ms: i64,
+    /// Exclusive upper bound; never later than the sweep's cutoff.
+    pub hi_ms: i64,
+}
+
+/// Count and exact BSON size of the entries in a range.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Measure {
+    /// Number of entries.
+    pub count: u64,
+    /// Sum of the BSON sizes of those entries (`$bsonSize`).
+    pub bytes: u64,
+}
+
+/// Collection-wide numbers, from the server's statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CollectionStats {
+    /// Number of entries.
+    pub count: u64,
+    /// Uncompressed BSON size of all entries.
+    pub size_bytes: u64,
+}
+
+/// Why a storage call failed. Messages never contain credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached (connection refused, server selection timed out, DNS).
+    #[error("database unreachable: {0}")]
+    Unreachable(String),
+    /// The store refused our credentials.
+    #[error("database authentication failed: {0}")]
+    Auth(String),
+    /// The store answered, but with an error or something we could not read.
+    #[error("database error: {0}")]
+    Query(String),
+}
+
+/// The storage a sweep runs against. Implementations must be safe to call from concurrent sweeps.
+#[async_trait]
+pub trait BlacklistStore: Send + Sync {
+    /// Short name for reports and logs (`"mongodb"`, `"http_api"`).
+    fn backend(&self) -> &'static str;
+
+    /// Connects and checks that the blacklist can be read.
+    async fn check(&self) -> Result<(), StoreError>;
+
+    /// Collection statistics.
+    async fn stats(&self) -> Result<CollectionStats, StoreError>;
+
+    /// Count and exact BSON size of the entries in `range`.
+    async fn measure(&self, range: &ExpiryRange) -> Result<Measure, StoreError>;
+
+    /// Deletes the entries in `range`; returns how many this call really deleted.
+    async fn delete(&self, range: &ExpiryRange) -> Result<u64, StoreError>;
+
+    /// Counts the entries in `range` (cheaper than [`measure`](Self::measure) where the server can use the index).
+    async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,175 @@
+//! The direct MongoDB backend, through the official driver.
+//!
+//! The client is created on first use and then kept: its connection pool survives between invocations and
+//! reconnects by itself after the server comes back. Server selection and connect timeouts are short
+//! (`DB_TIMEOUT_SECONDS`), so an unreachable database fails well inside the sweep's time budget.
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, Document};
+use mongodb::error::{Error as MongoError, ErrorKind};
+use mongodb::options::{ClientOptions, Credential};
+use mongodb::{Client, Collection};
+use tokio::sync::OnceCell;
+
+use super::filter::{as_u64, measure_pipeline, range_filter};
+use super::{BlacklistStore, CollectionStats, ExpiryRange, Measure, StoreError};
+use crate::config::{DbSettings, Secret};
+
+/// The blacklist collection reached through a direct MongoDB connection.
+pub struct MongoStore {
+    settings: DbSettings,
+    collection_name: String,
+    field: String,
+    client: OnceCell<Client>,
+}
+
+impl MongoStore {
+    /// A store for `collection` in the configured database; nothing is connected until the first call.
+    pub fn new(settings: DbSettings, collection: &str, expires_field: &str) -> Self {
+        Self {
+            settings,
+            collection_name: collection.to_string(),
+            field: expires_field.to_string(),
+            client: OnceCell::new(),
+        }
+    }
+
+    async fn client(&self) -> Result<&Client, StoreError> {
+        self.client
+            .get_or_try_init(|| async {
+                let mut options =
+                    ClientOptions::parse(self.settings.uri.expose()).await.map_err(|e| self.classify(e))?;
+                options.app_name = Some("jwt-token-cleaner".into());
+                options.server_selection_timeout = Some(self.settings.timeout);
+                options.connect_timeout = Some(self.settings.timeout);
+                if let Some(account) = &self.settings.account {
+                    let mut credential = options.credential.take().unwrap_or_else(|| Credential::builder().build());
+                    credential.username = Some(account.clone());
+                    credential.password = self.settings.password.as_ref().map(|p| p.expose().to_string());
+                    options.credential = Some(credential);
+                }
+                Client::with_options(options).map_err(|e| self.classify(e))
+            })
+            .await
+    }
+
+    /// The blacklist collection itself, for tools that seed or inspect it (not used by the sweep).
+    pub async fn raw_collection(&self) -> Result<Collection<Document>, StoreError> {
+        Ok(self.client().await?.database(&self.settings.database).collection(&self.collection_name))
+    }
+
+    /// A driver error as a message without secrets.
+    pub fn describe(&self, error: MongoError) -> String {
+        self.classify(error).to_string()
+    }
+
+    /// Maps a driver error to a [`StoreError`] whose message carries no secret.
+    fn classify(&self, error: MongoError) -> StoreError {
+        // The kind alone: the full error also dumps the raw server reply.
+        let message = match &*error.kind {
+            ErrorKind::Command(c) => format!("{} ({}): {}", c.code_name, c.code, c.message),
+            kind => kind.to_string(),
+        };
+        let message = scrub(&message, &self.secrets());
+        match *error.kind {
+            ErrorKind::ServerSelection { .. } | ErrorKind::Io(_) | ErrorKind::DnsResolve { .. } => {
+                StoreError::Unreachable(message)
+            }
+            ErrorKind::Authentication { .. } => StoreError::Auth(message),
+            ErrorKind::InvalidArgument { .. } => StoreError::Query(format!("DB_URI or options rejected: {message}")),
+            _ => StoreError::Query(message),
+        }
+    }
+
+    fn secrets(&self) -> Vec<Secret> {
+        let mut secrets: Vec<Secret> = self.settings.password.iter().cloned().collect();
+        if let Some(password) = uri_password(self.settings.uri.expose()) {
+            secrets.push(Secret::new(password));
+        }
+        secrets
+    }
+}
+
+/// The password part of a connection string, if any.
+fn uri_password(uri: &str) -> Option<String> {
+    let rest = &uri[uri.find("://")? + 3..];
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let userinfo = &authority[..authority.rfind('@')?];
+    userinfo.split_once(':').map(|(_, password)| password.to_string()).filter(|p| !p.is_empty())
+}
+
+/// Removes every secret value from a message.
+fn scrub(message: &str, secrets: &[Secret]) -> String {
+    secrets.iter().filter(|s| !s.expose().is_empty()).fold(message.to_string(), |m, s| m.replace(s.expose(), "****"))
+}
+
+#[async_trait::async_trait]
+impl BlacklistStore for MongoStore {
+    fn backend(&self) -> &'static str {
+        "mongodb"
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        let db = self.client().await?.database(&self.settings.database);
+        db.list_collection_names()
+            .filter(doc! { "name": &self.collection_name })
+            .await
+            .map_err(|e| self.classify(e))?;
+        Ok(())
+    }
+
+    async fn stats(&self) -> Result<CollectionStats, StoreError> {
+        let db = self.client().await?.database(&self.settings.database);
+        match db.run_command(doc! { "collStats": &self.collection_name }).await {
+            Ok(answer) => Ok(CollectionStats {
+                count: as_u64(answer.get("count")).unwrap_or(0),
+                size_bytes: as_u64(answer.get("size")).unwrap_or(0),
+            }),
+            // Older servers answer NamespaceNotFound for a collection that does not exist yet.
+            Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if c.code == 26) => Ok(CollectionStats::default()),
+            Err(e) => Err(self.classify(e)),
+        }
+    }
+
+    async fn measure(&self, range: &ExpiryRange) -> Result<Measure, StoreError> {
+        let collection = self.raw_collection().await?;
+        let mut cursor =
+            collection.aggregate(measure_pipeline(&self.field, range)).await.map_err(|e| self.classify(e))?;
+        let Some(row) = cursor.try_next().await.map_err(|e| self.classify(e))? else {
+            return Ok(Measure::default());
+        };
+        match (as_u64(row.get("count")), as_u64(row.get("bytes"))) {
+            (Some(count), Some(bytes)) => Ok(Measure { count, bytes }),
+            _ => Err(StoreError::Query(format!("unexpected $group answer: {row}"))),
+        }
+    }
+
+    async fn delete(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
+        let collection = self.raw_collection().await?;
+        let result = collection.delete_many(range_filter(&self.field, range)).await.map_err(|e| self.classify(e))?;
+        Ok(result.deleted_count)
+    }
+
+    async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
+        let collection = self.raw_collection().await?;
+        collection.count_documents(range_filter(&self.field, range)).await.map_err(|e| self.classify(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_uri_password() {
+        assert_eq!(uri_password("mongodb://u:p%40ss@h:1/db").as_deref(), Some("p%40ss"));
+        assert_eq!(uri_password("mongodb://u@h/db"), None);
+        assert_eq!(uri_password("mongodb://h/db?x=a@b"), None);
+    }
+
+    #[test]
+    fn scrub_removes_secrets() {
+        let secrets = [Secret::new("hunter2"), Secret::new("")];
+        assert_eq!(scrub("auth with hunter2 failed", &secrets), "auth with **** failed");
+    }
+}

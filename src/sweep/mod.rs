@@ -1,0 +1,160 @@
+//! The sweep: removes provably expired blacklist entries in bounded batches, storage-agnostic.
+//!
+//! An entry is expired when its expiry, a BSON Date or a number of seconds since the epoch, lies before
+//! `now - grace`. Each [`Lane`] (Date, seconds) is walked from that cutoff towards the past in windows of
+//! expiry values ([`window`]); each window with entries is one batch: measured (count and exact BSON bytes), then
+//! deleted by the same range. Entries with a missing, null, negative, NaN or non-date/non-number expiry never fall
+//! in any range, so they are never deleted. No batch starts once the time budget is spent; the next run picks up
+//! whatever is left, and because every batch is a range delete, concurrent or repeated runs converge on the same
+//! state and each counts only what its own deletes removed.
+
+pub mod options;
+pub mod report;
+pub mod window;
+
+use std::time::Instant;
+
+use chrono::Utc;
+
+pub use options::{SweepOptions, SweepOverrides};
+pub use report::{SweepFailure, SweepReport};
+
+use crate::store::{BlacklistStore, ExpiryRange, Lane, StoreError};
+use window::Window;
+
+/// The first window of each lane: a minute of expiries below the cutoff. Later windows follow the density.
+const INITIAL_WINDOW_MS: i64 = 60_000;
+
+/// Running totals of one sweep, kept so that a failure can still report what was really done.
+#[derive(Debug, Default)]
+struct Tally {
+    cleaned: u64,
+    bytes: u64,
+    exact: bool,
+    batches: u64,
+    would_clean: u64,
+    would_free: u64,
+}
+
+/// Runs one sweep against `store`.
+pub async fn run(
+    store: &dyn BlacklistStore,
+    options: &SweepOptions,
+    request_id: &str,
+) -> Result<SweepReport, SweepFailure> {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let grace_ms = i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX);
+    let cutoff_ms = started_at.timestamp_millis().saturating_sub(grace_ms);
+    let mut tally = Tally { exact: true, ..Tally::default() };
+
+    let fail = |tally: &Tally, error: StoreError| SweepFailure {
+        unreachable: matches!(error, StoreError::Unreachable(_)),
+        error: error.to_string(),
+        cleaned_count: tally.cleaned,
+        memory_saved_bytes: tally.bytes,
+        batches: tally.batches,
+        backend: store.backend().to_string(),
+    };
+
+    let before = store.stats().await.map_err(|e| fail(&tally, e))?;
+    let mut complete = true;
+    let mut left: Vec<ExpiryRange> = Vec::new();
+    for lane in Lane::ALL {
+        match sweep_lane(store, options, lane, cutoff_ms, started, &mut tally).await {
+            Ok(None) => {}
+            Ok(Some(rest)) => {
+                complete = false;
+                left.push(rest);
+            }
+            Err(e) => return Err(fail(&tally, e)),
+        }
+    }
+    // What is left: the unswept part of each lane (in a dry run, everything counted, plus what was not reached).
+    let mut expired_remaining = 0;
+    for range in &left {
+        expired_remaining += store.count(range).await.map_err(|e| fail(&tally, e))?;
+    }
+    if options.dry_run {
+        expired_remaining += tally.would_clean;
+    }
+    let after = store.stats().await.map_err(|e| fail(&tally, e))?;
+
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(
+        cleaned = tally.cleaned,
+        bytes = tally.bytes,
+        batches = tally.batches,
+        complete,
+        dry_run = options.dry_run,
+        duration_ms,
+        "sweep finished"
+    );
+    Ok(SweepReport {
+        success: true,
+        cleaned_count: tally.cleaned,
+        remaining_tokens: after.count,
+        estimated_memory_usage: after.size_bytes,
+        memory_saved_bytes: tally.bytes,
+        memory_saved_mb: report::megabytes(tally.bytes),
+        memory_saved_exact: tally.exact,
+        timestamp: report::rfc3339(started_at),
+        execution_time: report::execution_time(started_at),
+        total_tokens_before: before.count,
+        expired_remaining,
+        complete,
+        batches: tally.batches,
+        dry_run: options.dry_run,
+        would_clean_count: tally.would_clean,
+        would_free_bytes: tally.would_free,
+        backend: store.backend().to_string(),
+        duration_ms,
+        request_id: request_id.to_string(),
+    })
+}
+
+/// Sweeps one lane. Returns the part of the lane left unswept when the budget ran out, or `None` when the lane is
+/// done.
+async fn sweep_lane(
+    store: &dyn BlacklistStore,
+    options: &SweepOptions,
+    lane: Lane,
+    cutoff_ms: i64,
+    started: Instant,
+    tally: &mut Tally,
+) -> Result<Option<ExpiryRange>, StoreError> {
+    let mut window = Window::new(lane, cutoff_ms, INITIAL_WINDOW_MS, options.batch_size);
+    loop {
+        let range = window.range();
+        if started.elapsed() >= options.time_budget {
+            return Ok(Some(ExpiryRange { lane, lo_ms: lane.floor_ms(), hi_ms: range.hi_ms }));
+        }
+        let measured = store.measure(&range).await?;
+        if window.too_crowded(measured.count) {
+            window.shrink(measured.count);
+            continue;
+        }
+        if measured.count > 0 {
+            tally.batches += 1;
+            if options.dry_run {
+                tally.would_clean += measured.count;
+                tally.would_free += measured.bytes;
+            } else {
+                let deleted = store.delete(&range).await?;
+                tally.cleaned += deleted;
+                if deleted == measured.count {
+                    tally.bytes += measured.bytes;
+                } else {
+                    // Another writer changed the range between the two calls: pro-rate this batch's bytes.
+                    tally.exact = false;
+                    tally.bytes += measured.bytes.saturating_mul(deleted) / measured.count;
+                }
+                tracing::debug!(?lane, lo = range.lo_ms, hi = range.hi_ms, deleted, "batch deleted");
+            }
+        }
+        if window.is_last() {
+            return Ok(None);
+        }
+        window.advance(measured.count);
+    }
+}

@@ -1,0 +1,42 @@
+//! What one sweep does: the configured defaults with the overrides an invocation may bring.
+
+use std::time::Duration;
+
+use crate::config::SweepSettings;
+
+/// Overrides an invocation may carry (`dry_run`, `batch_size`, `time_budget_seconds`). They can never choose
+/// the database, the collection or the field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepOverrides {
+    /// Count what would go, delete nothing.
+    pub dry_run: Option<bool>,
+    /// Entries per batch, 1..=100000.
+    pub batch_size: Option<u32>,
+    /// Seconds after which no batch starts, 1..=900.
+    pub time_budget_seconds: Option<u64>,
+}
+
+/// The resolved options of one sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepOptions {
+    /// Count only.
+    pub dry_run: bool,
+    /// Entries per batch.
+    pub batch_size: u32,
+    /// No batch starts after this much time.
+    pub time_budget: Duration,
+    /// An entry goes once its expiry is this far in the past.
+    pub grace: Duration,
+}
+
+impl SweepOptions {
+    /// The configured defaults with `overrides` applied.
+    pub fn resolve(settings: &SweepSettings, overrides: SweepOverrides) -> Self {
+        Self {
+            dry_run: overrides.dry_run.unwrap_or(false),
+            batch_size: overrides.batch_size.unwrap_or(settings.batch_size),
+            time_budget: overrides.time_budget_seconds.map(Duration::from_secs).unwrap_or(settings.time_budget),
+            grace: settings.grace,
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The report of a sweep and the JSON envelopes it is answered in (the seed service's shape).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// What a finished sweep did and what it left.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SweepReport {
+    /// Always true in a report; failures are a [`SweepFailure`].
+    pub success: bool,
+    /// Entries this run really deleted (the servers' `deletedCount`s, summed).
+    pub cleaned_count: u64,
+    /// Entries in the collection after the run.
+    pub remaining_tokens: u64,
+    /// BSON bytes of the entries that remain (collection statistics).
+    pub estimated_memory_usage: u64,
+    /// Exact BSON size of the entries deleted (a `$bsonSize` sum over each batch's range).
+    pub memory_saved_bytes: u64,
+    /// `memory_saved_bytes` in MiB, two decimals.
+    pub memory_saved_mb: f64,
+    /// False only when a concurrent writer changed a batch between measuring and deleting it; the bytes of
+    /// that batch are then pro-rated by the count really deleted.
+    pub memory_saved_exact: bool,
+    /// Start of the run, RFC 3339 UTC.
+    pub timestamp: String,
+    /// Start of the run, `YYYY-MM-DD HH:MM:SS` UTC.
+    pub execution_time: String,
+    /// Entries in the collection before the run.
+    pub total_tokens_before: u64,
+    /// Expired entries still in the collection after the run (0 when `complete`).
+    pub expired_remaining: u64,
+    /// True when every expired entry was swept (or, in a dry run, counted).
+    pub complete: bool,
+    /// Batches (windows with entries) processed.
+    pub batches: u64,
+    /// True when nothing was deleted on purpose.
+    pub dry_run: bool,
+    /// In a dry run: entries that would be deleted; otherwise 0.
+    pub would_clean_count: u64,
+    /// In a dry run: bytes that would be freed; otherwise 0.
+    pub would_free_bytes: u64,
+    /// Which storage did the work.
+    pub backend: String,
+    /// Wall time of the run.
+    pub duration_ms: u64,
+    /// The invocation's request id.
+    pub request_id: String,
+}
+
+/// A sweep that stopped on an error, with what it had really done before.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepFailure {
+    /// What went wrong, without secrets.
+    pub error: String,
+    /// Entries really deleted before the failure.
+    pub cleaned_count: u64,
+    /// Bytes of those entries.
+    pub memory_saved_bytes: u64,
+    /// Batches completed before the failure.
+    pub batches: u64,
+    /// The storage that failed.
+    pub backend: String,
+    /// True when the storage could not be reached at all (FC answer 503 rather than 500).
+    pub unreachable: bool,
+}
+
+/// `2024-01-15T10:30:00Z`.
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// `2024-01-15 10:30:00`.
+pub fn execution_time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// Bytes as MiB with two decimals.
+pub fn megabytes(bytes: u64) -> f64 {
+    (bytes as f64 / 1_048_576.0 * 100.0).round() / 100.0
+}
+
+impl SweepReport {
+    /// The one-line summary.
+    pub fn message(&self) -> String {
+        let mut message = if self.dry_run {
+            format!("Dry run: {} expired tokens would be cleaned", self.would_clean_count)
+        } else {
+            format!("Cleaned {} expired tokens", self.cleaned_count)
+        };
+        if !self.complete {
+            message.push_str(&format!(
+                " (time budget spent; {} expired tokens remain for the next run)",
+                self.expired_remaining
+            ));
+        }
+        message
+    }
+
+    /// `{"status":"success","message":...,"data":{...}}`.
+    pub fn to_json(&self) -> Value {
+        json!({ "status": "success", "message": self.message(), "data": self })
+    }
+}
+
+/// The error envelope: `{"status":"error","message","error","data":{"success":false,...}}`.
+pub fn error_json(
+    message: &str,
+    error: &str,
+    cleaned_count: u64,
+    at: DateTime<Utc>,
+    request_id: &str,
+    extra: Value,
+) -> Value {
+    let mut data = json!({
+        "success": false,
+        "error": error,
+        "cleaned_count": cleaned_count,
+        "timestamp": rfc3339(at),
+        "execution_time": execution_time(at),
+        "request_id": request_id,
+    });
+    if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), extra) {
+        data.extend(extra);
+    }
+    json!({ "status": "error", "message": message, "error": error, "data": data })
+}
+
+impl SweepFailure {
+    /// The error envelope for this failure.
+    pub fn to_json(&self, started: DateTime<Utc>, request_id: &str) -> Value {
+        error_json(
+            &format!("Cleanup failed after cleaning {} expired tokens", self.cleaned_count),
+            &self.error,
+            self.cleaned_count,
+            started,
+            request_id,
+            json!({
+                "memory_saved_bytes": self.memory_saved_bytes,
+                "batches": self.batches,
+                "backend": self.backend,
+            }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn formats() {
+        let at = Utc.with_ymd_and_hms(2024, 1, 15, 10, 30, 0).unwrap();
+        assert_eq!(rfc3339(at), "2024-01-15T10:30:00Z");
+        assert_eq!(execution_time(at), "2024-01-15 10:30:00");
+        assert_eq!(megabytes(7500), 0.01);
+        assert_eq!(megabytes(3 * 1_048_576 / 2), 1.5);
+    }
+
+    #[test]
+    fn error_envelope_shape() {
+        let at = Utc.with_ymd_and_hms(2024, 1, 15, 10, 30, 0).unwrap();
+        let v = error_json("m", "e", 3, at, "rid", json!({"batches": 1}));
+        assert_eq!(v["status"], "error");
+        assert_eq!(v["message"], "m");
+        assert_eq!(v["error"], "e");
+        assert_eq!(v["data"]["success"], false);
+        assert_eq!(v["data"]["cleaned_count"], 3);
+        assert_eq!(v["data"]["timestamp"], "2024-01-15T10:30:00Z");
+        assert_eq!(v["data"]["batches"], 1);
+    }
+}

@@ -1,0 +1,75 @@
+//! /health, /initialize, /pre-stop, unknown routes, and a database that cannot be reached.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+
+use crate::helpers::{dead_db_uri, settings_from, TestApp, TestDb};
+
+#[tokio::test]
+async fn health_answers_without_touching_the_database() {
+    let env = [("DB_URI", dead_db_uri()), ("DB_NAME", "x".into()), ("PORT", "0".into())];
+    let app = TestApp::spawn(&settings_from(env.into_iter().map(|(k, v)| (k.to_string(), v)).collect())).await;
+    let started = Instant::now();
+    let answer = app.call(Method::GET, "/health", "".into(), None).await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.fc_status.as_deref(), Some("200"));
+    assert_eq!(answer.json, serde_json::json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn pre_stop_and_unknown_routes_carry_x_fc_status() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db.settings(&[])).await;
+    let answer = app.call(Method::GET, "/pre-stop", "".into(), Some("r1")).await;
+    assert_eq!((answer.status, answer.fc_status.as_deref()), (200, Some("200")));
+    let answer = app.call(Method::GET, "/nope", "".into(), None).await;
+    assert_eq!((answer.status, answer.fc_status.as_deref()), (404, Some("404")));
+    let answer = app.call(Method::GET, "/invoke", "".into(), None).await;
+    assert_eq!((answer.status, answer.fc_status.as_deref()), (405, Some("405")));
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn initialize_checks_the_database() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db.settings(&[])).await;
+    let answer = app.call(Method::POST, "/initialize", "".into(), Some("init-1")).await;
+    assert_eq!((answer.status, answer.fc_status.as_deref()), (200, Some("200")), "{}", answer.json);
+    assert_eq!(answer.json["backend"], "mongodb");
+    db.drop_db().await;
+}
+
+fn dead_settings() -> jwt_token_cleaner::config::Settings {
+    let env =
+        [("DB_URI", dead_db_uri()), ("DB_NAME", "x".into()), ("PORT", "0".into()), ("DB_TIMEOUT_SECONDS", "1".into())];
+    settings_from(env.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+#[tokio::test]
+async fn initialize_with_the_database_down_is_a_503() {
+    let app = TestApp::spawn(&dead_settings()).await;
+    let answer = app.call(Method::POST, "/initialize", "".into(), Some("init-2")).await;
+    assert_eq!((answer.status, answer.fc_status.as_deref()), (503, Some("503")), "{}", answer.json);
+    assert_eq!(answer.json["status"], "error");
+    assert!(answer.json["error"].as_str().unwrap().contains("unreachable"), "{}", answer.json);
+}
+
+#[tokio::test]
+async fn invoke_with_the_database_down_answers_an_error_within_the_budget() {
+    let app = TestApp::spawn(&dead_settings()).await;
+    let started = Instant::now();
+    let answer = app.invoke("").await;
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!((answer.status, answer.fc_status.as_deref()), (503, Some("503")), "{}", answer.json);
+    let json = &answer.json;
+    assert_eq!(json["status"], "error");
+    assert!(json["message"].as_str().unwrap().starts_with("Cleanup failed"), "{json}");
+    assert!(json["error"].as_str().unwrap().starts_with("database unreachable"), "{json}");
+    assert_eq!(json["data"]["success"], false);
+    assert_eq!(json["data"]["cleaned_count"], 0);
+    assert_eq!(json["data"]["error"], json["error"]);
+    assert_eq!(json["data"]["request_id"], "test-request-1");
+    assert!(json["data"]["timestamp"].as_str().unwrap().ends_with('Z'));
+}
