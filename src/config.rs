@@ -74,6 +74,46 @@ impl fmt::Debug for DbSettings {
     }
 }
 
+/// The team's DB-operation HTTP API (MongoDB Atlas Data API v1 shape).
+#[derive(Clone)]
+pub struct ApiSettings {
+    /// `MONGODB_API_URL`: base URL; actions are `POST {base}/action/{find|aggregate|deleteMany|...}`.
+    pub url: String,
+    /// `MONGODB_API_KEY`: sent in the `api-key` header when set.
+    pub key: Option<Secret>,
+    /// `MONGODB_API_DATA_SOURCE` (default `mongodb`).
+    pub data_source: String,
+    /// `DB_NAME`.
+    pub database: String,
+    /// `MONGODB_API_TIMEOUT_SECONDS` (default 10): connect and whole-request timeout.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for ApiSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiSettings")
+            .field("url", &redact_uri(&self.url))
+            .field("key", &self.key)
+            .field("data_source", &self.data_source)
+            .field("database", &self.database)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Legacy entries: no usable expiry field, only the raw `token`.
+#[derive(Debug, Clone)]
+pub struct LegacySettings {
+    /// `JWT_SECRET_KEY`: verifies legacy tokens; without it legacy entries are left alone.
+    pub secret_key: Option<Secret>,
+    /// `JWT_ALGORITHM` (default `HS256`; `HS384` and `HS512` too).
+    pub algorithm: jsonwebtoken::Algorithm,
+    /// `BACKFILL_EXPIRES_AT` (default false): write the expiry field of verified, unexpired legacy entries.
+    pub backfill: bool,
+    /// `LEGACY_SCAN_LIMIT` (default 10000, 0 turns the scan off): legacy entries examined per run at most.
+    pub scan_limit: u64,
+}
+
 /// How a sweep behaves by default; an invocation may override some of it (see `sweep::SweepOptions`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepSettings {
@@ -89,15 +129,17 @@ pub struct SweepSettings {
     pub time_budget: Duration,
 }
 
-/// Everything the cleaner needs, read from the environment.
+/// Everything the cleaner needs, read from the environment. At least one of `api` and `db` is set.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The direct MongoDB connection.
-    pub db: DbSettings,
+    /// The DB-operation HTTP API, tried first when set.
+    pub api: Option<ApiSettings>,
+    /// The direct MongoDB connection: the fallback, or the only backend.
+    pub db: Option<DbSettings>,
     /// Sweep defaults.
     pub sweep: SweepSettings,
-    /// `JWT_SECRET_KEY`: optional for now (legacy entries that carry only a token need it).
-    pub jwt_secret_key: Option<Secret>,
+    /// Legacy entries.
+    pub legacy: LegacySettings,
     /// Listening port: `FC_CUSTOM_LISTEN_PORT`, else `PORT`, else 9000.
     pub port: u16,
 }
@@ -123,14 +165,30 @@ impl Settings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
 
-        let uri = get("DB_URI")
-            .ok_or(ConfigError::Missing("DB_URI", "set it to a mongodb:// or mongodb+srv:// connection string"))?;
-        let uri = uri.trim().to_string();
-        if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
-            return Err(ConfigError::Invalid {
-                name: "DB_URI",
-                reason: "must start with mongodb:// or mongodb+srv://".into(),
-            });
+        let uri = get("DB_URI").map(|u| u.trim().to_string());
+        if let Some(uri) = &uri {
+            if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
+                return Err(ConfigError::Invalid {
+                    name: "DB_URI",
+                    reason: "must start with mongodb:// or mongodb+srv://".into(),
+                });
+            }
+        }
+        let api_url = get("MONGODB_API_URL").map(|u| u.trim().trim_end_matches('/').to_string());
+        if let Some(url) = &api_url {
+            let valid = url.starts_with("https://") || url.starts_with("http://");
+            if !valid || reqwest::Url::parse(url).is_err() {
+                return Err(ConfigError::Invalid {
+                    name: "MONGODB_API_URL",
+                    reason: "must be an http:// or https:// URL".into(),
+                });
+            }
+        }
+        if uri.is_none() && api_url.is_none() {
+            return Err(ConfigError::Missing(
+                "DB_URI",
+                "set DB_URI (a mongodb:// or mongodb+srv:// connection string), MONGODB_API_URL, or both",
+            ));
         }
         let database = match get("DB_NAME") {
             Some(name) => checked_name("DB_NAME", name)?,
@@ -160,19 +218,54 @@ impl Settings {
         let time_budget = number(&get, "CLEANUP_TIME_BUDGET_SECONDS", 50, 1, MAX_TIME_BUDGET_SECONDS)?;
         let db_timeout = number(&get, "DB_TIMEOUT_SECONDS", 5, 1, 60)?;
 
+        let api_timeout = number(&get, "MONGODB_API_TIMEOUT_SECONDS", 10, 1, 120)?;
+        let data_source = get("MONGODB_API_DATA_SOURCE").unwrap_or_else(|| "mongodb".into());
+
+        let algorithm = match get("JWT_ALGORITHM").as_deref().map(str::trim) {
+            None | Some("HS256") => jsonwebtoken::Algorithm::HS256,
+            Some("HS384") => jsonwebtoken::Algorithm::HS384,
+            Some("HS512") => jsonwebtoken::Algorithm::HS512,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "JWT_ALGORITHM",
+                    reason: format!(
+                        "{other:?} is not supported (HS256, HS384 or HS512: JWT_SECRET_KEY is a shared secret)"
+                    ),
+                })
+            }
+        };
+        let backfill = match get("BACKFILL_EXPIRES_AT").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("false" | "0" | "no") => false,
+            Some("true" | "1" | "yes") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "BACKFILL_EXPIRES_AT",
+                    reason: format!("{other:?} is not true or false"),
+                })
+            }
+        };
+        let scan_limit = number(&get, "LEGACY_SCAN_LIMIT", 10_000, 0, 1_000_000)?;
+
         let port = match get("FC_CUSTOM_LISTEN_PORT") {
             Some(_) => number(&get, "FC_CUSTOM_LISTEN_PORT", 9000, 0, 65535)?,
             None => number(&get, "PORT", 9000, 0, 65535)?,
         } as u16;
 
         Ok(Settings {
-            db: DbSettings {
+            api: api_url.map(|url| ApiSettings {
+                url,
+                key: get("MONGODB_API_KEY").map(Secret::new),
+                data_source,
+                database: database.clone(),
+                timeout: Duration::from_secs(api_timeout),
+            }),
+            db: uri.map(|uri| DbSettings {
                 uri: Secret::new(uri),
                 account,
                 password,
                 database,
                 timeout: Duration::from_secs(db_timeout),
-            },
+            }),
             sweep: SweepSettings {
                 collection,
                 expires_field,
@@ -180,7 +273,12 @@ impl Settings {
                 batch_size,
                 time_budget: Duration::from_secs(time_budget),
             },
-            jwt_secret_key: get("JWT_SECRET_KEY").map(Secret::new),
+            legacy: LegacySettings {
+                secret_key: get("JWT_SECRET_KEY").map(Secret::new),
+                algorithm,
+                backfill,
+                scan_limit,
+            },
             port,
         })
     }
@@ -246,6 +344,19 @@ mod tests {
     }
 
     #[test]
+    fn backends() {
+        let s = settings(&BASE).unwrap();
+        assert!(s.api.is_none() && s.db.is_some());
+        let s = settings(&[("MONGODB_API_URL", "https://db-op.example/v1/"), ("DB_NAME", "app")]).unwrap();
+        let api = s.api.unwrap();
+        assert_eq!(api.url, "https://db-op.example/v1");
+        assert_eq!(api.data_source, "mongodb");
+        assert_eq!(api.database, "app");
+        assert_eq!(api.timeout, Duration::from_secs(10));
+        assert!(s.db.is_none());
+    }
+
+    #[test]
     fn port_precedence() {
         let s = settings(&[BASE[0], BASE[1], ("PORT", "8080"), ("FC_CUSTOM_LISTEN_PORT", "9100")]).unwrap();
         assert_eq!(s.port, 9100);
@@ -257,6 +368,13 @@ mod tests {
     fn errors_name_the_variable() {
         let e = settings(&[("DB_NAME", "app")]).unwrap_err();
         assert!(e.to_string().starts_with("DB_URI is not set"), "{e}");
+        assert!(e.to_string().contains("MONGODB_API_URL"), "{e}");
+        let e = settings(&[("MONGODB_API_URL", "ftp://x"), ("DB_NAME", "app")]).unwrap_err();
+        assert!(e.to_string().starts_with("MONGODB_API_URL is invalid"), "{e}");
+        let e = settings(&[BASE[0], BASE[1], ("JWT_ALGORITHM", "RS256")]).unwrap_err();
+        assert!(e.to_string().starts_with("JWT_ALGORITHM is invalid"), "{e}");
+        let e = settings(&[BASE[0], BASE[1], ("BACKFILL_EXPIRES_AT", "maybe")]).unwrap_err();
+        assert!(e.to_string().starts_with("BACKFILL_EXPIRES_AT is invalid"), "{e}");
         let e = settings(&[("DB_URI", "postgres://x"), ("DB_NAME", "app")]).unwrap_err();
         assert!(e.to_string().starts_with("DB_URI is invalid"), "{e}");
         let e = settings(&[BASE[0], BASE[1], ("CLEANUP_BATCH_SIZE", "0")]).unwrap_err();
@@ -279,10 +397,12 @@ mod tests {
             ("DB_ACCOUNT", "svc"),
             ("DB_PASSWORD", "db-pass-456"),
             ("JWT_SECRET_KEY", "jwt-key-789"),
+            ("MONGODB_API_URL", "https://user:url-pass-000@api.example"),
+            ("MONGODB_API_KEY", "api-key-abc"),
         ])
         .unwrap();
         let printed = format!("{s:?} {s:#?}");
-        for secret in ["uri-pass-123", "db-pass-456", "jwt-key-789"] {
+        for secret in ["uri-pass-123", "db-pass-456", "jwt-key-789", "api-key-abc", "url-pass-000"] {
             assert!(!printed.contains(secret), "{secret} leaked: {printed}");
         }
         assert!(printed.contains("admin:****@db.example:27017/app?authSource=admin"), "{printed}");

@@ -6,8 +6,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use jwt_token_cleaner::config::Settings;
 use jwt_token_cleaner::server::{shutdown_signal, Application};
+use jwt_token_cleaner::store::fallback::Backends;
 use jwt_token_cleaner::store::mongo::MongoStore;
-use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides};
+use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides, TokenVerifier};
 use jwt_token_cleaner::{sample, telemetry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -36,6 +37,17 @@ enum Command {
     },
     /// GET /health on the local port; exit 0 when it answers 200 within 2 s, else 1. For Docker's HEALTHCHECK.
     Healthcheck,
+    /// Create the index on the expiry field through the direct connection (DB_URI), so each batch is a cheap range.
+    ///
+    /// With --ttl SECONDS the index is a TTL index: the server then also deletes entries SECONDS after their expiry,
+    /// on its own schedule (about once a minute), but only entries whose expiry is a BSON Date: numeric (`exp`
+    /// style) and missing expiries are never touched by TTL, and nothing reports what it removed. The sweep still
+    /// covers those, and reports.
+    CreateIndex {
+        /// Make it a TTL index that expires entries this many seconds after their expiry.
+        #[arg(long, value_name = "SECONDS")]
+        ttl: Option<u64>,
+    },
     /// Insert a clearly labelled sample blacklist ("sample": true) into the configured collection.
     SeedSample {
         /// How many regular entries.
@@ -75,6 +87,7 @@ async fn main() -> ExitCode {
         Command::SeedSample { count, expired_percent, edge_cases } => {
             seed_sample(&settings, count, expired_percent, edge_cases).await
         }
+        Command::CreateIndex { ttl } => create_index(&settings, ttl).await,
         Command::Healthcheck => unreachable!("handled above"),
     }
 }
@@ -100,15 +113,30 @@ async fn serve(settings: &Settings) -> ExitCode {
     }
 }
 
-fn store(settings: &Settings) -> MongoStore {
-    MongoStore::new(settings.db.clone(), &settings.sweep.collection, &settings.sweep.expires_field)
+/// The direct connection, for the tools that need one.
+fn direct_store(settings: &Settings) -> Result<MongoStore, ExitCode> {
+    match &settings.db {
+        Some(db) => Ok(MongoStore::new(db.clone(), &settings.sweep.collection, &settings.sweep.expires_field)),
+        None => {
+            eprintln!("jwt-token-cleaner: this command needs a direct connection: set DB_URI");
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 async fn sweep_once(settings: &Settings, overrides: SweepOverrides) -> ExitCode {
-    let options = SweepOptions::resolve(&settings.sweep, overrides);
+    let options = SweepOptions::resolve(&settings.sweep, &settings.legacy, overrides);
     let request_id = format!("cli-{}", uuid::Uuid::new_v4());
-    let store = store(settings);
-    let (json, code) = match sweep::run(&store, &options, &request_id).await {
+    let backends = match Backends::from_settings(settings) {
+        Ok(backends) => backends,
+        Err(e) => {
+            eprintln!("jwt-token-cleaner: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let verifier = TokenVerifier::from_settings(&settings.legacy);
+    let store = backends.session();
+    let (json, code) = match sweep::run(&store, &options, verifier.as_ref(), &request_id).await {
         Ok(report) => (report.to_json(), ExitCode::SUCCESS),
         Err(failure) => (failure.to_json(chrono::Utc::now(), &request_id), ExitCode::FAILURE),
     };
@@ -116,8 +144,29 @@ async fn sweep_once(settings: &Settings, overrides: SweepOverrides) -> ExitCode 
     code
 }
 
+async fn create_index(settings: &Settings, ttl: Option<u64>) -> ExitCode {
+    let store = match direct_store(settings) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    match store.create_expiry_index(ttl).await {
+        Ok(name) => {
+            eprintln!("index {name} on {} is in place", settings.sweep.expires_field);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("jwt-token-cleaner: cannot create the index: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn seed_sample(settings: &Settings, count: u64, expired_percent: u8, edge_cases: bool) -> ExitCode {
-    let collection = match store(settings).raw_collection().await {
+    let store = match direct_store(settings) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let collection = match store.raw_collection().await {
         Ok(collection) => collection,
         Err(e) => {
             eprintln!("jwt-token-cleaner: {e}");
@@ -135,12 +184,15 @@ async fn seed_sample(settings: &Settings, count: u64, expired_percent: u8, edge_
         Ok(seeded) => {
             eprintln!(
                 "seeded {} sample entries ({} expired) into {}.{}",
-                seeded.inserted, seeded.expired, settings.db.database, settings.sweep.collection
+                seeded.inserted,
+                seeded.expired,
+                settings.db.as_ref().map(|db| db.database.as_str()).unwrap_or("?"),
+                settings.sweep.collection
             );
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("jwt-token-cleaner: seeding failed: {}", store(settings).describe(e));
+            eprintln!("jwt-token-cleaner: seeding failed: {}", store.describe(e));
             ExitCode::FAILURE
         }
     }

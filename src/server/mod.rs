@@ -17,9 +17,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::config::{Settings, SweepSettings};
-use crate::store::mongo::MongoStore;
-use crate::store::BlacklistStore;
+use crate::config::{LegacySettings, Settings, SweepSettings};
+use crate::store::fallback::Backends;
+use crate::sweep::TokenVerifier;
 
 /// Request bodies larger than this are refused (413) before they are read: a timer payload is at most 128 KB.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -27,10 +27,26 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    /// Where the blacklist lives.
-    pub store: Arc<dyn BlacklistStore>,
+    /// Where the blacklist lives: each invocation takes a fresh fallback session of these.
+    pub backends: Arc<Backends>,
     /// Sweep defaults.
     pub sweep: SweepSettings,
+    /// Legacy-entry settings.
+    pub legacy: LegacySettings,
+    /// Verifies legacy tokens, when `JWT_SECRET_KEY` is set.
+    pub verifier: Option<Arc<TokenVerifier>>,
+}
+
+impl AppState {
+    /// The state for `settings` and its backends.
+    pub fn new(settings: &Settings, backends: Backends) -> Self {
+        Self {
+            backends: Arc::new(backends),
+            sweep: settings.sweep.clone(),
+            legacy: settings.legacy.clone(),
+            verifier: TokenVerifier::from_settings(&settings.legacy).map(Arc::new),
+        }
+    }
 }
 
 /// The routes, with `x-fc-status` on every answer.
@@ -52,17 +68,11 @@ pub struct Application {
 }
 
 impl Application {
-    /// Builds the store from `settings` and binds `0.0.0.0:settings.port`.
+    /// Builds the backends from `settings` (nothing connects yet) and binds `0.0.0.0:settings.port`.
     pub async fn build(settings: &Settings) -> std::io::Result<Self> {
-        let store = MongoStore::new(settings.db.clone(), &settings.sweep.collection, &settings.sweep.expires_field);
-        Self::with_store(settings, Arc::new(store)).await
-    }
-
-    /// Binds `0.0.0.0:settings.port` with a given store.
-    pub async fn with_store(settings: &Settings, store: Arc<dyn BlacklistStore>) -> std::io::Result<Self> {
+        let backends = Backends::from_settings(settings).map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], settings.port))).await?;
-        let router = router(AppState { store, sweep: settings.sweep.clone() });
-        Ok(Self { listener, router })
+        Ok(Self { listener, router: router(AppState::new(settings, backends)) })
     }
 
     /// The port really bound (useful with port 0).

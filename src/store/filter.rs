@@ -25,6 +25,58 @@ pub fn range_filter(field: &str, range: &ExpiryRange) -> Document {
     doc! { field: cond }
 }
 
+/// The BSON types that make an expiry usable (by a range of one of the lanes).
+const EXPIRY_TYPES: [&str; 5] = ["date", "int", "long", "double", "decimal"];
+
+/// Legacy entries: the expiry field is missing or of no usable type, and `token` is a string.
+pub fn legacy_filter(field: &str) -> Document {
+    doc! { field: { "$not": { "$type": EXPIRY_TYPES.to_vec() } }, "token": { "$type": "string" } }
+}
+
+/// Legacy entries after `after` in `_id` order, at most `limit`, with their token and BSON size.
+pub fn legacy_page_pipeline(field: &str, after: Option<&Bson>, limit: u32) -> Vec<Document> {
+    let mut matching = legacy_filter(field);
+    if let Some(after) = after {
+        matching.insert("_id", doc! { "$gt": after.clone() });
+    }
+    vec![
+        doc! { "$match": matching },
+        doc! { "$sort": { "_id": 1 } },
+        doc! { "$limit": i64::from(limit) },
+        doc! { "$project": { "_id": 1, "token": 1, "bytes": { "$bsonSize": "$$ROOT" } } },
+    ]
+}
+
+/// Those of `ids` that are still legacy entries.
+pub fn legacy_ids_filter(field: &str, ids: &[Bson]) -> Document {
+    let mut filter = legacy_filter(field);
+    filter.insert("_id", doc! { "$in": ids.to_vec() });
+    filter
+}
+
+/// Reads one row of [`legacy_page_pipeline`]; `None` when it is not of that shape.
+pub fn legacy_entry(row: &Document) -> Option<super::LegacyEntry> {
+    Some(super::LegacyEntry {
+        id: row.get("_id")?.clone(),
+        token: row.get_str("token").ok()?.to_string(),
+        bytes: as_u64(row.get("bytes"))?,
+    })
+}
+
+/// Reads a `[{count, bytes}]` answer of [`measure_pipeline`] (no row: an empty range).
+pub fn measure_row(row: Option<&Document>) -> Result<super::Measure, String> {
+    let Some(row) = row else { return Ok(super::Measure::default()) };
+    match (as_u64(row.get("count")), as_u64(row.get("bytes"))) {
+        (Some(count), Some(bytes)) => Ok(super::Measure { count, bytes }),
+        _ => Err(format!("unexpected $group answer: {row}")),
+    }
+}
+
+/// True when some index's first key is `field`.
+pub fn indexes_lead_with(field: &str, keys: &[Document]) -> bool {
+    keys.iter().any(|key| key.keys().next().map(String::as_str) == Some(field))
+}
+
 /// `[{$match: range}, {$group: {_id: null, count, bytes: {$sum: {$bsonSize: "$$ROOT"}}}}]`.
 pub fn measure_pipeline(field: &str, range: &ExpiryRange) -> Vec<Document> {
     vec![

@@ -3,12 +3,16 @@
 //! The sweep never builds a query itself. It asks a [`BlacklistStore`] to *measure* and to *delete* an
 //! [`ExpiryRange`], a half-open interval of one [`Lane`] of expiry values, and to report collection statistics.
 //! [`filter`] turns a range into the MongoDB filter and pipeline both backends send; [`mongo`] is the direct
-//! driver backend.
+//! driver backend, [`http_api`] the DB-operation HTTP API (Atlas Data API v1 shape), and [`fallback`] chains them:
+//! the API first, the direct connection when the API fails.
 
+pub mod fallback;
 pub mod filter;
+pub mod http_api;
 pub mod mongo;
 
 use async_trait::async_trait;
+use mongodb::bson::Bson;
 
 /// How an entry stores its expiry. BSON compares values only within a type bracket, so each lane is swept
 /// separately: one `$lt` on a Date would never match a number.
@@ -75,25 +79,45 @@ pub struct CollectionStats {
     pub size_bytes: u64,
 }
 
+/// A legacy entry: no usable expiry field, but the raw token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegacyEntry {
+    /// Its `_id`.
+    pub id: Bson,
+    /// The raw JWT.
+    pub token: String,
+    /// Its BSON size.
+    pub bytes: u64,
+}
+
 /// Why a storage call failed. Messages never contain credentials.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The store could not be reached (connection refused, server selection timed out, DNS).
+    /// The store could not be reached (connection refused, timeout, server selection, DNS).
     #[error("database unreachable: {0}")]
     Unreachable(String),
     /// The store refused our credentials.
     #[error("database authentication failed: {0}")]
     Auth(String),
-    /// The store answered, but with an error or something we could not read.
+    /// The store answered with an error.
     #[error("database error: {0}")]
     Query(String),
+    /// The store answered something that is not what its contract says.
+    #[error("malformed answer: {0}")]
+    Protocol(String),
 }
 
 /// The storage a sweep runs against. Implementations must be safe to call from concurrent sweeps.
 #[async_trait]
 pub trait BlacklistStore: Send + Sync {
-    /// Short name for reports and logs (`"mongodb"`, `"http_api"`).
-    fn backend(&self) -> &'static str;
+    /// Short name for reports and logs (`"mongodb"`, `"http_api"`; a fallback chain joins the ones it used with
+    /// `+`).
+    fn backend(&self) -> String;
+
+    /// Why an earlier backend was abandoned during this run, if one was (one line, no secrets).
+    fn fallback_reason(&self) -> Option<String> {
+        None
+    }
 
     /// Connects and checks that the blacklist can be read.
     async fn check(&self) -> Result<(), StoreError>;
@@ -109,4 +133,17 @@ pub trait BlacklistStore: Send + Sync {
 
     /// Counts the entries in `range` (cheaper than [`measure`](Self::measure) where the server can use the index).
     async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError>;
+
+    /// Whether an index starts with the expiry field; `None` when this backend cannot tell.
+    async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError>;
+
+    /// Up to `limit` legacy entries (no Date or numeric expiry, a string `token`) with `_id` above `after`, in
+    /// `_id` order.
+    async fn legacy_page(&self, after: Option<&Bson>, limit: u32) -> Result<Vec<LegacyEntry>, StoreError>;
+
+    /// Deletes those of `ids` that are still legacy entries; returns how many were deleted.
+    async fn delete_legacy(&self, ids: &[Bson]) -> Result<u64, StoreError>;
+
+    /// Writes the expiry field (a Date) of a legacy entry that still has none; returns whether it was written.
+    async fn backfill_expiry(&self, id: &Bson, expires_ms: i64) -> Result<bool, StoreError>;
 }

@@ -5,14 +5,17 @@
 //! (`DB_TIMEOUT_SECONDS`), so an unreachable database fails well inside the sweep's time budget.
 
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, Document};
+use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::error::{Error as MongoError, ErrorKind};
 use mongodb::options::{ClientOptions, Credential};
 use mongodb::{Client, Collection};
 use tokio::sync::OnceCell;
 
-use super::filter::{as_u64, measure_pipeline, range_filter};
-use super::{BlacklistStore, CollectionStats, ExpiryRange, Measure, StoreError};
+use super::filter::{
+    as_u64, indexes_lead_with, legacy_entry, legacy_filter, legacy_ids_filter, legacy_page_pipeline, measure_pipeline,
+    measure_row, range_filter,
+};
+use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
 use crate::config::{DbSettings, Secret};
 
 /// The blacklist collection reached through a direct MongoDB connection.
@@ -63,6 +66,21 @@ impl MongoStore {
         self.classify(error).to_string()
     }
 
+    /// Creates the index on the expiry field (a TTL index with `ttl_seconds`); returns its name.
+    pub async fn create_expiry_index(&self, ttl_seconds: Option<u64>) -> Result<String, StoreError> {
+        let options = mongodb::options::IndexOptions::builder()
+            .expire_after(ttl_seconds.map(std::time::Duration::from_secs))
+            .build();
+        let model = mongodb::IndexModel::builder().keys(doc! { &self.field: 1 }).options(options).build();
+        let created = self.raw_collection().await?.create_index(model).await.map_err(|e| self.classify(e))?;
+        Ok(created.index_name)
+    }
+
+    async fn aggregate(&self, pipeline: Vec<Document>) -> Result<Vec<Document>, StoreError> {
+        let cursor = self.raw_collection().await?.aggregate(pipeline).await.map_err(|e| self.classify(e))?;
+        cursor.try_collect().await.map_err(|e| self.classify(e))
+    }
+
     /// Maps a driver error to a [`StoreError`] whose message carries no secret.
     fn classify(&self, error: MongoError) -> StoreError {
         // The kind alone: the full error also dumps the raw server reply.
@@ -105,8 +123,8 @@ fn scrub(message: &str, secrets: &[Secret]) -> String {
 
 #[async_trait::async_trait]
 impl BlacklistStore for MongoStore {
-    fn backend(&self) -> &'static str {
-        "mongodb"
+    fn backend(&self) -> String {
+        "mongodb".into()
     }
 
     async fn check(&self) -> Result<(), StoreError> {
@@ -132,16 +150,8 @@ impl BlacklistStore for MongoStore {
     }
 
     async fn measure(&self, range: &ExpiryRange) -> Result<Measure, StoreError> {
-        let collection = self.raw_collection().await?;
-        let mut cursor =
-            collection.aggregate(measure_pipeline(&self.field, range)).await.map_err(|e| self.classify(e))?;
-        let Some(row) = cursor.try_next().await.map_err(|e| self.classify(e))? else {
-            return Ok(Measure::default());
-        };
-        match (as_u64(row.get("count")), as_u64(row.get("bytes"))) {
-            (Some(count), Some(bytes)) => Ok(Measure { count, bytes }),
-            _ => Err(StoreError::Query(format!("unexpected $group answer: {row}"))),
-        }
+        let rows = self.aggregate(measure_pipeline(&self.field, range)).await?;
+        measure_row(rows.first()).map_err(StoreError::Protocol)
     }
 
     async fn delete(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
@@ -153,6 +163,40 @@ impl BlacklistStore for MongoStore {
     async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
         let collection = self.raw_collection().await?;
         collection.count_documents(range_filter(&self.field, range)).await.map_err(|e| self.classify(e))
+    }
+
+    async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {
+        let collection = self.raw_collection().await?;
+        let indexes: Vec<mongodb::IndexModel> = match collection.list_indexes().await {
+            Ok(cursor) => cursor.try_collect().await.map_err(|e| self.classify(e))?,
+            // No collection yet: nothing to scan, nothing to warn about.
+            Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if c.code == 26) => return Ok(Some(true)),
+            Err(e) => return Err(self.classify(e)),
+        };
+        let keys: Vec<Document> = indexes.into_iter().map(|index| index.keys).collect();
+        Ok(Some(indexes_lead_with(&self.field, &keys)))
+    }
+
+    async fn legacy_page(&self, after: Option<&Bson>, limit: u32) -> Result<Vec<LegacyEntry>, StoreError> {
+        let rows = self.aggregate(legacy_page_pipeline(&self.field, after, limit)).await?;
+        rows.iter()
+            .map(|row| legacy_entry(row).ok_or_else(|| StoreError::Protocol(format!("unexpected legacy row: {row}"))))
+            .collect()
+    }
+
+    async fn delete_legacy(&self, ids: &[Bson]) -> Result<u64, StoreError> {
+        let collection = self.raw_collection().await?;
+        let result = collection.delete_many(legacy_ids_filter(&self.field, ids)).await.map_err(|e| self.classify(e))?;
+        Ok(result.deleted_count)
+    }
+
+    async fn backfill_expiry(&self, id: &Bson, expires_ms: i64) -> Result<bool, StoreError> {
+        let collection = self.raw_collection().await?;
+        let mut filter = legacy_filter(&self.field);
+        filter.insert("_id", id.clone());
+        let update = doc! { "$set": { &self.field: DateTime::from_millis(expires_ms) } };
+        let result = collection.update_one(filter, update).await.map_err(|e| self.classify(e))?;
+        Ok(result.modified_count == 1)
     }
 }
 

@@ -8,6 +8,7 @@
 //! whatever is left, and because every batch is a range delete, concurrent or repeated runs converge on the same
 //! state and each counts only what its own deletes removed.
 
+pub mod legacy;
 pub mod options;
 pub mod report;
 pub mod window;
@@ -16,11 +17,17 @@ use std::time::Instant;
 
 use chrono::Utc;
 
+pub use legacy::TokenVerifier;
 pub use options::{SweepOptions, SweepOverrides};
 pub use report::{SweepFailure, SweepReport};
 
+use mongodb::bson::Bson;
+
 use crate::store::{BlacklistStore, ExpiryRange, Lane, StoreError};
 use window::Window;
+
+/// Legacy entries read per page.
+const LEGACY_PAGE: u64 = 500;
 
 /// The first window of each lane: a minute of expiries below the cutoff. Later windows follow the density.
 const INITIAL_WINDOW_MS: i64 = 60_000;
@@ -34,12 +41,30 @@ struct Tally {
     batches: u64,
     would_clean: u64,
     would_free: u64,
+    legacy_cleaned: u64,
+    skipped_unverifiable: u64,
+    backfilled: u64,
 }
 
-/// Runs one sweep against `store`.
+impl Tally {
+    /// Accounts a batch measured at `count` entries and `bytes`, of which `deleted` were really deleted.
+    fn deleted(&mut self, count: u64, bytes: u64, deleted: u64) {
+        self.cleaned += deleted;
+        if deleted == count {
+            self.bytes += bytes;
+        } else {
+            // Another writer changed the batch between the two calls: pro-rate its bytes.
+            self.exact = false;
+            self.bytes += bytes.saturating_mul(deleted) / count.max(1);
+        }
+    }
+}
+
+/// Runs one sweep against `store`. Legacy entries are examined only with a `verifier` (`JWT_SECRET_KEY`).
 pub async fn run(
     store: &dyn BlacklistStore,
     options: &SweepOptions,
+    verifier: Option<&TokenVerifier>,
     request_id: &str,
 ) -> Result<SweepReport, SweepFailure> {
     let started = Instant::now();
@@ -54,8 +79,22 @@ pub async fn run(
         cleaned_count: tally.cleaned,
         memory_saved_bytes: tally.bytes,
         batches: tally.batches,
-        backend: store.backend().to_string(),
+        backend: store.backend(),
     };
+
+    let mut warnings = Vec::new();
+    match store.expiry_indexed().await {
+        Ok(Some(true)) => {}
+        Ok(Some(false)) => warnings.push(format!(
+            "no index on {field}: every batch scans the collection; create one with `jwt-token-cleaner create-index`",
+            field = options.expires_field
+        )),
+        Ok(None) => tracing::debug!("the backend cannot tell whether the expiry field is indexed"),
+        Err(e) => return Err(fail(&tally, e)),
+    }
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
 
     let before = store.stats().await.map_err(|e| fail(&tally, e))?;
     let mut complete = true;
@@ -67,6 +106,12 @@ pub async fn run(
                 complete = false;
                 left.push(rest);
             }
+            Err(e) => return Err(fail(&tally, e)),
+        }
+    }
+    if let Some(verifier) = verifier.filter(|_| options.legacy_scan_limit > 0) {
+        match sweep_legacy(store, options, verifier, cutoff_ms, started, &mut tally).await {
+            Ok(done) => complete &= done,
             Err(e) => return Err(fail(&tally, e)),
         }
     }
@@ -107,7 +152,12 @@ pub async fn run(
         dry_run: options.dry_run,
         would_clean_count: tally.would_clean,
         would_free_bytes: tally.would_free,
-        backend: store.backend().to_string(),
+        legacy_cleaned: tally.legacy_cleaned,
+        skipped_unverifiable: tally.skipped_unverifiable,
+        backfilled: tally.backfilled,
+        warnings,
+        backend: store.backend(),
+        fallback_reason: store.fallback_reason(),
         duration_ms,
         request_id: request_id.to_string(),
     })
@@ -141,14 +191,7 @@ async fn sweep_lane(
                 tally.would_free += measured.bytes;
             } else {
                 let deleted = store.delete(&range).await?;
-                tally.cleaned += deleted;
-                if deleted == measured.count {
-                    tally.bytes += measured.bytes;
-                } else {
-                    // Another writer changed the range between the two calls: pro-rate this batch's bytes.
-                    tally.exact = false;
-                    tally.bytes += measured.bytes.saturating_mul(deleted) / measured.count;
-                }
+                tally.deleted(measured.count, measured.bytes, deleted);
                 tracing::debug!(?lane, lo = range.lo_ms, hi = range.hi_ms, deleted, "batch deleted");
             }
         }
@@ -156,5 +199,61 @@ async fn sweep_lane(
             return Ok(None);
         }
         window.advance(measured.count);
+    }
+}
+
+/// Examines legacy entries page by page. Returns whether every legacy entry was examined (false when the scan
+/// limit or the time budget stopped it).
+async fn sweep_legacy(
+    store: &dyn BlacklistStore,
+    options: &SweepOptions,
+    verifier: &TokenVerifier,
+    cutoff_ms: i64,
+    started: Instant,
+    tally: &mut Tally,
+) -> Result<bool, StoreError> {
+    let mut after: Option<Bson> = None;
+    let mut examined = 0;
+    loop {
+        if examined >= options.legacy_scan_limit || started.elapsed() >= options.time_budget {
+            return Ok(false);
+        }
+        let limit = LEGACY_PAGE.min(options.legacy_scan_limit - examined);
+        let page = store.legacy_page(after.as_ref(), limit as u32).await?;
+        let Some(last) = page.last() else { return Ok(true) };
+        after = Some(last.id.clone());
+        examined += page.len() as u64;
+
+        let (mut expired, mut bytes) = (Vec::new(), 0);
+        for entry in &page {
+            match verifier.expiry_ms(&entry.token) {
+                None => tally.skipped_unverifiable += 1,
+                Some(expires_ms) if expires_ms < cutoff_ms => {
+                    expired.push(entry.id.clone());
+                    bytes += entry.bytes;
+                }
+                Some(expires_ms) => {
+                    if options.legacy_backfill
+                        && !options.dry_run
+                        && store.backfill_expiry(&entry.id, expires_ms).await?
+                    {
+                        tally.backfilled += 1;
+                    }
+                }
+            }
+        }
+        if expired.is_empty() {
+            continue;
+        }
+        tally.batches += 1;
+        let count = expired.len() as u64;
+        if options.dry_run {
+            tally.would_clean += count;
+            tally.would_free += bytes;
+        } else {
+            let deleted = store.delete_legacy(&expired).await?;
+            tally.deleted(count, bytes, deleted);
+            tally.legacy_cleaned += deleted;
+        }
     }
 }

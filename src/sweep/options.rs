@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::SweepSettings;
+use crate::config::{LegacySettings, SweepSettings};
 
 /// Overrides an invocation may carry (`dry_run`, `batch_size`, `time_budget_seconds`). They can never choose
 /// the database, the collection or the field.
@@ -27,16 +27,25 @@ pub struct SweepOptions {
     pub time_budget: Duration,
     /// An entry goes once its expiry is this far in the past.
     pub grace: Duration,
+    /// The expiry field, for messages.
+    pub expires_field: String,
+    /// Legacy entries examined per run at most (0: none).
+    pub legacy_scan_limit: u64,
+    /// Write the expiry of verified, unexpired legacy entries.
+    pub legacy_backfill: bool,
 }
 
 impl SweepOptions {
     /// The configured defaults with `overrides` applied.
-    pub fn resolve(settings: &SweepSettings, overrides: SweepOverrides) -> Self {
+    pub fn resolve(settings: &SweepSettings, legacy: &LegacySettings, overrides: SweepOverrides) -> Self {
         Self {
             dry_run: overrides.dry_run.unwrap_or(false),
             batch_size: overrides.batch_size.unwrap_or(settings.batch_size),
             time_budget: overrides.time_budget_seconds.map(Duration::from_secs).unwrap_or(settings.time_budget),
             grace: settings.grace,
+            expires_field: settings.expires_field.clone(),
+            legacy_scan_limit: legacy.scan_limit,
+            legacy_backfill: legacy.backfill,
         }
     }
 }

@@ -40,8 +40,18 @@ pub struct SweepReport {
     pub would_clean_count: u64,
     /// In a dry run: bytes that would be freed; otherwise 0.
     pub would_free_bytes: u64,
-    /// Which storage did the work.
+    /// Legacy entries (raw token, no expiry) deleted after verifying their token; included in `cleaned_count`.
+    pub legacy_cleaned: u64,
+    /// Legacy entries kept because their token could not be verified or has no `exp`.
+    pub skipped_unverifiable: u64,
+    /// Legacy entries whose expiry field was written (`BACKFILL_EXPIRES_AT=true`).
+    pub backfilled: u64,
+    /// Things the operator should fix, e.g. a missing index on the expiry field.
+    pub warnings: Vec<String>,
+    /// Which storage did the work: `http_api`, `mongodb`, or `http_api+mongodb` after a fallback.
     pub backend: String,
+    /// Why the HTTP API was abandoned during this run (one line, no secrets), else null.
+    pub fallback_reason: Option<String>,
     /// Wall time of the run.
     pub duration_ms: u64,
     /// The invocation's request id.

@@ -2,11 +2,9 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::Arc;
 
 use jwt_token_cleaner::config::Settings;
 use jwt_token_cleaner::server::Application;
-use jwt_token_cleaner::store::mongo::MongoStore;
 use mongodb::bson::{doc, oid::ObjectId, Document};
 use mongodb::{Client, Collection};
 use serde_json::Value;
@@ -119,8 +117,7 @@ pub struct Answer {
 
 impl TestApp {
     pub async fn spawn(settings: &Settings) -> Self {
-        let store = MongoStore::new(settings.db.clone(), &settings.sweep.collection, &settings.sweep.expires_field);
-        let app = Application::with_store(settings, Arc::new(store)).await.expect("bind");
+        let app = Application::build(settings).await.expect("bind");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped(std::future::pending()));
         Self { address, http: reqwest::Client::new() }

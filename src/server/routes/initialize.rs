@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::server::fc::{json_response, request_id};
 use crate::server::AppState;
-use crate::store::StoreError;
+use crate::store::{BlacklistStore, StoreError};
 use crate::sweep::report::error_json;
 
 /// `200 {"status":"ok","backend":...}`, or the error JSON with 503 (unreachable) or 500.
@@ -18,8 +18,12 @@ pub async fn initialize(State(state): State<AppState>, headers: HeaderMap) -> Re
     let span = tracing::info_span!("initialize", request_id = %id);
     async move {
         tracing::info!("FC Initialize Start RequestId: {id}");
-        let response = match state.store.check().await {
-            Ok(()) => json_response(StatusCode::OK, json!({ "status": "ok", "backend": state.store.backend() })),
+        let store = state.backends.session();
+        let response = match store.check().await {
+            Ok(()) => json_response(
+                StatusCode::OK,
+                json!({ "status": "ok", "backend": store.backend(), "fallback_reason": store.fallback_reason() }),
+            ),
             Err(e) => {
                 tracing::error!(error = %e, "initialize failed");
                 let status = match e {

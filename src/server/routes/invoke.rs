@@ -50,8 +50,9 @@ async fn run(state: &AppState, body: Result<Bytes, BytesRejection>, id: &str) ->
         Ok(overrides) => overrides,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e.0),
     };
-    let options = SweepOptions::resolve(&state.sweep, overrides);
-    match sweep::run(state.store.as_ref(), &options, id).await {
+    let options = SweepOptions::resolve(&state.sweep, &state.legacy, overrides);
+    let store = state.backends.session();
+    match sweep::run(&store, &options, state.verifier.as_deref(), id).await {
         Ok(report) => json_response(StatusCode::OK, report.to_json()),
         Err(failure) => {
             tracing::error!(error = %failure.error, cleaned = failure.cleaned_count, "sweep failed");
