@@ -33,8 +33,7 @@ test_db_start() {
   "$SECANTUS_BIN" --host 127.0.0.1 --port "$TEST_DB_PORT" --storage-path "$TEST_DB_DIR/data" "$@" \
     >"$TEST_DB_DIR/server.log" 2>&1 &
   TEST_DB_PID=$!
-  local i
-  for i in $(seq 1 100); do
+  for _ in $(seq 1 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$TEST_DB_PORT") 2>/dev/null; then
       TEST_DB_URI="mongodb://127.0.0.1:$TEST_DB_PORT/?directConnection=true"
       export TEST_DB_URI TEST_DB_PID TEST_DB_DIR TEST_DB_PORT
@@ -52,8 +51,7 @@ test_db_start() {
 test_db_stop() {
   if [ -n "${TEST_DB_PID:-}" ] && kill -0 "$TEST_DB_PID" 2>/dev/null; then
     kill -TERM "$TEST_DB_PID" 2>/dev/null || true
-    local i
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
       kill -0 "$TEST_DB_PID" 2>/dev/null || break
       sleep 0.1
     done

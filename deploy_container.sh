@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Builds the jwt-token-cleaner image, pushes it to Alibaba Cloud Container Registry and creates or updates the
+# Function Compute 3.0 function and its timer trigger. Run it from the repository root. See --help.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: ./deploy_container.sh [options]
+
+Build the image, push it to ACR, then create or update the FC 3.0 function and its timer trigger,
+as configured in fc-config.json.
+
+Options:
+  --skip-build     do not build or push: deploy the image already in the registry
+  --skip-deploy    build and push only: do not touch the function or the trigger
+  --cron "EXPR"    the timer's schedule: 6 fields "Seconds Minutes Hours Day-of-month Month Day-of-week" (UTC),
+                   optionally prefixed "CRON_TZ=Asia/Shanghai ", or "@every 30m"
+                   (default: trigger.cronExpression in fc-config.json)
+  --dry-run        print every command instead of running it
+  -h, --help       this help
+
+Needs: docker (build and push), aliyun (deploy; configured with `aliyun configure`), jq.
+Environment (a .env file in this directory is read first; the real environment wins):
+  ACR_USERNAME, ACR_PASSWORD   registry credentials for the push (the password goes to docker on stdin)
+  IMAGE_VERSION                overrides acr.imageVersion
+  the function's variables     every name in function.environmentVariables that is set is passed to the function
+EOF
+}
+
+die() {
+  echo "deploy: error: $*" >&2
+  exit 1
+}
+
+info() {
+  echo "deploy: $*" >&2
+}
+
+SKIP_BUILD=false
+SKIP_DEPLOY=false
+DRY_RUN=false
+CRON=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --skip-build) SKIP_BUILD=true ;;
+    --skip-deploy) SKIP_DEPLOY=true ;;
+    --dry-run) DRY_RUN=true ;;
+    --cron)
+      [ $# -ge 2 ] || die "--cron needs an expression, e.g. --cron \"0 0 * * * *\""
+      CRON="$2"
+      shift
+      ;;
+    --cron=*) CRON="${1#--cron=}" ;;
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    *) die "unknown option: $1 (see --help)" ;;
+  esac
+  shift
+done
+
+# A 6-field FC cron expression, with an optional CRON_TZ= prefix, or @every <duration>.
+valid_cron() {
+  local expr="$1" field count=0
+  if [[ "$expr" =~ ^@every\ [0-9]+(s|m|h)([0-9]+(s|m))?$ ]]; then
+    return 0
+  fi
+  if [[ "$expr" =~ ^CRON_TZ=[A-Za-z_]+(/[A-Za-z_+-]+)*\ (.*)$ ]]; then
+    expr="${BASH_REMATCH[2]}"
+  fi
+  local -a fields
+  read -r -a fields <<<"$expr"
+  for field in "${fields[@]}"; do
+    [[ "$field" =~ ^[0-9A-Za-z*?/,#-]+$ ]] || return 1
+    count=$((count + 1))
+  done
+  [ "$count" -eq 6 ]
+}
+
+# Tools: say which one is missing and how to get it.
+need() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  case "$1" in
+    docker) die "docker is not installed: see https://docs.docker.com/engine/install/ (or use --skip-build)" ;;
+    aliyun) die "aliyun (Alibaba Cloud CLI) is not installed: see https://github.com/aliyun/aliyun-cli#installation, then run 'aliyun configure' (or use --skip-deploy)" ;;
+    jq) die "jq is not installed: apt-get install jq, brew install jq, or see https://jqlang.github.io/jq/download/" ;;
+  esac
+}
+need jq
+$SKIP_BUILD || need docker
+$SKIP_DEPLOY || need aliyun
+
+[ -f fc-config.json ] || die "fc-config.json not found: run this script from the repository root"
+jq empty fc-config.json 2>/dev/null || die "fc-config.json is not valid JSON"
+
+# .env: KEY=VALUE lines, never executed; variables already set in the environment win.
+if [ -f .env ]; then
+  while IFS= read -r line || [ -n "$line" ]; do
+    line="${line%$'\r'}"
+    [[ "$line" =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
+    name="${BASH_REMATCH[2]}"
+    value="${BASH_REMATCH[3]}"
+    if [[ "$value" =~ ^\"(.*)\"$ || "$value" =~ ^\'(.*)\'$ ]]; then
+      value="${BASH_REMATCH[1]}"
+    fi
+    [ -n "${!name+set}" ] || export "$name=$value"
+  done <.env
+  info "read .env"
+fi
+
+cfg() {
+  jq -er "$1" fc-config.json 2>/dev/null || die "fc-config.json: $1 is missing"
+}
+REGION="$(cfg .region)"
+FUNCTION="$(cfg .function.name)"
+ACR_DOMAIN="$(cfg .acr.domain)"
+ACR_NAMESPACE="$(cfg .acr.namespace)"
+IMAGE_NAME="$(cfg .acr.imageName)"
+IMAGE_VERSION="${IMAGE_VERSION:-$(cfg .acr.imageVersion)}"
+TRIGGER="$(cfg .trigger.name)"
+CRON="${CRON:-$(cfg .trigger.cronExpression)}"
+IMAGE="$ACR_DOMAIN/$ACR_NAMESPACE/$IMAGE_NAME:$IMAGE_VERSION"
+
+valid_cron "$CRON" || die "invalid cron expression \"$CRON\": FC wants 6 fields (Seconds Minutes Hours Day-of-month Month Day-of-week), e.g. \"0 0 * * * *\" for hourly"
+
+# Runs a command, or prints it (on stderr, like the progress lines) with --dry-run.
+run() {
+  if $DRY_RUN; then
+    {
+      printf '+'
+      printf ' %q' "$@"
+      printf '\n'
+    } >&2
+  else
+    "$@"
+  fi
+}
+
+if ! $SKIP_BUILD; then
+  [ -n "${ACR_USERNAME:-}" ] || die "ACR_USERNAME is not set (the registry user, for docker login to $ACR_DOMAIN)"
+  [ -n "${ACR_PASSWORD:-}" ] || die "ACR_PASSWORD is not set (the registry password, for docker login to $ACR_DOMAIN)"
+  info "building $IMAGE (linux/amd64)"
+  run docker build --platform linux/amd64 -t "$IMAGE_NAME:$IMAGE_VERSION" . || die "docker build failed"
+  run docker tag "$IMAGE_NAME:$IMAGE_VERSION" "$IMAGE" || die "docker tag failed"
+  info "logging in to $ACR_DOMAIN as $ACR_USERNAME"
+  if $DRY_RUN; then
+    printf '+ docker login --username %q --password-stdin %q  # password from ACR_PASSWORD on stdin\n' \
+      "$ACR_USERNAME" "$ACR_DOMAIN" >&2
+  else
+    printf '%s' "$ACR_PASSWORD" | docker login --username "$ACR_USERNAME" --password-stdin "$ACR_DOMAIN" >/dev/null \
+      || die "docker login to $ACR_DOMAIN failed: check ACR_USERNAME and ACR_PASSWORD"
+  fi
+  info "pushing $IMAGE"
+  run docker push "$IMAGE" || die "docker push failed"
+fi
+
+if ! $SKIP_DEPLOY; then
+  # The function's environment: every listed variable that is set, then the fixed ones.
+  ENV_JSON="$(jq -n '{}')"
+  while IFS= read -r name; do
+    if [ -n "${!name:-}" ]; then
+      ENV_JSON="$(jq -c --arg k "$name" --arg v "${!name}" '. + {($k): $v}' <<<"$ENV_JSON")"
+    fi
+  done < <(jq -r '.function.environmentVariables[]' fc-config.json)
+  ENV_JSON="$(jq -c --argjson fixed "$(jq -c '.function.fixedEnvironment // {}' fc-config.json)" '. + $fixed' <<<"$ENV_JSON")"
+  jq -e 'has("DB_NAME") and (has("DB_URI") or has("MONGODB_API_URL"))' <<<"$ENV_JSON" >/dev/null \
+    || die "set DB_NAME and DB_URI or MONGODB_API_URL (environment or .env): the function cannot start without them"
+
+  FUNCTION_BODY="$(jq -c --arg image "$IMAGE" --argjson env "$ENV_JSON" '
+    .function as $f | .container as $c | {
+      functionName: $f.name,
+      description: $f.description,
+      runtime: $f.runtime,
+      handler: $f.handler,
+      timeout: $f.timeout,
+      memorySize: $f.memorySize,
+      cpu: $f.cpu,
+      diskSize: $f.diskSize,
+      instanceConcurrency: $f.instanceConcurrency,
+      internetAccess: $f.internetAccess,
+      environmentVariables: $env,
+      customContainerConfig: {
+        image: $image,
+        port: $c.port,
+        healthCheckConfig: $c.healthCheckConfig
+      }
+    } + (if ($f.role // "") != "" then {role: $f.role} else {} end)' fc-config.json)"
+
+  API="/2023-03-30/functions"
+  # GET: exit 0 = exists; an answer naming FunctionNotFound = create; anything else is an error.
+  exists() {
+    local out
+    if $DRY_RUN; then
+      run aliyun fc GET "$1" --region "$REGION"
+      return 1
+    fi
+    if out="$(aliyun fc GET "$1" --region "$REGION" 2>&1)"; then
+      return 0
+    fi
+    case "$out" in
+      *NotFound*) return 1 ;;
+      *) die "aliyun fc GET $1 failed: $out" ;;
+    esac
+  }
+
+  if exists "$API/$FUNCTION"; then
+    info "updating function $FUNCTION"
+    UPDATE_BODY="$(jq -c 'del(.functionName, .runtime)' <<<"$FUNCTION_BODY")"
+    run aliyun fc PUT "$API/$FUNCTION" --region "$REGION" --header "Content-Type=application/json;" \
+      --body "$UPDATE_BODY" >/dev/null || die "updating function $FUNCTION failed"
+  else
+    info "creating function $FUNCTION"
+    run aliyun fc POST "$API" --region "$REGION" --header "Content-Type=application/json;" \
+      --body "$FUNCTION_BODY" >/dev/null || die "creating function $FUNCTION failed"
+  fi
+
+  # triggerConfig is a JSON-encoded string.
+  TRIGGER_CONFIG="$(jq -c --arg cron "$CRON" '{cronExpression: $cron, enable: .trigger.enable, payload: .trigger.payload}' fc-config.json)"
+  if exists "$API/$FUNCTION/triggers/$TRIGGER"; then
+    info "updating timer trigger $TRIGGER ($CRON)"
+    TRIGGER_BODY="$(jq -nc --arg config "$TRIGGER_CONFIG" '{triggerConfig: $config}')"
+    run aliyun fc PUT "$API/$FUNCTION/triggers/$TRIGGER" --region "$REGION" --header "Content-Type=application/json;" \
+      --body "$TRIGGER_BODY" >/dev/null || die "updating trigger $TRIGGER failed"
+  else
+    info "creating timer trigger $TRIGGER ($CRON)"
+    TRIGGER_BODY="$(jq -nc --arg name "$TRIGGER" --arg config "$TRIGGER_CONFIG" --arg q "$(cfg .trigger.qualifier)" \
+      '{triggerName: $name, triggerType: "timer", qualifier: $q, triggerConfig: $config}')"
+    run aliyun fc POST "$API/$FUNCTION/triggers" --region "$REGION" --header "Content-Type=application/json;" \
+      --body "$TRIGGER_BODY" >/dev/null || die "creating trigger $TRIGGER failed"
+  fi
+fi
+
+DONE="Done"
+if $DRY_RUN; then DONE="Dry run done: nothing was run"; fi
+cat <<EOF
+
+$DONE.
+  image:     $IMAGE
+  function:  https://fcnext.console.aliyun.com/$REGION/functions/$FUNCTION
+  registry:  https://cr.console.aliyun.com/$REGION/instances
+  schedule:  $CRON (trigger $TRIGGER)
+
+Invoke it now (the answer is the sweep report):
+  aliyun fc POST /2023-03-30/functions/$FUNCTION/invocations --region $REGION \\
+    --header "x-fc-invocation-type=Sync" --header "x-fc-log-type=Tail" --body '{"dry_run": true}'
+Read its logs:
+  https://fcnext.console.aliyun.com/$REGION/functions/$FUNCTION/logs (or the Log Service logstore in logConfig)
+EOF
