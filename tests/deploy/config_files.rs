@@ -15,7 +15,7 @@ fn fc_config() -> Value {
 fn check_resources(cpu: f64, memory_mb: u64, disk_mb: u64, timeout: u64) {
     assert!((0.05..=16.0).contains(&cpu), "cpu {cpu}");
     assert!(((cpu / 0.05).round() * 0.05 - cpu).abs() < 1e-9, "cpu {cpu} is not a multiple of 0.05");
-    assert!((128..=32768).contains(&memory_mb) && memory_mb % 64 == 0, "memorySize {memory_mb}");
+    assert!((128..=32768).contains(&memory_mb) && memory_mb.is_multiple_of(64), "memorySize {memory_mb}");
     let gb_per_vcpu = memory_mb as f64 / 1024.0 / cpu;
     // 0.05 vCPU with 128 MB is explicitly valid (2.5 GB per vCPU); the rule is 1:1 to 1:4.
     assert!((1.0..=4.0).contains(&gb_per_vcpu), "vCPU:GB ratio {gb_per_vcpu}");
