@@ -13,16 +13,18 @@ pub fn bound(lane: Lane, ms: i64) -> Bson {
     }
 }
 
-/// `{field: {$gte: lo, $lt: hi, $not: {$type: "array"}}}`. Type bracketing keeps a Date range to Dates and a
+/// `{field: {$gte: lo, $lt: hi}, "field.0": {$exists: false}}`. Type bracketing keeps a Date range to Dates and a
 /// numeric range to numbers; missing fields, nulls, strings and NaN never match. Arrays are excluded explicitly:
-/// MongoDB would match `[1, 2]` against a range through its elements, and an array is no provable expiry.
+/// MongoDB would match `[1, 2]` against a range through its elements, and an array is no provable expiry (an
+/// empty array never matches a range). The exclusion is spelled `"field.0": {$exists: false}` rather than
+/// `$not: {$type: "array"}` because some servers stop using the index for the range when `$not` joins it (the test
+/// server turned a 50 ms window into a 1.5 s collection scan).
 pub fn range_filter(field: &str, range: &ExpiryRange) -> Document {
     let mut cond = Document::new();
     let lo = range.lo_ms.max(range.lane.floor_ms());
     cond.insert("$gte", bound(range.lane, lo));
     cond.insert("$lt", bound(range.lane, range.hi_ms));
-    cond.insert("$not", doc! { "$type": "array" });
-    doc! { field: cond }
+    doc! { field: cond, format!("{field}.0"): { "$exists": false } }
 }
 
 /// The BSON types that make an expiry usable (by a range of one of the lanes).
@@ -109,7 +111,7 @@ mod tests {
         let floor = DateTime::from_millis(super::super::DATE_FLOOR_MS);
         assert_eq!(
             range_filter("exp", &r),
-            doc! { "exp": { "$gte": floor, "$lt": DateTime::from_millis(1_000), "$not": { "$type": "array" } } }
+            doc! { "exp": { "$gte": floor, "$lt": DateTime::from_millis(1_000) }, "exp.0": { "$exists": false } }
         );
         assert_eq!(floor.try_to_rfc3339_string().unwrap(), "0001-01-01T00:00:00Z");
     }
@@ -119,10 +121,10 @@ mod tests {
         let r = ExpiryRange { lane: Lane::Seconds, lo_ms: 0, hi_ms: 1_700_000_000_500 };
         assert_eq!(
             range_filter("e", &r),
-            doc! { "e": { "$gte": 0_i64, "$lt": 1_700_000_000.5_f64, "$not": { "$type": "array" } } }
+            doc! { "e": { "$gte": 0_i64, "$lt": 1_700_000_000.5_f64 }, "e.0": { "$exists": false } }
         );
         let r = ExpiryRange { lane: Lane::Seconds, lo_ms: 2_000, hi_ms: 3_000 };
-        assert_eq!(range_filter("e", &r), doc! { "e": { "$gte": 2_i64, "$lt": 3_i64, "$not": { "$type": "array" } } });
+        assert_eq!(range_filter("e", &r), doc! { "e": { "$gte": 2_i64, "$lt": 3_i64 }, "e.0": { "$exists": false } });
     }
 
     #[test]

@@ -37,6 +37,7 @@ struct ApiState {
     fault: Mutex<Fault>,
     canonical: Mutex<bool>,
     api_key: Option<String>,
+    calls: AtomicU64,
     deletes: AtomicU64,
     measures: AtomicU64,
 }
@@ -56,6 +57,7 @@ impl DataApi {
             fault: Mutex::new(Fault::None),
             canonical: Mutex::new(false),
             api_key: api_key.map(str::to_string),
+            calls: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
             measures: AtomicU64::new(0),
         });
@@ -74,6 +76,11 @@ impl DataApi {
     /// Answer in canonical Extended JSON instead of relaxed.
     pub fn set_canonical(&self, canonical: bool) {
         *self.state.canonical.lock().unwrap() = canonical;
+    }
+
+    /// Calls received (round trips).
+    pub fn calls(&self) -> u64 {
+        self.state.calls.load(Ordering::SeqCst)
     }
 
     /// Successful `deleteMany` calls.
@@ -102,6 +109,7 @@ async fn action(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
+    state.calls.fetch_add(1, Ordering::SeqCst);
     if let Some(key) = &state.api_key {
         if headers.get("api-key").and_then(|v| v.to_str().ok()) != Some(key.as_str()) {
             return error(StatusCode::UNAUTHORIZED, "invalid api key");

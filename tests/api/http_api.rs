@@ -54,6 +54,8 @@ async fn the_api_alone_sweeps_exactly_like_the_direct_backend() {
     let batches = data["batches"].as_u64().unwrap();
     assert_eq!(api.deletes(), batches);
     assert!(api.measures() <= 2 * batches + 40, "{} measures for {batches} batches", api.measures());
+    // Beyond the batches: the index check, two $collStats, and the empty probes.
+    assert!(api.calls() <= api.measures() + batches + 3, "{} calls", api.calls());
     db.drop_db().await;
 }
 
