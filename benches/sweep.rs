@@ -89,7 +89,8 @@ struct Child {
     cpu: Duration,
 }
 
-/// Runs the binary to completion, with its peak RSS and CPU time from wait4.
+/// Runs the binary to completion, with its peak RSS and CPU time from wait4 (which also reaps it).
+#[allow(clippy::zombie_processes)]
 fn run_binary(bin: &PathBuf, args: &[&str], env: &[(&str, String)]) -> Child {
     let started = Instant::now();
     let mut child = Command::new(bin)
