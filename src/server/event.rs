@@ -129,6 +129,7 @@ fn shown(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn ok(body: &str) -> SweepOverrides {
         parse_invoke_body(body.as_bytes()).unwrap()
@@ -179,6 +180,68 @@ mod tests {
         assert!(err(br#"{"time_budget_seconds":901}"#).contains("time_budget_seconds"));
         assert!(err(br#"{"collection":"users"}"#).contains("unknown option \"collection\""));
         assert!(err(br#"{"database":"admin"}"#).contains("unknown option"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Arbitrary bytes: never a panic; accepted only when blank or a JSON object; refusals always say why.
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
+            match parse_invoke_body(&body) {
+                Ok(_) => {
+                    let text = std::str::from_utf8(&body).unwrap().trim();
+                    prop_assert!(text.is_empty() || text.starts_with('{'), "accepted {:?}", text);
+                }
+                Err(e) => prop_assert!(e.0.len() > 10, "unclear refusal {:?}", e.0),
+            }
+        }
+
+        /// JSON-shaped input (options, timer events, wrong types and ranges): never a panic, and every accepted
+        /// option is within its range.
+        #[test]
+        fn json_shaped_bodies_are_accepted_only_in_range(
+            key in prop_oneof![
+                Just("dry_run"), Just("batch_size"), Just("time_budget_seconds"), Just("payload"), Just("x")
+            ],
+            value in prop_oneof![
+                any::<i64>().prop_map(|v| v.to_string()),
+                any::<f64>().prop_map(|v| format!("{v:?}")),
+                any::<bool>().prop_map(|v| v.to_string()),
+                "\\PC{0,20}".prop_map(|v| serde_json::Value::String(v).to_string()),
+                Just("null".to_string()),
+                Just("[1,{}]".to_string()),
+                Just("1e999".to_string()),
+                Just("18446744073709551616".to_string()),
+            ],
+            wrap in any::<bool>(),
+        ) {
+            let inner = format!("{{\"{key}\": {value}}}");
+            let body = if wrap {
+                format!("{{\"triggerName\":\"t\",\"payload\":{}}}", serde_json::Value::String(inner))
+            } else {
+                inner
+            };
+            if let Ok(o) = parse_invoke_body(body.as_bytes()) {
+                prop_assert!(o.batch_size.is_none_or(|b| (1..=100_000).contains(&b)));
+                prop_assert!(o.time_budget_seconds.is_none_or(|b| (1..=900).contains(&b)));
+            }
+        }
+    }
+
+    #[test]
+    fn nasty_inputs() {
+        // Huge numbers, deep nesting, a NUL, a lone surrogate escape, a BOM, duplicated keys.
+        assert!(err(br#"{"batch_size": 1e308}"#).contains("batch_size"));
+        assert!(err(br#"{"time_budget_seconds": 99999999999999999999999999999}"#).contains("time_budget_seconds"));
+        assert!(err(format!("{}{}", "{\"a\":".repeat(200), "}".repeat(200)).as_bytes())
+            .starts_with("body is not valid JSON"));
+        assert!(err(b"{\"dry_run\": true}\0").starts_with("body is not valid JSON"));
+        assert!(err(br#"{"dry_run": "\ud800"}"#).starts_with("body is not valid JSON"));
+        assert!(err("\u{feff}{}".as_bytes()).starts_with("body is not valid JSON"));
+        assert!(err(br#"{"batch_size": 5, "batch_size": 0}"#).contains("batch_size"));
+        assert!(err(br#"{"triggerName": 5}"#).contains("must be a string"));
+        assert!(err(br#"{"triggerName": "t", "payload": 7}"#).contains("timer payload must be a string"));
     }
 
     #[test]

@@ -74,6 +74,26 @@ pub fn measure_row(row: Option<&Document>) -> Result<super::Measure, String> {
     }
 }
 
+/// `[{$collStats: {storageStats: {}}}]`: the collection's count and size, as cheap as the server makes it.
+pub fn stats_pipeline() -> Vec<Document> {
+    vec![doc! { "$collStats": { "storageStats": {} } }]
+}
+
+/// Reads the answer of [`stats_pipeline`] (no row: no collection yet). A size of 0 for a non-empty collection
+/// means the server does not report sizes (the test server): `size_bytes` is then `None`.
+pub fn stats_row(row: Option<&Document>) -> Result<super::CollectionStats, String> {
+    let Some(row) = row else { return Ok(super::CollectionStats::default()) };
+    let storage = row.get_document("storageStats").ok();
+    let count = storage.and_then(|s| as_u64(s.get("count"))).or_else(|| as_u64(row.get("count")));
+    let size = storage.and_then(|s| as_u64(s.get("size")));
+    match (count, size) {
+        (Some(count), Some(size)) => {
+            Ok(super::CollectionStats { count, size_bytes: (size > 0 || count == 0).then_some(size) })
+        }
+        _ => Err(format!("unexpected $collStats answer: {row}")),
+    }
+}
+
 /// True when some index's first key is `field`.
 pub fn indexes_lead_with(field: &str, keys: &[Document]) -> bool {
     keys.iter().any(|key| key.keys().next().map(String::as_str) == Some(field))

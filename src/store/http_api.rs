@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::filter::{
     as_u64, indexes_lead_with, legacy_entry, legacy_filter, legacy_ids_filter, legacy_page_pipeline, measure_pipeline,
-    measure_row, range_filter,
+    measure_row, range_filter, stats_pipeline, stats_row,
 };
 use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
 use crate::config::ApiSettings;
@@ -146,20 +146,11 @@ impl BlacklistStore for HttpApiStore {
     }
 
     async fn stats(&self) -> Result<CollectionStats, StoreError> {
-        let rows = self.aggregate(vec![doc! { "$collStats": { "storageStats": {} } }]).await;
-        let rows = match rows {
-            Ok(rows) => rows,
+        match self.aggregate(stats_pipeline()).await {
+            Ok(rows) => stats_row(rows.first()).map_err(|m| StoreError::Protocol(format!("aggregate: {m}"))),
             // Some servers refuse $collStats on a collection that does not exist yet.
-            Err(StoreError::Query(m)) if m.contains("NamespaceNotFound") => return Ok(CollectionStats::default()),
-            Err(e) => return Err(e),
-        };
-        let Some(row) = rows.first() else { return Ok(CollectionStats::default()) };
-        let storage = row.get_document("storageStats").ok();
-        let count = storage.and_then(|s| as_u64(s.get("count"))).or_else(|| as_u64(row.get("count")));
-        let size = storage.and_then(|s| as_u64(s.get("size")));
-        match (count, size) {
-            (Some(count), Some(size_bytes)) => Ok(CollectionStats { count, size_bytes }),
-            _ => Err(StoreError::Protocol(format!("aggregate $collStats: unexpected answer: {row}"))),
+            Err(StoreError::Query(m)) if m.contains("NamespaceNotFound") => Ok(CollectionStats::default()),
+            Err(e) => Err(e),
         }
     }
 

@@ -75,8 +75,8 @@ pub struct Measure {
 pub struct CollectionStats {
     /// Number of entries.
     pub count: u64,
-    /// Uncompressed BSON size of all entries.
-    pub size_bytes: u64,
+    /// Uncompressed BSON size of all entries, when the server reports it.
+    pub size_bytes: Option<u64>,
 }
 
 /// A legacy entry: no usable expiry field, but the raw token.

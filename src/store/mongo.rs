@@ -12,8 +12,8 @@ use mongodb::{Client, Collection};
 use tokio::sync::OnceCell;
 
 use super::filter::{
-    as_u64, indexes_lead_with, legacy_entry, legacy_filter, legacy_ids_filter, legacy_page_pipeline, measure_pipeline,
-    measure_row, range_filter,
+    indexes_lead_with, legacy_entry, legacy_filter, legacy_ids_filter, legacy_page_pipeline, measure_pipeline,
+    measure_row, range_filter, stats_pipeline, stats_row,
 };
 use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
 use crate::config::{DbSettings, Secret};
@@ -90,9 +90,10 @@ impl MongoStore {
         };
         let message = scrub(&message, &self.secrets());
         match *error.kind {
-            ErrorKind::ServerSelection { .. } | ErrorKind::Io(_) | ErrorKind::DnsResolve { .. } => {
-                StoreError::Unreachable(message)
-            }
+            ErrorKind::ServerSelection { .. }
+            | ErrorKind::Io(_)
+            | ErrorKind::DnsResolve { .. }
+            | ErrorKind::ConnectionPoolCleared { .. } => StoreError::Unreachable(message),
             ErrorKind::Authentication { .. } => StoreError::Auth(message),
             ErrorKind::InvalidArgument { .. } => StoreError::Query(format!("DB_URI or options rejected: {message}")),
             _ => StoreError::Query(message),
@@ -137,15 +138,11 @@ impl BlacklistStore for MongoStore {
     }
 
     async fn stats(&self) -> Result<CollectionStats, StoreError> {
-        let db = self.client().await?.database(&self.settings.database);
-        match db.run_command(doc! { "collStats": &self.collection_name }).await {
-            Ok(answer) => Ok(CollectionStats {
-                count: as_u64(answer.get("count")).unwrap_or(0),
-                size_bytes: as_u64(answer.get("size")).unwrap_or(0),
-            }),
+        match self.aggregate(stats_pipeline()).await {
+            Ok(rows) => stats_row(rows.first()).map_err(StoreError::Protocol),
             // Older servers answer NamespaceNotFound for a collection that does not exist yet.
-            Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if c.code == 26) => Ok(CollectionStats::default()),
-            Err(e) => Err(self.classify(e)),
+            Err(StoreError::Query(m)) if m.contains("NamespaceNotFound") => Ok(CollectionStats::default()),
+            Err(e) => Err(e),
         }
     }
 

@@ -96,7 +96,6 @@ pub async fn run(
         tracing::warn!("{warning}");
     }
 
-    let before = store.stats().await.map_err(|e| fail(&tally, e))?;
     let mut complete = true;
     let mut left: Vec<ExpiryRange> = Vec::new();
     for lane in Lane::ALL {
@@ -123,7 +122,15 @@ pub async fn run(
     if options.dry_run {
         expired_remaining += tally.would_clean;
     }
+    // One statistics call, at the end: on some servers it costs a pass over the collection.
     let after = store.stats().await.map_err(|e| fail(&tally, e))?;
+    let measured = tally.cleaned + tally.would_clean;
+    let estimated_memory_usage = match after.size_bytes {
+        Some(size) => size,
+        // The server reports no sizes: the remaining entries at the average size of the ones this run measured.
+        None if measured > 0 => after.count * (tally.bytes + tally.would_free) / measured,
+        None => 0,
+    };
 
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     tracing::info!(
@@ -139,13 +146,13 @@ pub async fn run(
         success: true,
         cleaned_count: tally.cleaned,
         remaining_tokens: after.count,
-        estimated_memory_usage: after.size_bytes,
+        estimated_memory_usage,
         memory_saved_bytes: tally.bytes,
         memory_saved_mb: report::megabytes(tally.bytes),
         memory_saved_exact: tally.exact,
         timestamp: report::rfc3339(started_at),
         execution_time: report::execution_time(started_at),
-        total_tokens_before: before.count,
+        total_tokens_before: after.count + tally.cleaned,
         expired_remaining,
         complete,
         batches: tally.batches,

@@ -1,0 +1,145 @@
+//! Secrets: with known values for every secret, at debug level, through success, fallback and failure paths,
+//! none of them appears in any log line or any response.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use mongodb::bson::{doc, DateTime};
+
+use crate::data_api::{DataApi, Fault};
+use crate::private_db::PrivateDb;
+
+const DB_PASSWORD: &str = "Db-Pa55-7f3a91";
+const URI_PASSWORD: &str = "Uri-Pa55-c0ffee";
+const JWT_KEY: &str = "Jwt-K3y-5ecret-b4d";
+const API_KEY: &str = "Api-K3y-9e8d7c";
+const FC_KEY_ID: &str = "LTAI-fc-key-id-123456";
+const FC_KEY_SECRET: &str = "fc-Access-Key-Secret-abcdef";
+const FC_TOKEN: &str = "fc-Security-Token-CAIS-zzz";
+const ALL: [&str; 7] = [DB_PASSWORD, URI_PASSWORD, JWT_KEY, API_KEY, FC_KEY_ID, FC_KEY_SECRET, FC_TOKEN];
+
+/// Runs `serve` with `env` at debug level, sends `bodies` with FC's credential headers, returns everything it printed
+/// and everything it answered.
+async fn capture(env: HashMap<String, String>, bodies: &[&str]) -> (String, Vec<String>) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jwt-token-cleaner"))
+        .arg("serve")
+        .env_clear()
+        .envs(&env)
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "debug")
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let stdout = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(format!("http://127.0.0.1:{port}/health")).send().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut answers = Vec::new();
+    for (path, body) in bodies.iter().map(|b| ("/invoke", *b)).chain([("/initialize", "")]) {
+        let response = http
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .header("x-fc-request-id", "secret-test")
+            .header("x-fc-access-key-id", FC_KEY_ID)
+            .header("x-fc-access-key-secret", FC_KEY_SECRET)
+            .header("x-fc-security-token", FC_TOKEN)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let headers = format!("{:?}", response.headers());
+        answers.push(format!("{headers} {}", response.text().await.unwrap()));
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let logs = format!("{}{}", stdout.join().unwrap(), stderr.join().unwrap());
+    (logs, answers)
+}
+
+fn assert_clean(logs: &str, answers: &[String]) {
+    assert!(logs.contains("FC Invoke Start RequestId: secret-test"), "the logs were captured: {logs}");
+    assert!(logs.contains("DEBUG"), "debug level was on");
+    for secret in ALL {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs:\n{logs}");
+        for answer in answers {
+            assert!(!answer.contains(secret), "{secret} leaked into an answer: {answer}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_secret_reaches_a_log_line_or_an_answer() {
+    let db = PrivateDb::start(Some(("svc", DB_PASSWORD))).await;
+    let with_password =
+        format!("mongodb://svc:{DB_PASSWORD}@127.0.0.1:{}/?directConnection=true&authSource=admin", db.port);
+    let collection =
+        mongodb::Client::with_uri_str(&with_password).await.unwrap().database("s").collection("jwt_blacklist");
+    collection
+        .insert_one(doc! { "jti": "e", "expires_at": DateTime::from_millis(Utc::now().timestamp_millis() - 3_600_000) })
+        .await
+        .unwrap();
+    let api = DataApi::spawn(&with_password, Some(API_KEY)).await;
+    let base = |extra: &[(&str, String)]| -> HashMap<String, String> {
+        [
+            ("DB_NAME", "s".to_string()),
+            ("JWT_SECRET_KEY", JWT_KEY.to_string()),
+            ("MONGODB_API_KEY", API_KEY.to_string()),
+        ]
+        .into_iter()
+        .chain(extra.iter().cloned())
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    };
+    let auth_uri = format!("{}&authSource=admin", db.uri());
+
+    // 1. The HTTP API works (with its key), the direct connection is the fallback with DB_ACCOUNT/DB_PASSWORD.
+    let env = base(&[
+        ("MONGODB_API_URL", api.url.clone()),
+        ("DB_URI", auth_uri.clone()),
+        ("DB_ACCOUNT", "svc".into()),
+        ("DB_PASSWORD", DB_PASSWORD.into()),
+    ]);
+    let (logs, answers) = capture(env.clone(), &["", r#"{"dry_run": true}"#, "{bad"]).await;
+    assert!(answers[0].contains(r#""backend":"http_api""#), "{}", answers[0]);
+    assert_clean(&logs, &answers);
+
+    // 2. The API fails; the fallback runs with the password inside DB_URI.
+    api.set_fault(Fault::Status(500));
+    let uri_with_secret =
+        format!("mongodb://svc:{URI_PASSWORD}@127.0.0.1:{}/?directConnection=true&authSource=admin", db.port);
+    let env = base(&[("MONGODB_API_URL", api.url.clone()), ("DB_URI", uri_with_secret)]);
+    let (logs, answers) = capture(env, &[""]).await;
+    assert!(answers[0].contains("then mongodb failed: database authentication failed"), "{}", answers[0]);
+    assert_clean(&logs, &answers);
+
+    // 3. Wrong API key, wrong database password: both fail.
+    api.set_fault(Fault::None);
+    let mut env = base(&[
+        ("MONGODB_API_URL", api.url.clone()),
+        ("DB_URI", auth_uri),
+        ("DB_ACCOUNT", "svc".into()),
+        ("DB_PASSWORD", URI_PASSWORD.into()),
+    ]);
+    env.insert("MONGODB_API_KEY".into(), FC_KEY_SECRET.into());
+    let (logs, answers) = capture(env, &[""]).await;
+    assert!(answers[0].contains("HTTP 401"), "{}", answers[0]);
+    assert_clean(&logs, &answers);
+}
