@@ -204,31 +204,30 @@ if ! $SKIP_DEPLOY; then
     esac
   }
 
-  if exists "$API/$FUNCTION"; then
-    info "updating function $FUNCTION"
-    UPDATE_BODY="$(jq -c 'del(.functionName, .runtime)' <<<"$FUNCTION_BODY")"
-    run aliyun fc PUT "$API/$FUNCTION" --region "$REGION" --header "Content-Type=application/json;" \
-      --body "$UPDATE_BODY" >/dev/null || die "updating function $FUNCTION failed"
-  else
-    info "creating function $FUNCTION"
-    run aliyun fc POST "$API" --region "$REGION" --header "Content-Type=application/json;" \
-      --body "$FUNCTION_BODY" >/dev/null || die "creating function $FUNCTION failed"
-  fi
+  # Updates the resource at $1 (PUT $3) when it exists, else creates it in the collection $2 (POST $4).
+  upsert() {
+    local path="$1" collection="$2" update_body="$3" create_body="$4" what="$5"
+    if exists "$path"; then
+      info "updating $what"
+      run aliyun fc PUT "$path" --region "$REGION" --header "Content-Type=application/json;" --body "$update_body" \
+        >/dev/null || die "updating $what failed"
+    else
+      info "creating $what"
+      run aliyun fc POST "$collection" --region "$REGION" --header "Content-Type=application/json;" \
+        --body "$create_body" >/dev/null || die "creating $what failed"
+    fi
+  }
+
+  upsert "$API/$FUNCTION" "$API" "$(jq -c 'del(.functionName, .runtime)' <<<"$FUNCTION_BODY")" "$FUNCTION_BODY" \
+    "function $FUNCTION"
 
   # triggerConfig is a JSON-encoded string.
   TRIGGER_CONFIG="$(jq -c --arg cron "$CRON" '{cronExpression: $cron, enable: .trigger.enable, payload: .trigger.payload}' fc-config.json)"
-  if exists "$API/$FUNCTION/triggers/$TRIGGER"; then
-    info "updating timer trigger $TRIGGER ($CRON)"
-    TRIGGER_BODY="$(jq -nc --arg config "$TRIGGER_CONFIG" '{triggerConfig: $config}')"
-    run aliyun fc PUT "$API/$FUNCTION/triggers/$TRIGGER" --region "$REGION" --header "Content-Type=application/json;" \
-      --body "$TRIGGER_BODY" >/dev/null || die "updating trigger $TRIGGER failed"
-  else
-    info "creating timer trigger $TRIGGER ($CRON)"
-    TRIGGER_BODY="$(jq -nc --arg name "$TRIGGER" --arg config "$TRIGGER_CONFIG" --arg q "$(cfg .trigger.qualifier)" \
-      '{triggerName: $name, triggerType: "timer", qualifier: $q, triggerConfig: $config}')"
-    run aliyun fc POST "$API/$FUNCTION/triggers" --region "$REGION" --header "Content-Type=application/json;" \
-      --body "$TRIGGER_BODY" >/dev/null || die "creating trigger $TRIGGER failed"
-  fi
+  upsert "$API/$FUNCTION/triggers/$TRIGGER" "$API/$FUNCTION/triggers" \
+    "$(jq -nc --arg config "$TRIGGER_CONFIG" '{triggerConfig: $config}')" \
+    "$(jq -nc --arg name "$TRIGGER" --arg config "$TRIGGER_CONFIG" --arg q "$(cfg .trigger.qualifier)" \
+      '{triggerName: $name, triggerType: "timer", qualifier: $q, triggerConfig: $config}')" \
+    "timer trigger $TRIGGER ($CRON)"
 fi
 
 DONE="Done"

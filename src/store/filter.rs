@@ -56,13 +56,16 @@ pub fn legacy_ids_filter(field: &str, ids: &[Bson]) -> Document {
     filter
 }
 
-/// Reads one row of [`legacy_page_pipeline`]; `None` when it is not of that shape.
-pub fn legacy_entry(row: &Document) -> Option<super::LegacyEntry> {
-    Some(super::LegacyEntry {
-        id: row.get("_id")?.clone(),
-        token: row.get_str("token").ok()?.to_string(),
-        bytes: as_u64(row.get("bytes"))?,
-    })
+/// Reads the rows of [`legacy_page_pipeline`].
+pub fn legacy_rows(rows: &[Document]) -> Result<Vec<super::LegacyEntry>, String> {
+    let entry = |row: &Document| {
+        Some(super::LegacyEntry {
+            id: row.get("_id")?.clone(),
+            token: row.get_str("token").ok()?.to_string(),
+            bytes: as_u64(row.get("bytes"))?,
+        })
+    };
+    rows.iter().map(|row| entry(row).ok_or_else(|| format!("unexpected legacy row: {row}"))).collect()
 }
 
 /// Reads a `[{count, bytes}]` answer of [`measure_pipeline`] (no row: an empty range).

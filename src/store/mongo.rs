@@ -12,7 +12,7 @@ use mongodb::{Client, Collection};
 use tokio::sync::OnceCell;
 
 use super::filter::{
-    indexes_lead_with, legacy_entry, legacy_filter, legacy_ids_filter, legacy_page_pipeline, measure_pipeline,
+    indexes_lead_with, legacy_filter, legacy_ids_filter, legacy_page_pipeline, legacy_rows, measure_pipeline,
     measure_row, range_filter, stats_pipeline, stats_row,
 };
 use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
@@ -176,9 +176,7 @@ impl BlacklistStore for MongoStore {
 
     async fn legacy_page(&self, after: Option<&Bson>, limit: u32) -> Result<Vec<LegacyEntry>, StoreError> {
         let rows = self.aggregate(legacy_page_pipeline(&self.field, after, limit)).await?;
-        rows.iter()
-            .map(|row| legacy_entry(row).ok_or_else(|| StoreError::Protocol(format!("unexpected legacy row: {row}"))))
-            .collect()
+        legacy_rows(&rows).map_err(StoreError::Protocol)
     }
 
     async fn delete_legacy(&self, ids: &[Bson]) -> Result<u64, StoreError> {
