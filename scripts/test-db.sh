@@ -14,7 +14,9 @@ TOOLS_DIR="${TOOLS_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.tools}
 SECANTUS_BIN="$TOOLS_DIR/mongo/bin/secantusd-py"
 
 test_db_install() {
-  if [ -x "$SECANTUS_BIN" ] && "$TOOLS_DIR/mongo/bin/pip" show SecantusDB 2>/dev/null | grep -q "^Version: $SECANTUS_VERSION\$"; then
+  # No `pip show | grep -q`: grep's early exit would make the pipeline fail under pipefail.
+  if [ -x "$SECANTUS_BIN" ] \
+    && [ "$("$TOOLS_DIR/mongo/bin/pip" show SecantusDB 2>/dev/null | sed -n 's/^Version: //p')" = "$SECANTUS_VERSION" ]; then
     return 0
   fi
   echo "test-db: installing SecantusDB==$SECANTUS_VERSION into $TOOLS_DIR/mongo" >&2

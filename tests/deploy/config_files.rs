@@ -110,6 +110,28 @@ fn dockerfile_is_multi_stage_locked_non_root_with_a_shell_free_healthcheck() {
         "exec form, no shell: {health}"
     );
     assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/jwt-token-cleaner"]"#));
+
+    // Cargo refuses a manifest whose declared targets are missing: the image build must provide every bench.
+    for bench in bench_names(&read("Cargo.toml")) {
+        assert!(
+            dockerfile.contains(&format!("> benches/{bench}.rs")),
+            "the Dockerfile does not provide benches/{bench}.rs"
+        );
+    }
+}
+
+/// Just enough of Cargo.toml: the names of the `[[bench]]` targets.
+fn bench_names(manifest: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut in_bench = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bench = line == "[[bench]]";
+        } else if let (true, Some(name)) = (in_bench, line.strip_prefix("name = ")) {
+            names.push(name.trim_matches('"').to_string());
+        }
+    }
+    names
 }
 
 #[test]
