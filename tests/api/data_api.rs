@@ -103,6 +103,15 @@ fn bson_field(body: &Value, name: &str) -> Result<Bson, String> {
     Bson::try_from(value).map_err(|e| format!("{name} is not Extended JSON: {e}"))
 }
 
+/// Drains a cursor into `{"documents": [...]}`.
+async fn documents(
+    cursor: mongodb::error::Result<mongodb::Cursor<Document>>,
+    out: &impl Fn(Bson) -> Value,
+) -> Result<Value, String> {
+    let docs: Vec<Document> = cursor.map_err(|e| e.to_string())?.try_collect().await.map_err(|e| e.to_string())?;
+    Ok(json!({ "documents": docs.into_iter().map(|d| out(Bson::Document(d))).collect::<Vec<_>>() }))
+}
+
 async fn action(
     State(state): State<Arc<ApiState>>,
     Path(action): Path<String>,
@@ -143,15 +152,7 @@ async fn action(
             "find" => {
                 let Bson::Document(filter) = bson_field(&body, "filter")? else { return Err("filter".into()) };
                 let limit = body["limit"].as_i64().unwrap_or(0);
-                let docs: Vec<Document> = collection
-                    .find(filter)
-                    .limit(limit)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .try_collect()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(json!({ "documents": docs.into_iter().map(|d| out(Bson::Document(d))).collect::<Vec<_>>() }))
+                documents(collection.find(filter).limit(limit).await, &out).await
             }
             "aggregate" => {
                 let Bson::Array(stages) = bson_field(&body, "pipeline")? else { return Err("pipeline".into()) };
@@ -159,14 +160,7 @@ async fn action(
                 if pipeline.iter().any(|s| s.to_string().contains("$bsonSize")) {
                     state.measures.fetch_add(1, Ordering::SeqCst);
                 }
-                let docs: Vec<Document> = collection
-                    .aggregate(pipeline)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .try_collect()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(json!({ "documents": docs.into_iter().map(|d| out(Bson::Document(d))).collect::<Vec<_>>() }))
+                documents(collection.aggregate(pipeline).await, &out).await
             }
             "deleteMany" => {
                 let Bson::Document(filter) = bson_field(&body, "filter")? else { return Err("filter".into()) };
