@@ -47,6 +47,12 @@ struct Tally {
 }
 
 impl Tally {
+    /// Accounts a batch a dry run would delete.
+    fn would_delete(&mut self, count: u64, bytes: u64) {
+        self.would_clean += count;
+        self.would_free += bytes;
+    }
+
     /// Accounts a batch measured at `count` entries and `bytes`, of which `deleted` were really deleted.
     fn deleted(&mut self, count: u64, bytes: u64, deleted: u64) {
         self.cleaned += deleted;
@@ -194,8 +200,7 @@ async fn sweep_lane(
         if measured.count > 0 {
             tally.batches += 1;
             if options.dry_run {
-                tally.would_clean += measured.count;
-                tally.would_free += measured.bytes;
+                tally.would_delete(measured.count, measured.bytes);
             } else {
                 let deleted = store.delete(&range).await?;
                 tally.deleted(measured.count, measured.bytes, deleted);
@@ -255,8 +260,7 @@ async fn sweep_legacy(
         tally.batches += 1;
         let count = expired.len() as u64;
         if options.dry_run {
-            tally.would_clean += count;
-            tally.would_free += bytes;
+            tally.would_delete(count, bytes);
         } else {
             let deleted = store.delete_legacy(&expired).await?;
             tally.deleted(count, bytes, deleted);
