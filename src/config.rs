@@ -165,15 +165,7 @@ impl Settings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
 
-        let uri = get("DB_URI").map(|u| u.trim().to_string());
-        if let Some(uri) = &uri {
-            if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
-                return Err(ConfigError::Invalid {
-                    name: "DB_URI",
-                    reason: "must start with mongodb:// or mongodb+srv://".into(),
-                });
-            }
-        }
+        let uri = db_uri(&get)?;
         let api_url = get("MONGODB_API_URL").map(|u| u.trim().trim_end_matches('/').to_string());
         if let Some(url) = &api_url {
             let valid = url.starts_with("https://") || url.starts_with("http://");
@@ -190,15 +182,7 @@ impl Settings {
                 "set DB_URI (a mongodb:// or mongodb+srv:// connection string), MONGODB_API_URL, or both",
             ));
         }
-        let database = match get("DB_NAME") {
-            Some(name) => checked_name("DB_NAME", name)?,
-            None => return Err(ConfigError::Missing("DB_NAME", "set it to the database that holds the blacklist")),
-        };
-        let account = get("DB_ACCOUNT");
-        let password = get("DB_PASSWORD").map(Secret::new);
-        if password.is_some() && account.is_none() {
-            return Err(ConfigError::Missing("DB_ACCOUNT", "DB_PASSWORD is set without a user name"));
-        }
+        let database = db_name(&get)?;
 
         let collection = checked_name(
             "BLACKLIST_COLLECTION",
@@ -216,24 +200,11 @@ impl Settings {
         let grace = number(&get, "CLEANUP_GRACE_SECONDS", 60, 0, 365 * 24 * 3600)?;
         let batch_size = number(&get, "CLEANUP_BATCH_SIZE", 5000, 1, MAX_BATCH_SIZE as u64)? as u32;
         let time_budget = number(&get, "CLEANUP_TIME_BUDGET_SECONDS", 50, 1, MAX_TIME_BUDGET_SECONDS)?;
-        let db_timeout = number(&get, "DB_TIMEOUT_SECONDS", 5, 1, 60)?;
 
         let api_timeout = number(&get, "MONGODB_API_TIMEOUT_SECONDS", 10, 1, 120)?;
         let data_source = get("MONGODB_API_DATA_SOURCE").unwrap_or_else(|| "mongodb".into());
 
-        let algorithm = match get("JWT_ALGORITHM").as_deref().map(str::trim) {
-            None | Some("HS256") => jsonwebtoken::Algorithm::HS256,
-            Some("HS384") => jsonwebtoken::Algorithm::HS384,
-            Some("HS512") => jsonwebtoken::Algorithm::HS512,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "JWT_ALGORITHM",
-                    reason: format!(
-                        "{other:?} is not supported (HS256, HS384 or HS512: JWT_SECRET_KEY is a shared secret)"
-                    ),
-                })
-            }
-        };
+        let algorithm = jwt_algorithm(&get)?;
         let backfill = match get("BACKFILL_EXPIRES_AT").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
             None | Some("false" | "0" | "no") => false,
             Some("true" | "1" | "yes") => true,
@@ -259,13 +230,10 @@ impl Settings {
                 database: database.clone(),
                 timeout: Duration::from_secs(api_timeout),
             }),
-            db: uri.map(|uri| DbSettings {
-                uri: Secret::new(uri),
-                account,
-                password,
-                database,
-                timeout: Duration::from_secs(db_timeout),
-            }),
+            db: match uri {
+                Some(uri) => Some(db_settings(&get, uri, database)?),
+                None => None,
+            },
             sweep: SweepSettings {
                 collection,
                 expires_field,
@@ -284,7 +252,58 @@ impl Settings {
     }
 }
 
-fn number(
+/// `DB_URI`, checked to be a MongoDB connection string, when set.
+pub(crate) fn db_uri(get: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    let uri = get("DB_URI").map(|u| u.trim().to_string());
+    if let Some(uri) = &uri {
+        if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
+            return Err(ConfigError::Invalid {
+                name: "DB_URI",
+                reason: "must start with mongodb:// or mongodb+srv://".into(),
+            });
+        }
+    }
+    Ok(uri)
+}
+
+/// `DB_NAME`, required.
+pub(crate) fn db_name(get: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    match get("DB_NAME") {
+        Some(name) => checked_name("DB_NAME", name),
+        None => Err(ConfigError::Missing("DB_NAME", "set it to the database that holds the blacklist")),
+    }
+}
+
+/// The direct connection: `uri` (from [`db_uri`]) with `DB_ACCOUNT`, `DB_PASSWORD` and `DB_TIMEOUT_SECONDS`.
+pub(crate) fn db_settings(
+    get: &impl Fn(&str) -> Option<String>,
+    uri: String,
+    database: String,
+) -> Result<DbSettings, ConfigError> {
+    let account = get("DB_ACCOUNT");
+    let password = get("DB_PASSWORD").map(Secret::new);
+    if password.is_some() && account.is_none() {
+        return Err(ConfigError::Missing("DB_ACCOUNT", "DB_PASSWORD is set without a user name"));
+    }
+    let timeout = number(get, "DB_TIMEOUT_SECONDS", 5, 1, 60)?;
+    Ok(DbSettings { uri: Secret::new(uri), account, password, database, timeout: Duration::from_secs(timeout) })
+}
+
+/// `JWT_ALGORITHM`: HS256 (default), HS384 or HS512, the algorithms a shared `JWT_SECRET_KEY` can sign with.
+pub(crate) fn jwt_algorithm(get: &impl Fn(&str) -> Option<String>) -> Result<jsonwebtoken::Algorithm, ConfigError> {
+    match get("JWT_ALGORITHM").as_deref().map(str::trim) {
+        None | Some("HS256") => Ok(jsonwebtoken::Algorithm::HS256),
+        Some("HS384") => Ok(jsonwebtoken::Algorithm::HS384),
+        Some("HS512") => Ok(jsonwebtoken::Algorithm::HS512),
+        Some(other) => Err(ConfigError::Invalid {
+            name: "JWT_ALGORITHM",
+            reason: format!("{other:?} is not supported (HS256, HS384 or HS512: JWT_SECRET_KEY is a shared secret)"),
+        }),
+    }
+}
+
+/// A whole number from `min` to `max`, `default` when the variable is not set.
+pub(crate) fn number(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: u64,
@@ -298,7 +317,8 @@ fn number(
     }
 }
 
-fn checked_name(name: &'static str, value: String) -> Result<String, ConfigError> {
+/// A MongoDB database or collection name.
+pub(crate) fn checked_name(name: &'static str, value: String) -> Result<String, ConfigError> {
     let bad = value.is_empty() || value.len() > 120 || value.chars().any(|c| "/\\. \"$\0".contains(c));
     if bad {
         return Err(ConfigError::Invalid { name, reason: format!("{value:?} is not a valid MongoDB name") });

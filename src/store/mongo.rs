@@ -18,6 +18,22 @@ use super::filter::{
 use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
 use crate::config::{DbSettings, Secret};
 
+/// A client for `settings` (`DB_URI`, with `DB_ACCOUNT`/`DB_PASSWORD` as the credential when set) and short
+/// server-selection and connect timeouts. The driver connects lazily, on the first operation.
+pub async fn connect(settings: &DbSettings, app_name: &str) -> Result<Client, MongoError> {
+    let mut options = ClientOptions::parse(settings.uri.expose()).await?;
+    options.app_name = Some(app_name.into());
+    options.server_selection_timeout = Some(settings.timeout);
+    options.connect_timeout = Some(settings.timeout);
+    if let Some(account) = &settings.account {
+        let mut credential = options.credential.take().unwrap_or_else(|| Credential::builder().build());
+        credential.username = Some(account.clone());
+        credential.password = settings.password.as_ref().map(|p| p.expose().to_string());
+        options.credential = Some(credential);
+    }
+    Client::with_options(options)
+}
+
 /// The blacklist collection reached through a direct MongoDB connection.
 pub struct MongoStore {
     settings: DbSettings,
@@ -40,18 +56,7 @@ impl MongoStore {
     async fn client(&self) -> Result<&Client, StoreError> {
         self.client
             .get_or_try_init(|| async {
-                let mut options =
-                    ClientOptions::parse(self.settings.uri.expose()).await.map_err(|e| self.classify(e))?;
-                options.app_name = Some("jwt-token-cleaner".into());
-                options.server_selection_timeout = Some(self.settings.timeout);
-                options.connect_timeout = Some(self.settings.timeout);
-                if let Some(account) = &self.settings.account {
-                    let mut credential = options.credential.take().unwrap_or_else(|| Credential::builder().build());
-                    credential.username = Some(account.clone());
-                    credential.password = self.settings.password.as_ref().map(|p| p.expose().to_string());
-                    options.credential = Some(credential);
-                }
-                Client::with_options(options).map_err(|e| self.classify(e))
+                connect(&self.settings, "jwt-token-cleaner").await.map_err(|e| self.classify(e))
             })
             .await
     }
