@@ -13,7 +13,10 @@
 //! - [`store`]: the [`store::BlacklistStore`] trait the sweep talks to, the shared query builders and the direct
 //!   MongoDB backend.
 //! - [`sample`]: a small, clearly labelled sample blacklist for local runs and benchmarks.
+//! - [`auth`]: the `auth-api` binary's service, which writes the blacklist (login, refresh, logout); it shares
+//!   [`config`]'s database and JWT settings and [`store::mongo::connect`] with the cleaner, nothing else.
 
+pub mod auth;
 pub mod config;
 pub mod sample;
 pub mod server;

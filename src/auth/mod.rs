@@ -1,0 +1,20 @@
+//! `auth-api`: the service that writes the blacklist. Login with user names and argon2 hashes in MongoDB, short
+//! access tokens and long refresh tokens (HMAC JWTs), revocation on logout into the collection the cleaner sweeps,
+//! rate limits per client IP (Redis or memory), CORS for listed origins, HTTPS with rustls.
+//!
+//! - [`config`]: its settings (shares `DB_*`, `BLACKLIST_COLLECTION`, `EXPIRES_FIELD`, `JWT_*` with the cleaner).
+//! - [`tokens`]: issuing and checking tokens (one algorithm, expiry to the millisecond).
+//! - [`users`]: the users collection and password hashing.
+//! - [`revocation`]: the blacklist: revoke, look up, the `jti` index.
+//! - [`rate_limit`]: per-IP fixed windows in Redis or memory.
+//! - [`error`]: the error answers.
+//! - [`server`]: state, router, CORS, TLS, start-up and shutdown; [`routes`]: one file per route.
+
+pub mod config;
+pub mod error;
+pub mod rate_limit;
+pub mod revocation;
+pub mod routes;
+pub mod server;
+pub mod tokens;
+pub mod users;

@@ -1,0 +1,262 @@
+//! Rate limits per client IP: a fixed window that opens at a client's first hit (as Flask-Limiter's fixed window
+//! does), counted in Redis when `REDIS_URL` is set, so every instance shares the counts, and in memory otherwise.
+//!
+//! When Redis cannot be reached, the hit is counted in memory instead: the limit still holds per instance, the
+//! service stays up, and an error is logged once per outage (and the recovery once).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+/// At most `count` requests per `period`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Requests allowed in one window.
+    pub count: u32,
+    /// The window's length.
+    pub period: Duration,
+}
+
+impl fmt::Debug for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}s", self.count, self.period.as_secs())
+    }
+}
+
+impl FromStr for Limit {
+    type Err = String;
+
+    /// `3/minute`, `3 per minute`, `100/hour`, `10/second`, `1000/day` (units may be plural).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a limit like 3/minute, 5 per minute or 100/hour");
+        let s_lower = s.trim().to_ascii_lowercase();
+        let (count, unit) = s_lower
+            .split_once('/')
+            .or_else(|| s_lower.split_once(" per "))
+            .map(|(c, u)| (c.trim(), u.trim()))
+            .ok_or_else(bad)?;
+        let count: u32 = count.parse().map_err(|_| bad())?;
+        if count == 0 {
+            return Err(format!("{s:?} allows no request at all; the smallest limit is 1 per period"));
+        }
+        let seconds = match unit.trim_end_matches('s') {
+            "second" | "sec" => 1,
+            "minute" | "min" => 60,
+            "hour" => 3600,
+            "day" => 86_400,
+            _ => return Err(bad()),
+        };
+        Ok(Limit { count, period: Duration::from_secs(seconds) })
+    }
+}
+
+/// What a hit is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Under the limit.
+    Allowed,
+    /// Over it; the client may try again after this long (at least one second, for `Retry-After`).
+    Limited {
+        /// Until the window closes.
+        retry_after: Duration,
+    },
+}
+
+/// Which counter a hit belongs to (one per limited route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// `POST /login`.
+    Login,
+    /// `GET /protected`.
+    Protected,
+}
+
+impl Scope {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scope::Login => "login",
+            Scope::Protected => "protected",
+        }
+    }
+}
+
+/// Counts hits per scope and client IP.
+pub struct RateLimiter {
+    memory: MemoryCounter,
+    redis: Option<RedisCounter>,
+}
+
+impl RateLimiter {
+    /// In-memory counters only.
+    pub fn in_memory() -> Self {
+        Self { memory: MemoryCounter::default(), redis: None }
+    }
+
+    /// Counters in Redis at `url` (keys start with `prefix`), in memory while Redis is unreachable. Nothing
+    /// connects until the first hit.
+    pub fn with_redis(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_millis(500)))
+            .set_number_of_retries(1);
+        let manager = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self {
+            memory: MemoryCounter::default(),
+            redis: Some(RedisCounter {
+                manager,
+                prefix: prefix.to_string(),
+                script: redis::Script::new(HIT_SCRIPT),
+                healthy: AtomicBool::new(true),
+            }),
+        })
+    }
+
+    /// True when counts go to Redis (while it answers).
+    pub fn uses_redis(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// Counts one hit of `client` on `scope` and says whether it is within `limit`.
+    pub async fn hit(&self, scope: Scope, client: IpAddr, limit: Limit) -> Decision {
+        if let Some(redis) = &self.redis {
+            match redis.hit(scope, client, limit).await {
+                Ok(window) => {
+                    if !redis.healthy.swap(true, Ordering::Relaxed) {
+                        tracing::info!("rate limiting: Redis answers again; counting there");
+                    }
+                    return window.decide(limit);
+                }
+                Err(e) => {
+                    if redis.healthy.swap(false, Ordering::Relaxed) {
+                        tracing::error!("rate limiting: Redis is unreachable ({e}); counting in memory meanwhile");
+                    }
+                }
+            }
+        }
+        self.memory.hit(scope, client, limit).decide(limit)
+    }
+}
+
+/// A window's count so far (this hit included) and the time left in it.
+struct Window {
+    count: u64,
+    remaining: Duration,
+}
+
+impl Window {
+    fn decide(&self, limit: Limit) -> Decision {
+        if self.count <= u64::from(limit.count) {
+            Decision::Allowed
+        } else {
+            // Retry-After is in whole seconds; round up so the client never comes back early.
+            let secs = self.remaining.as_millis().div_ceil(1000).max(1) as u64;
+            Decision::Limited { retry_after: Duration::from_secs(secs) }
+        }
+    }
+}
+
+/// Windows in this process: when each opened, its length and its count. Closed windows are dropped when the map
+/// grows, so memory stays bounded by the clients seen within one period.
+#[derive(Default)]
+struct MemoryCounter {
+    windows: Mutex<HashMap<(Scope, IpAddr), (Instant, Duration, u64)>>,
+}
+
+impl MemoryCounter {
+    const PRUNE_ABOVE: usize = 10_000;
+
+    fn hit(&self, scope: Scope, client: IpAddr, limit: Limit) -> Window {
+        let now = Instant::now();
+        // A poisoned lock only means another hit panicked mid-update; the counts are still usable.
+        let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if windows.len() > Self::PRUNE_ABOVE {
+            windows.retain(|_, (opened, period, _)| now.duration_since(*opened) < *period);
+        }
+        let (opened, period, count) = windows.entry((scope, client)).or_insert((now, limit.period, 0));
+        if now.duration_since(*opened) >= *period {
+            (*opened, *period, *count) = (now, limit.period, 0);
+        }
+        *count += 1;
+        Window { count: *count, remaining: period.saturating_sub(now.duration_since(*opened)) }
+    }
+}
+
+/// INCR the window's counter; the first hit opens the window (sets its expiry). Returns the count and the
+/// milliseconds left. One round trip, atomic on the server.
+const HIT_SCRIPT: &str = r#"
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {count, ttl}
+"#;
+
+struct RedisCounter {
+    manager: ConnectionManager,
+    prefix: String,
+    script: redis::Script,
+    healthy: AtomicBool,
+}
+
+impl RedisCounter {
+    async fn hit(&self, scope: Scope, client: IpAddr, limit: Limit) -> redis::RedisResult<Window> {
+        let key = format!("{}:rl:{}:{}:{}", self.prefix, scope.as_str(), limit.period.as_secs(), client);
+        let mut connection = self.manager.clone();
+        let (count, ttl_ms): (u64, i64) =
+            self.script.key(key).arg(limit.period.as_millis() as u64).invoke_async(&mut connection).await?;
+        Ok(Window { count, remaining: Duration::from_millis(ttl_ms.max(0) as u64) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_limits() {
+        assert_eq!("3/minute".parse::<Limit>().unwrap(), Limit { count: 3, period: Duration::from_secs(60) });
+        assert_eq!("5 per minute".parse::<Limit>().unwrap(), Limit { count: 5, period: Duration::from_secs(60) });
+        assert_eq!("100/Hours".parse::<Limit>().unwrap(), Limit { count: 100, period: Duration::from_secs(3600) });
+        assert_eq!("10/second".parse::<Limit>().unwrap(), Limit { count: 10, period: Duration::from_secs(1) });
+        assert_eq!("1/day".parse::<Limit>().unwrap(), Limit { count: 1, period: Duration::from_secs(86_400) });
+        for bad in ["", "3", "x/minute", "3/fortnight", "-1/minute", "0/minute", "3//minute"] {
+            assert!(bad.parse::<Limit>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_counts_per_scope_and_client() {
+        let limiter = RateLimiter::in_memory();
+        let limit = Limit { count: 2, period: Duration::from_secs(60) };
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(limiter.hit(Scope::Login, a, limit).await, Decision::Allowed);
+        assert_eq!(limiter.hit(Scope::Login, a, limit).await, Decision::Allowed);
+        match limiter.hit(Scope::Login, a, limit).await {
+            Decision::Limited { retry_after } => {
+                assert!(retry_after >= Duration::from_secs(59) && retry_after <= Duration::from_secs(60))
+            }
+            other => panic!("third hit: {other:?}"),
+        }
+        assert_eq!(limiter.hit(Scope::Login, b, limit).await, Decision::Allowed, "another client");
+        assert_eq!(limiter.hit(Scope::Protected, a, limit).await, Decision::Allowed, "another scope");
+    }
+
+    #[tokio::test]
+    async fn a_window_closes() {
+        let limiter = RateLimiter::in_memory();
+        let limit = Limit { count: 1, period: Duration::from_millis(200) };
+        let a: IpAddr = "::1".parse().unwrap();
+        assert_eq!(limiter.hit(Scope::Login, a, limit).await, Decision::Allowed);
+        assert!(matches!(limiter.hit(Scope::Login, a, limit).await, Decision::Limited { .. }));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(limiter.hit(Scope::Login, a, limit).await, Decision::Allowed);
+    }
+}

@@ -1,0 +1,25 @@
+//! `GET /protected` with an access token → `{"logged_in_as": NAME}`; rate limited per client IP
+//! (`RATE_LIMIT_PROTECTED`).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::auth::error::ApiError;
+use crate::auth::rate_limit::Scope;
+use crate::auth::server::AuthState;
+use crate::auth::tokens::TokenKind;
+
+/// Who the token belongs to.
+pub async fn protected(
+    State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    state.limit(Scope::Protected, peer.ip()).await?;
+    let claims = state.authorize(&headers, TokenKind::Access).await?;
+    Ok(Json(json!({ "logged_in_as": claims.sub })))
+}
