@@ -166,8 +166,11 @@ impl Window {
 /// grows, so memory stays bounded by the clients seen within one period.
 #[derive(Default)]
 struct MemoryCounter {
-    windows: Mutex<HashMap<(Scope, IpAddr), (Instant, Duration, u64)>>,
+    windows: Mutex<HashMap<(Scope, IpAddr), OpenWindow>>,
 }
+
+/// When a window opened, its length, and the hits in it.
+type OpenWindow = (Instant, Duration, u64);
 
 impl MemoryCounter {
     const PRUNE_ABOVE: usize = 10_000;
