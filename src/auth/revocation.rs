@@ -12,6 +12,7 @@ use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
 use super::tokens::Claims;
+use crate::store::mongo::is_duplicate_key;
 
 /// The blacklist, as the auth API uses it.
 #[derive(Clone)]
@@ -73,11 +74,12 @@ impl RevocationList {
             "created_at": DateTime::now(),
         };
         entry.insert(self.expires_field.clone(), expires_at);
-        self.blacklist
-            .update_one(doc! { "jti": &claims.jti }, doc! { "$setOnInsert": entry })
-            .upsert(true)
-            .await
-            .map(|_| ())
+        match self.blacklist.update_one(doc! { "jti": &claims.jti }, doc! { "$setOnInsert": entry }).upsert(true).await
+        {
+            // Two upserts of one jti at once: the unique index lets one insert; the other's work is done.
+            Err(e) if is_duplicate_key(&e) => Ok(()),
+            other => other.map(|_| ()),
+        }
     }
 
     /// True when `jti` is in the blacklist.

@@ -8,11 +8,12 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use mongodb::bson::{doc, DateTime, Document};
-use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
+use mongodb::error::Error as MongoError;
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
 use crate::config::Secret;
+use crate::store::mongo::is_duplicate_key;
 
 /// Longest accepted user name, in bytes.
 pub const MAX_USERNAME_BYTES: usize = 128;
@@ -146,14 +147,6 @@ impl UserStore {
         let hash = stored.as_ref().and_then(|d| d.get_str("password_hash").ok()).map(str::to_string);
         let matches = verify_password(password, hash.clone().unwrap_or_else(|| self.dummy_hash.clone())).await;
         Ok(matches && hash.is_some())
-    }
-}
-
-fn is_duplicate_key(e: &MongoError) -> bool {
-    match e.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
-        ErrorKind::Command(c) => c.code == 11000,
-        _ => false,
     }
 }
 

@@ -34,6 +34,15 @@ pub async fn connect(settings: &DbSettings, app_name: &str) -> Result<Client, Mo
     Client::with_options(options)
 }
 
+/// True for a duplicate-key error (11000) on a write.
+pub fn is_duplicate_key(e: &MongoError) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        _ => false,
+    }
+}
+
 /// The blacklist collection reached through a direct MongoDB connection.
 pub struct MongoStore {
     settings: DbSettings,
