@@ -13,19 +13,21 @@ RUN apk add --no-cache musl-dev gcc
 WORKDIR /build
 
 # Dependencies first, in their own layer: it is rebuilt only when Cargo.toml or Cargo.lock change. Cargo wants every
-# target the manifest declares to exist, so the benchmark gets a placeholder too (it is never built here).
+# target the manifest declares to exist, so the other binary (auth-api) and the benchmark get placeholders too;
+# neither is built here.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src benches \
+RUN mkdir -p src/bin benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
+    && echo 'fn main() {}' > src/bin/auth_api.rs \
     && echo 'fn main() {}' > benches/sweep.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --bin jwt-token-cleaner \
     && rm -rf src
 
 # Then the code. touch: COPY keeps the files' own times, which may be older than the placeholder build.
 COPY src ./src
 RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --bin jwt-token-cleaner \
     && cp target/release/jwt-token-cleaner /jwt-token-cleaner
 
 FROM --platform=linux/amd64 gcr.io/distroless/static-debian12:nonroot

@@ -111,27 +111,42 @@ fn dockerfile_is_multi_stage_locked_non_root_with_a_shell_free_healthcheck() {
     );
     assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/jwt-token-cleaner"]"#));
 
-    // Cargo refuses a manifest whose declared targets are missing: the image build must provide every bench.
-    for bench in bench_names(&read("Cargo.toml")) {
-        assert!(
-            dockerfile.contains(&format!("> benches/{bench}.rs")),
-            "the Dockerfile does not provide benches/{bench}.rs"
-        );
+    // Cargo refuses a manifest whose declared targets are missing: the image build must provide every one of them.
+    for path in declared_target_paths(&read("Cargo.toml")) {
+        assert!(dockerfile.contains(&format!("> {path}")), "the Dockerfile does not provide {path}");
     }
 }
 
-/// Just enough of Cargo.toml: the names of the `[[bench]]` targets.
-fn bench_names(manifest: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut in_bench = false;
-    for line in manifest.lines().map(str::trim) {
+/// Just enough of Cargo.toml: the files of the `[[bin]]` and `[[bench]]` targets besides src/main.rs (a bench
+/// without `path` is `benches/NAME.rs`).
+fn declared_target_paths(manifest: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    let mut section = String::new();
+    let mut pending_bench: Option<String> = None;
+    for line in manifest.lines().map(str::trim).chain(["[end]"]) {
         if line.starts_with('[') {
-            in_bench = line == "[[bench]]";
-        } else if let (true, Some(name)) = (in_bench, line.strip_prefix("name = ")) {
-            names.push(name.trim_matches('"').to_string());
+            paths.extend(pending_bench.take().map(|name| format!("benches/{name}.rs")));
+            section = line.to_string();
+        } else if let Some(name) = line.strip_prefix("name = ").filter(|_| section == "[[bench]]") {
+            pending_bench = Some(name.trim_matches('"').to_string());
+        } else if let Some(path) = line.strip_prefix("path = ") {
+            let path = path.trim_matches('"').to_string();
+            if section == "[[bench]]" {
+                pending_bench = None;
+            }
+            if (section == "[[bin]]" || section == "[[bench]]") && path != "src/main.rs" {
+                paths.push(path);
+            }
         }
     }
-    names
+    paths
+}
+
+#[test]
+fn the_manifest_reader_finds_every_declared_target() {
+    let paths = declared_target_paths(&read("Cargo.toml"));
+    assert!(paths.contains(&"src/bin/auth_api.rs".to_string()), "{paths:?}");
+    assert!(paths.contains(&"benches/sweep.rs".to_string()), "{paths:?}");
 }
 
 #[test]
