@@ -9,6 +9,9 @@
 #                                this runs however they exit
 # Run directly (`scripts/test-db.sh`) it starts a server, prints its URI and waits until Ctrl-C.
 
+# shellcheck source=scripts/proc.sh
+source "$(dirname "${BASH_SOURCE[0]}")/proc.sh"
+
 SECANTUS_VERSION="0.7.0b3"
 TOOLS_DIR="${TOOLS_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.tools}"
 SECANTUS_BIN="$TOOLS_DIR/mongo/bin/secantusd-py"
@@ -24,42 +27,26 @@ test_db_install() {
   "$TOOLS_DIR/mongo/bin/pip" install -q --disable-pip-version-check "SecantusDB==$SECANTUS_VERSION"
 }
 
-test_db_free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
 test_db_start() {
   test_db_install
-  TEST_DB_PORT="$(test_db_free_port)"
+  TEST_DB_PORT="$(proc_free_port)"
   TEST_DB_DIR="$(mktemp -d "${TMPDIR:-/tmp}/jtc-test-db.XXXXXX")"
   "$SECANTUS_BIN" --host 127.0.0.1 --port "$TEST_DB_PORT" --storage-path "$TEST_DB_DIR/data" "$@" \
     >"$TEST_DB_DIR/server.log" 2>&1 &
   TEST_DB_PID=$!
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$TEST_DB_PORT") 2>/dev/null; then
-      TEST_DB_URI="mongodb://127.0.0.1:$TEST_DB_PORT/?directConnection=true"
-      export TEST_DB_URI TEST_DB_PID TEST_DB_DIR TEST_DB_PORT
-      echo "test-db: SecantusDB $SECANTUS_VERSION pid $TEST_DB_PID on port $TEST_DB_PORT" >&2
-      return 0
-    fi
-    if ! kill -0 "$TEST_DB_PID" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
+  if proc_wait_port "$TEST_DB_PID" "$TEST_DB_PORT"; then
+    TEST_DB_URI="mongodb://127.0.0.1:$TEST_DB_PORT/?directConnection=true"
+    export TEST_DB_URI TEST_DB_PID TEST_DB_DIR TEST_DB_PORT
+    echo "test-db: SecantusDB $SECANTUS_VERSION pid $TEST_DB_PID on port $TEST_DB_PORT" >&2
+    return 0
+  fi
   echo "test-db: SecantusDB did not start; its log:" >&2
   cat "$TEST_DB_DIR/server.log" >&2
   return 1
 }
 
 test_db_stop() {
-  if [ -n "${TEST_DB_PID:-}" ] && kill -0 "$TEST_DB_PID" 2>/dev/null; then
-    kill -TERM "$TEST_DB_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-      kill -0 "$TEST_DB_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$TEST_DB_PID" 2>/dev/null || true
-    wait "$TEST_DB_PID" 2>/dev/null || true
-  fi
+  proc_stop "${TEST_DB_PID:-}"
   if [ -n "${TEST_DB_DIR:-}" ] && [ -d "$TEST_DB_DIR" ]; then
     rm -rf "$TEST_DB_DIR"
   fi

@@ -153,12 +153,7 @@ impl Settings {
     /// Loads `.env` and `.env.local` when present (`.env.local` wins over `.env`, the real environment over
     /// both), then reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        // dotenvy never overrides a variable that is already set, so loading `.env.local` first gives the usual
-        // precedence: real environment, then `.env.local`, then `.env`. A missing file is normal; a malformed one
-        // is reported by the variables it fails to set.
-        let _ = dotenvy::from_filename(".env.local");
-        let _ = dotenvy::from_filename(".env");
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(env_lookup())
     }
 
     /// Reads the settings through `lookup`, so tests can pass a map instead of touching the environment.
@@ -188,14 +183,7 @@ impl Settings {
             "BLACKLIST_COLLECTION",
             get("BLACKLIST_COLLECTION").unwrap_or_else(|| "jwt_blacklist".into()),
         )?;
-        let expires_field = get("EXPIRES_FIELD").unwrap_or_else(|| "expires_at".into());
-        if expires_field.starts_with('$') || expires_field.contains('\0') || expires_field.split('.').any(str::is_empty)
-        {
-            return Err(ConfigError::Invalid {
-                name: "EXPIRES_FIELD",
-                reason: format!("{expires_field:?} is not a usable field path"),
-            });
-        }
+        let expires_field = expires_field(&get)?;
 
         let grace = number(&get, "CLEANUP_GRACE_SECONDS", 60, 0, 365 * 24 * 3600)?;
         let batch_size = number(&get, "CLEANUP_BATCH_SIZE", 5000, 1, MAX_BATCH_SIZE as u64)? as u32;
@@ -252,6 +240,17 @@ impl Settings {
     }
 }
 
+/// Loads `.env.local` and `.env` into the process environment, then looks variables up there.
+///
+/// dotenvy never overrides a variable that is already set, so loading `.env.local` first gives the usual
+/// precedence: real environment, then `.env.local`, then `.env`. A missing file is normal; a malformed one is
+/// reported by the variables it fails to set.
+pub(crate) fn env_lookup() -> impl Fn(&str) -> Option<String> {
+    let _ = dotenvy::from_filename(".env.local");
+    let _ = dotenvy::from_filename(".env");
+    |name| std::env::var(name).ok()
+}
+
 /// `DB_URI`, checked to be a MongoDB connection string, when set.
 pub(crate) fn db_uri(get: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
     let uri = get("DB_URI").map(|u| u.trim().to_string());
@@ -287,6 +286,18 @@ pub(crate) fn db_settings(
     }
     let timeout = number(get, "DB_TIMEOUT_SECONDS", 5, 1, 60)?;
     Ok(DbSettings { uri: Secret::new(uri), account, password, database, timeout: Duration::from_secs(timeout) })
+}
+
+/// `EXPIRES_FIELD` (default `expires_at`): a plain field path, no `$` operator.
+pub(crate) fn expires_field(get: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let field = get("EXPIRES_FIELD").unwrap_or_else(|| "expires_at".into());
+    if field.starts_with('$') || field.contains('\0') || field.split('.').any(str::is_empty) {
+        return Err(ConfigError::Invalid {
+            name: "EXPIRES_FIELD",
+            reason: format!("{field:?} is not a usable field path"),
+        });
+    }
+    Ok(field)
 }
 
 /// `JWT_ALGORITHM`: HS256 (default), HS384 or HS512, the algorithms a shared `JWT_SECRET_KEY` can sign with.

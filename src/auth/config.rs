@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{
-    checked_name, db_name, db_settings, db_uri, jwt_algorithm, number, ConfigError, DbSettings, Secret,
+    checked_name, db_name, db_settings, db_uri, expires_field, jwt_algorithm, number, ConfigError, DbSettings, Secret,
 };
 
 use super::rate_limit::Limit;
@@ -88,9 +88,7 @@ pub struct AuthSettings {
 impl AuthSettings {
     /// Loads `.env.local` and `.env` when present (the real environment wins), then reads the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let _ = dotenvy::from_filename(".env.local");
-        let _ = dotenvy::from_filename(".env");
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(crate::config::env_lookup())
     }
 
     /// Reads the settings through `lookup` (tests pass a map).
@@ -107,14 +105,7 @@ impl AuthSettings {
             "BLACKLIST_COLLECTION",
             get("BLACKLIST_COLLECTION").unwrap_or_else(|| "jwt_blacklist".into()),
         )?;
-        let expires_field = get("EXPIRES_FIELD").unwrap_or_else(|| "expires_at".into());
-        if expires_field.starts_with('$') || expires_field.contains('\0') || expires_field.split('.').any(str::is_empty)
-        {
-            return Err(ConfigError::Invalid {
-                name: "EXPIRES_FIELD",
-                reason: format!("{expires_field:?} is not a usable field path"),
-            });
-        }
+        let expires_field = expires_field(&get)?;
 
         // The secret is never trimmed or echoed: its length is the only thing said about it.
         let secret = lookup("JWT_SECRET_KEY").filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(
