@@ -39,6 +39,8 @@ pub struct RateLimitSettings {
     pub redis_url: Option<Secret>,
     /// `RATE_LIMIT_KEY_PREFIX` (default `auth-api`): the Redis key prefix.
     pub key_prefix: String,
+    /// `TRUSTED_PROXY_HOPS` (default 0): proxies in front whose `X-Forwarded-For` entries name the client.
+    pub trusted_proxy_hops: u8,
 }
 
 impl fmt::Debug for RateLimitSettings {
@@ -48,6 +50,7 @@ impl fmt::Debug for RateLimitSettings {
             .field("protected", &self.protected)
             .field("redis_url", &self.redis_url.as_ref().map(|u| crate::config::redact_uri(u.expose())))
             .field("key_prefix", &self.key_prefix)
+            .field("trusted_proxy_hops", &self.trusted_proxy_hops)
             .finish()
     }
 }
@@ -150,6 +153,7 @@ impl AuthSettings {
             protected: limit("RATE_LIMIT_PROTECTED", "5/minute")?,
             redis_url: redis_url.map(Secret::new),
             key_prefix,
+            trusted_proxy_hops: number(&get, "TRUSTED_PROXY_HOPS", 0, 0, 10)? as u8,
         };
 
         let mut cors_allowed_origins = Vec::new();
@@ -224,6 +228,7 @@ mod tests {
         assert_eq!(s.rate_limits.login, "3/minute".parse().unwrap());
         assert_eq!(s.rate_limits.protected, "5/minute".parse().unwrap());
         assert!(s.rate_limits.redis_url.is_none());
+        assert_eq!(s.rate_limits.trusted_proxy_hops, 0);
         assert!(s.cors_allowed_origins.is_empty());
         assert!(s.tls.is_none());
     }
@@ -244,6 +249,7 @@ mod tests {
             (&[("TLS_KEY_FILE", "/k.pem")], "TLS_CERT_FILE is not set"),
             (&[("USERS_COLLECTION", "a.b")], "USERS_COLLECTION is invalid"),
             (&[("JWT_ALGORITHM", "none")], "JWT_ALGORITHM is invalid"),
+            (&[("TRUSTED_PROXY_HOPS", "x")], "TRUSTED_PROXY_HOPS is invalid"),
         ];
         for (vars, expected) in cases {
             let e = settings(vars).unwrap_err().to_string();

@@ -6,10 +6,11 @@
 //! - [`tokens`]: issuing and checking tokens (one algorithm, expiry to the millisecond).
 //! - [`users`]: the users collection and password hashing.
 //! - [`revocation`]: the blacklist: revoke, look up, the `jti` index.
-//! - [`rate_limit`]: per-IP fixed windows in Redis or memory.
+//! - [`rate_limit`]: per-IP fixed windows in Redis or memory; [`client_ip`]: whose IP (peer or proxies' header).
 //! - [`error`]: the error answers.
 //! - [`server`]: state, router, CORS, TLS, start-up and shutdown; [`routes`]: one file per route.
 
+pub mod client_ip;
 pub mod config;
 pub mod error;
 pub mod rate_limit;

@@ -65,6 +65,8 @@ pub struct Shared {
     pub login_limit: Limit,
     /// `RATE_LIMIT_PROTECTED`.
     pub protected_limit: Limit,
+    /// `TRUSTED_PROXY_HOPS`.
+    pub trusted_proxy_hops: u8,
 }
 
 impl std::ops::Deref for AuthState {
@@ -75,6 +77,11 @@ impl std::ops::Deref for AuthState {
 }
 
 impl AuthState {
+    /// The client's address (see [`client_ip`](super::client_ip)).
+    pub fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        super::client_ip::client_ip(peer.ip(), headers, self.trusted_proxy_hops)
+    }
+
     /// Counts a hit of `client` on `scope`; `Err(429)` over the limit.
     pub async fn limit(&self, scope: Scope, client: IpAddr) -> Result<(), ApiError> {
         let limit = match scope {
@@ -185,6 +192,7 @@ impl Application {
             limiter,
             login_limit: settings.rate_limits.login,
             protected_limit: settings.rate_limits.protected,
+            trusted_proxy_hops: settings.rate_limits.trusted_proxy_hops,
         }));
 
         let tls = match &settings.tls {

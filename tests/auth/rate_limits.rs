@@ -90,3 +90,33 @@ async fn with_redis_down_the_limit_still_holds_in_memory() {
     assert!(started.elapsed().as_secs() < 10, "an unreachable Redis must not stall logins");
     db.drop_db().await;
 }
+
+async fn login_from(app: &AuthApp, forwarded_for: &str) -> Answer {
+    let response = app
+        .http
+        .post(format!("{}/login", app.address))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({ "username": "alice", "password": "guess" }))
+        .send()
+        .await
+        .unwrap();
+    crate::support::answer(response).await
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_count() {
+    let db = TestDb::new().await;
+    add_user(&db, "alice", "wonderland-42").await;
+    let proxied =
+        AuthApp::spawn(&settings(&db, &[("RATE_LIMIT_LOGIN", "1/minute"), ("TRUSTED_PROXY_HOPS", "1")])).await;
+    assert_eq!(login_from(&proxied, "198.51.100.1").await.status, StatusCode::UNAUTHORIZED);
+    // A client that writes its own header gains nothing: the proxy's entry (the last one) is what counts.
+    assert_eq!(login_from(&proxied, "6.6.6.6, 198.51.100.2").await.status, StatusCode::UNAUTHORIZED);
+    assert_limited(&login_from(&proxied, "7.7.7.7, 198.51.100.1").await, 60);
+
+    // Without trusted proxies the header is ignored: everyone here is 127.0.0.1.
+    let direct = AuthApp::spawn(&settings(&db, &[("RATE_LIMIT_LOGIN", "1/minute")])).await;
+    assert_eq!(login_from(&direct, "198.51.100.1").await.status, StatusCode::UNAUTHORIZED);
+    assert_limited(&login_from(&direct, "198.51.100.2").await, 60);
+    db.drop_db().await;
+}

@@ -112,8 +112,7 @@ async fn protected_refuses_missing_malformed_and_forged_tokens() {
         encode_base64url(c.to_string().as_bytes())
     );
     let answer = app.protected(&unsigned).await;
-    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "alg none: {}", answer.json);
-    assert!(answer.msg().starts_with("Invalid token"), "{}", answer.msg());
+    assert_eq!((answer.status, answer.msg()), (StatusCode::UNAUTHORIZED, "The specified alg value is not allowed"));
 
     // Our own token with one claim changed keeps its signature, which then fails.
     let mut parts: Vec<String> = access.split('.').map(str::to_string).collect();

@@ -125,37 +125,14 @@ pub async fn entry(db: &TestDb, jti: &str) -> Option<Document> {
 
 /// The claims of a token, read without checking anything (to learn its jti and exp).
 pub fn claims(token: &str) -> Value {
+    use base64::Engine;
     let payload = token.split('.').nth(1).expect("payload");
-    let bytes = decode_base64url(payload);
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url");
     serde_json::from_slice(&bytes).expect("claims JSON")
-}
-
-fn decode_base64url(s: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = vec![];
-    for c in s.bytes() {
-        let v = ALPHABET.iter().position(|&a| a == c).expect("base64url") as u32;
-        bits = (bits << 6) | v;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-        }
-    }
-    out
 }
 
 /// Base64url without padding (to forge tokens).
 pub fn encode_base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -23,9 +24,10 @@ use crate::config::Secret;
 pub async fn login(
     State(state): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let client_ip = peer.ip();
+    let client_ip = state.client_ip(peer, &headers);
     state.limit(Scope::Login, client_ip).await?;
     let mut body = json_object(&body)?;
     let (Some(Value::String(username)), Some(Value::String(password))) =

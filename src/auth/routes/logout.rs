@@ -37,8 +37,11 @@ pub async fn logout(State(state): State<AuthState>, headers: HeaderMap, body: By
         Some(Ok(claims)) => Some(claims),
     };
 
+    // The refresh token first: if the access token's write then fails, the client can simply retry (its access
+    // token still works, and revoking the refresh token again is harmless). The other order would leave a live
+    // refresh token that no logout can reach any more.
     let mut revoked = vec![];
-    for claims in std::iter::once(&access).chain(refresh.as_ref()) {
+    for claims in refresh.iter().chain(std::iter::once(&access)) {
         state.revocations.revoke(claims).await.map_err(|e| {
             tracing::error!("logout: could not write the blacklist entry: {e}");
             ApiError::Unavailable
@@ -46,5 +49,6 @@ pub async fn logout(State(state): State<AuthState>, headers: HeaderMap, body: By
         revoked.push(claims.kind.as_str());
     }
     tracing::info!(username = ?access.sub, revoked = ?revoked, "logout");
+    revoked.reverse();
     Ok(Json(json!({ "msg": "Successfully logged out", "revoked": revoked })))
 }

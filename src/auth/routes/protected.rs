@@ -19,7 +19,7 @@ pub async fn protected(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    state.limit(Scope::Protected, peer.ip()).await?;
+    state.limit(Scope::Protected, state.client_ip(peer, &headers)).await?;
     let claims = state.authorize(&headers, TokenKind::Access).await?;
     Ok(Json(json!({ "logged_in_as": claims.sub })))
 }
