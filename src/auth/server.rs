@@ -121,13 +121,12 @@ impl AuthState {
 
 /// The token of an `Authorization: Bearer <JWT>` header.
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    const BAD: ApiError = ApiError::MissingToken("Bad Authorization header. Expected 'Authorization: Bearer <JWT>'");
     let value = headers.get(header::AUTHORIZATION).ok_or(ApiError::MissingToken("Missing Authorization Header"))?;
-    let bad = ApiError::MissingToken("Bad Authorization header. Expected 'Authorization: Bearer <JWT>'");
-    let value = value.to_str().map_err(|_| ApiError::MissingToken("Bad Authorization header"))?;
-    let (scheme, token) = value.split_once(' ').ok_or(bad)?;
+    let (scheme, token) = value.to_str().ok().and_then(|v| v.split_once(' ')).ok_or(BAD)?;
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
-        return Err(ApiError::MissingToken("Bad Authorization header. Expected 'Authorization: Bearer <JWT>'"));
+        return Err(BAD);
     }
     Ok(token)
 }

@@ -1,16 +1,20 @@
 //! Users: names and argon2id password hashes in MongoDB (`USERS_COLLECTION`, default `users`).
 //!
 //! Documents are `{username, password_hash, created_at, updated_at}`; `username` has a unique index. Hashing and
-//! verifying run on the blocking pool (argon2 is deliberately slow). A login for an unknown user still verifies a
+//! verifying run on the blocking pool (argon2 is deliberately slow, and takes 19 MiB each), at most two per core at
+//! once, so a burst of logins queues instead of exhausting memory. A login for an unknown user still verifies a
 //! password against a dummy hash, so the answer time does not tell which user names exist.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::sync::Arc;
+
 use argon2::Argon2;
 use mongodb::bson::{doc, DateTime, Document};
 use mongodb::error::Error as MongoError;
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
+use tokio::sync::Semaphore;
 
 use crate::config::Secret;
 use crate::store::mongo::is_duplicate_key;
@@ -94,6 +98,8 @@ pub async fn verify_password(password: Secret, hash: String) -> bool {
 #[derive(Clone)]
 pub struct UserStore {
     users: Collection<Document>,
+    /// Verifications allowed at once.
+    verifying: Arc<Semaphore>,
     /// Verified against when the user does not exist, so that case costs as much as a wrong password.
     dummy_hash: String,
 }
@@ -102,7 +108,8 @@ impl UserStore {
     /// The store over `users`; computes the dummy hash once.
     pub async fn new(users: Collection<Document>) -> Result<Self, UserError> {
         let dummy = Secret::new(uuid::Uuid::new_v4().to_string());
-        Ok(Self { users, dummy_hash: hash_password(dummy).await? })
+        let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        Ok(Self { users, verifying: Arc::new(Semaphore::new(2 * parallel)), dummy_hash: hash_password(dummy).await? })
     }
 
     /// Creates the unique index on `username` (idempotent).
@@ -145,6 +152,8 @@ impl UserStore {
     pub async fn check_credentials(&self, username: &str, password: Secret) -> Result<bool, UserError> {
         let stored = self.users.find_one(doc! { "username": username }).await?;
         let hash = stored.as_ref().and_then(|d| d.get_str("password_hash").ok()).map(str::to_string);
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = self.verifying.acquire().await.ok();
         let matches = verify_password(password, hash.clone().unwrap_or_else(|| self.dummy_hash.clone())).await;
         Ok(matches && hash.is_some())
     }
