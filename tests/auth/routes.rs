@@ -188,6 +188,14 @@ async fn lookups_are_indexed_on_jti_and_users_on_username() {
     let jti = blacklist.iter().find(|i| i.keys.keys().next().map(String::as_str) == Some("jti"));
     let jti = jti.unwrap_or_else(|| panic!("no jti index: {blacklist:?}"));
     assert_eq!(jti.options.as_ref().and_then(|o| o.unique), Some(true));
+    // And the server uses it for the lookup the API makes (find by jti, _id only).
+    let explain = mongodb::bson::doc! {
+        "explain": { "find": "jwt_blacklist", "filter": { "jti": "some-jti" }, "projection": { "_id": 1 } },
+        "verbosity": "queryPlanner",
+    };
+    let plan = db.client.database(&db.name).run_command(explain).await.expect("explain");
+    let plan = plan.get_document("queryPlanner").map(|p| p.to_string()).unwrap_or_default();
+    assert!(plan.contains("IXSCAN") && plan.contains("jti_unique"), "not an index scan: {plan}");
     let users = db.client.database(&db.name).collection::<mongodb::bson::Document>("users");
     let indexes: Vec<_> = users.list_indexes().await.unwrap().try_collect().await.unwrap();
     assert!(indexes.iter().any(|i| i.keys.keys().next().map(String::as_str) == Some("username")
