@@ -13,7 +13,7 @@ RUN apk add --no-cache musl-dev gcc
 WORKDIR /build
 
 # Dependencies first, in their own layer: it is rebuilt only when Cargo.toml or Cargo.lock change. Cargo wants every
-# target the manifest declares to exist, so the other binary (auth-api) and the benchmark get placeholders too;
+# target the manifest declares to exist, so the other binary (auth-api) and the benchmarks get placeholders too;
 # neither is built here.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src/bin benches \
@@ -21,6 +21,7 @@ RUN mkdir -p src/bin benches \
     && touch src/lib.rs \
     && echo 'fn main() {}' > src/bin/auth_api.rs \
     && echo 'fn main() {}' > benches/sweep.rs \
+    && echo 'fn main() {}' > benches/auth.rs \
     && cargo build --release --locked --bin jwt-token-cleaner \
     && rm -rf src
 

@@ -60,8 +60,9 @@ impl RevocationList {
         self.blacklist.create_index(plain).await.map(|_| JtiIndex::NonUnique)
     }
 
-    /// Records `claims` as revoked. Revoking twice is harmless: the first entry stays as it was.
-    pub async fn revoke(&self, claims: &Claims) -> Result<(), MongoError> {
+    /// Records `claims` as revoked, in one round trip; true when this call revoked it, false when it already was.
+    /// Revoking twice is harmless: the first entry stays as it was.
+    pub async fn revoke(&self, claims: &Claims) -> Result<bool, MongoError> {
         let expires_at = Utc
             .timestamp_opt(claims.exp, 0)
             .single()
@@ -77,8 +78,8 @@ impl RevocationList {
         match self.blacklist.update_one(doc! { "jti": &claims.jti }, doc! { "$setOnInsert": entry }).upsert(true).await
         {
             // Two upserts of one jti at once: the unique index lets one insert; the other's work is done.
-            Err(e) if is_duplicate_key(&e) => Ok(()),
-            other => other.map(|_| ()),
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            other => other.map(|result| result.upserted_id.is_some()),
         }
     }
 

@@ -111,3 +111,15 @@ async fn concurrent_logouts_of_one_token_write_one_entry() {
     assert_eq!(db.count().await, 1);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_revoked_access_token_cannot_revoke_anything_else() {
+    let (db, app) = app().await;
+    let (access, refresh) = app.tokens("alice", "wonderland-42").await;
+    assert_eq!(app.call(Method::POST, "/logout", Some(&access), None).await.status, StatusCode::OK);
+    let answer = app.call(Method::POST, "/logout", Some(&access), Some(json!({ "refresh_token": refresh }))).await;
+    assert_eq!((answer.status, answer.msg()), (StatusCode::UNAUTHORIZED, "Token has been revoked"));
+    assert_eq!(db.count().await, 1, "the refresh token was not revoked");
+    assert_eq!(app.call(Method::POST, "/refresh", Some(&refresh), None).await.status, StatusCode::OK);
+    db.drop_db().await;
+}

@@ -3,6 +3,9 @@
 //!
 //! Everything is checked before anything is written: a refresh token that is forged, of another user or not a
 //! refresh token is a 400 and revokes nothing. An expired refresh token needs no revocation and is skipped.
+//!
+//! The common case, the access token alone, is one database round trip: the write itself says whether the token
+//! was already revoked (then 401 `Token has been revoked`, as for any revoked token).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -17,7 +20,7 @@ use crate::auth::tokens::{TokenError, TokenKind};
 
 /// Writes the blacklist entries and answers which tokens were revoked.
 pub async fn logout(State(state): State<AuthState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let access = state.authorize(&headers, TokenKind::Access).await?;
+    let access = state.verify_bearer(&headers, TokenKind::Access)?;
 
     let refresh_token = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -37,18 +40,31 @@ pub async fn logout(State(state): State<AuthState>, headers: HeaderMap, body: By
         Some(Ok(claims)) => Some(claims),
     };
 
-    // The refresh token first: if the access token's write then fails, the client can simply retry (its access
-    // token still works, and revoking the refresh token again is harmless). The other order would leave a live
-    // refresh token that no logout can reach any more.
-    let mut revoked = vec![];
-    for claims in refresh.iter().chain(std::iter::once(&access)) {
-        state.revocations.revoke(claims).await.map_err(|e| {
+    let revocations = &state.revocations;
+    let revoke = |claims| async move {
+        revocations.revoke(claims).await.map_err(|e| {
             tracing::error!("logout: could not write the blacklist entry: {e}");
             ApiError::Unavailable
-        })?;
-        revoked.push(claims.kind.as_str());
-    }
+        })
+    };
+    let revoked = match &refresh {
+        None => {
+            if !revoke(&access).await? {
+                return Err(ApiError::Revoked);
+            }
+            vec!["access"]
+        }
+        Some(refresh) => {
+            // A revoked access token must not revoke anything else, so look first. Then the refresh token: if the
+            // access token's write fails after it, the client simply retries (its access token still works, and
+            // revoking the refresh token again is harmless); the other order could leave a live refresh token that
+            // no logout can reach any more.
+            state.check_not_revoked(&access).await?;
+            revoke(refresh).await?;
+            revoke(&access).await?;
+            vec!["access", "refresh"]
+        }
+    };
     tracing::info!(username = ?access.sub, revoked = ?revoked, "logout");
-    revoked.reverse();
     Ok(Json(json!({ "msg": "Successfully logged out", "revoked": revoked })))
 }
