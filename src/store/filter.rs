@@ -2,7 +2,7 @@
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use super::{ExpiryRange, Lane};
+use super::{ExpiryRange, Lane, StoreError};
 
 /// The BSON value of a position on a lane: a Date, or seconds (an integer when whole, else a double).
 pub fn bound(lane: Lane, ms: i64) -> Bson {
@@ -56,8 +56,8 @@ pub fn legacy_ids_filter(field: &str, ids: &[Bson]) -> Document {
     filter
 }
 
-/// Reads the rows of [`legacy_page_pipeline`].
-pub fn legacy_rows(rows: &[Document]) -> Result<Vec<super::LegacyEntry>, String> {
+/// Reads the answer of [`legacy_page_pipeline`].
+pub fn legacy_answer(rows: Result<Vec<Document>, StoreError>) -> Result<Vec<super::LegacyEntry>, StoreError> {
     let entry = |row: &Document| {
         Some(super::LegacyEntry {
             id: row.get("_id")?.clone(),
@@ -65,16 +65,21 @@ pub fn legacy_rows(rows: &[Document]) -> Result<Vec<super::LegacyEntry>, String>
             bytes: as_u64(row.get("bytes"))?,
         })
     };
-    rows.iter().map(|row| entry(row).ok_or_else(|| format!("unexpected legacy row: {row}"))).collect()
+    rows?.iter().map(|row| entry(row).ok_or_else(|| malformed(format!("unexpected legacy row: {row}")))).collect()
 }
 
 /// Reads a `[{count, bytes}]` answer of [`measure_pipeline`] (no row: an empty range).
-pub fn measure_row(row: Option<&Document>) -> Result<super::Measure, String> {
-    let Some(row) = row else { return Ok(super::Measure::default()) };
+pub fn measure_answer(rows: Result<Vec<Document>, StoreError>) -> Result<super::Measure, StoreError> {
+    let rows = rows?;
+    let Some(row) = rows.first() else { return Ok(super::Measure::default()) };
     match (as_u64(row.get("count")), as_u64(row.get("bytes"))) {
         (Some(count), Some(bytes)) => Ok(super::Measure { count, bytes }),
-        _ => Err(format!("unexpected $group answer: {row}")),
+        _ => Err(malformed(format!("unexpected $group answer: {row}"))),
     }
+}
+
+fn malformed(message: String) -> StoreError {
+    StoreError::Protocol(format!("aggregate: {message}"))
 }
 
 /// `[{$collStats: {storageStats: {}}}]`: the collection's count and size, as cheap as the server makes it.
@@ -82,10 +87,15 @@ pub fn stats_pipeline() -> Vec<Document> {
     vec![doc! { "$collStats": { "storageStats": {} } }]
 }
 
-/// Reads the answer of [`stats_pipeline`] (no row: no collection yet). A size of 0 for a non-empty collection
-/// means the server does not report sizes (the test server): `size_bytes` is then `None`.
-pub fn stats_row(row: Option<&Document>) -> Result<super::CollectionStats, String> {
-    let Some(row) = row else { return Ok(super::CollectionStats::default()) };
+/// Reads the answer of [`stats_pipeline`] (no row, or a server that refuses `$collStats` on a collection that does
+/// not exist yet: no collection). A size of 0 for a non-empty collection means the server does not report sizes
+/// (the test server): `size_bytes` is then `None`.
+pub fn stats_answer(rows: Result<Vec<Document>, StoreError>) -> Result<super::CollectionStats, StoreError> {
+    let rows = match rows {
+        Err(StoreError::Query(m)) if m.contains("NamespaceNotFound") => return Ok(super::CollectionStats::default()),
+        other => other?,
+    };
+    let Some(row) = rows.first() else { return Ok(super::CollectionStats::default()) };
     let storage = row.get_document("storageStats").ok();
     let count = storage.and_then(|s| as_u64(s.get("count"))).or_else(|| as_u64(row.get("count")));
     let size = storage.and_then(|s| as_u64(s.get("size")));
@@ -93,7 +103,7 @@ pub fn stats_row(row: Option<&Document>) -> Result<super::CollectionStats, Strin
         (Some(count), Some(size)) => {
             Ok(super::CollectionStats { count, size_bytes: (size > 0 || count == 0).then_some(size) })
         }
-        _ => Err(format!("unexpected $collStats answer: {row}")),
+        _ => Err(malformed(format!("unexpected $collStats answer: {row}"))),
     }
 }
 

@@ -11,8 +11,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use super::filter::{
-    as_u64, indexes_lead_with, legacy_filter, legacy_ids_filter, legacy_page_pipeline, legacy_rows, measure_pipeline,
-    measure_row, range_filter, stats_pipeline, stats_row,
+    as_u64, indexes_lead_with, legacy_answer, legacy_filter, legacy_ids_filter, legacy_page_pipeline, measure_answer,
+    measure_pipeline, range_filter, stats_answer, stats_pipeline,
 };
 use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
 use crate::config::ApiSettings;
@@ -146,17 +146,11 @@ impl BlacklistStore for HttpApiStore {
     }
 
     async fn stats(&self) -> Result<CollectionStats, StoreError> {
-        match self.aggregate(stats_pipeline()).await {
-            Ok(rows) => stats_row(rows.first()).map_err(|m| StoreError::Protocol(format!("aggregate: {m}"))),
-            // Some servers refuse $collStats on a collection that does not exist yet.
-            Err(StoreError::Query(m)) if m.contains("NamespaceNotFound") => Ok(CollectionStats::default()),
-            Err(e) => Err(e),
-        }
+        stats_answer(self.aggregate(stats_pipeline()).await)
     }
 
     async fn measure(&self, range: &ExpiryRange) -> Result<Measure, StoreError> {
-        let rows = self.aggregate(measure_pipeline(&self.field, range)).await?;
-        measure_row(rows.first()).map_err(|m| StoreError::Protocol(format!("aggregate: {m}")))
+        measure_answer(self.aggregate(measure_pipeline(&self.field, range)).await)
     }
 
     async fn delete(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
@@ -187,8 +181,7 @@ impl BlacklistStore for HttpApiStore {
     }
 
     async fn legacy_page(&self, after: Option<&Bson>, limit: u32) -> Result<Vec<LegacyEntry>, StoreError> {
-        let rows = self.aggregate(legacy_page_pipeline(&self.field, after, limit)).await?;
-        legacy_rows(&rows).map_err(StoreError::Protocol)
+        legacy_answer(self.aggregate(legacy_page_pipeline(&self.field, after, limit)).await)
     }
 
     async fn delete_legacy(&self, ids: &[Bson]) -> Result<u64, StoreError> {

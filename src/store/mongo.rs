@@ -12,8 +12,8 @@ use mongodb::{Client, Collection};
 use tokio::sync::OnceCell;
 
 use super::filter::{
-    indexes_lead_with, legacy_filter, legacy_ids_filter, legacy_page_pipeline, legacy_rows, measure_pipeline,
-    measure_row, range_filter, stats_pipeline, stats_row,
+    indexes_lead_with, legacy_answer, legacy_filter, legacy_ids_filter, legacy_page_pipeline, measure_answer,
+    measure_pipeline, range_filter, stats_answer, stats_pipeline,
 };
 use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
 use crate::config::{DbSettings, Secret};
@@ -152,17 +152,11 @@ impl BlacklistStore for MongoStore {
     }
 
     async fn stats(&self) -> Result<CollectionStats, StoreError> {
-        match self.aggregate(stats_pipeline()).await {
-            Ok(rows) => stats_row(rows.first()).map_err(StoreError::Protocol),
-            // Older servers answer NamespaceNotFound for a collection that does not exist yet.
-            Err(StoreError::Query(m)) if m.contains("NamespaceNotFound") => Ok(CollectionStats::default()),
-            Err(e) => Err(e),
-        }
+        stats_answer(self.aggregate(stats_pipeline()).await)
     }
 
     async fn measure(&self, range: &ExpiryRange) -> Result<Measure, StoreError> {
-        let rows = self.aggregate(measure_pipeline(&self.field, range)).await?;
-        measure_row(rows.first()).map_err(StoreError::Protocol)
+        measure_answer(self.aggregate(measure_pipeline(&self.field, range)).await)
     }
 
     async fn delete(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
@@ -189,8 +183,7 @@ impl BlacklistStore for MongoStore {
     }
 
     async fn legacy_page(&self, after: Option<&Bson>, limit: u32) -> Result<Vec<LegacyEntry>, StoreError> {
-        let rows = self.aggregate(legacy_page_pipeline(&self.field, after, limit)).await?;
-        legacy_rows(&rows).map_err(StoreError::Protocol)
+        legacy_answer(self.aggregate(legacy_page_pipeline(&self.field, after, limit)).await)
     }
 
     async fn delete_legacy(&self, ids: &[Bson]) -> Result<u64, StoreError> {
