@@ -7,9 +7,11 @@
 //! against what it cannot beat:
 //! 1. the revocation lookup floor: the driver's `find_one({jti})` (`_id` only), sequential, then 16 at a time;
 //! 2. `GET /protected` over HTTP (keep-alive), sequential and 16 at a time, in-memory rate limits (a generous
-//!    limit: counted, never refused), then with the counters in Redis;
+//!    limit: counted, never refused), and with the counters in Redis;
 //! 3. the blacklist write floor (the driver's upsert of a random jti) against `POST /logout`, interleaved;
 //! 4. one argon2id verification (the floor of a login) against `POST /login`, sequential and 4 at a time.
+//!
+//! Each route runs interleaved with its floor, in rounds of 100 calls, so both meet the same server state.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures_util::future::BoxFuture;
 use jwt_token_cleaner::auth::config::AuthSettings;
 use jwt_token_cleaner::auth::server::Application;
 use jwt_token_cleaner::auth::tokens::{TokenKeys, TokenKind};
@@ -70,19 +73,26 @@ impl Sample {
     }
 }
 
-/// Runs `op(i)` for i in 0..n, `concurrency` at a time, timing each call.
-async fn measure<F, Fut>(name: &str, n: usize, concurrency: usize, op: F) -> Sample
+/// One operation to time; `i` numbers the calls from 0.
+type Op = Arc<dyn Fn(usize) -> BoxFuture<'static, ()> + Send + Sync>;
+
+fn op<F, Fut>(f: F) -> Op
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let op = Arc::new(op);
+    Arc::new(move |i| Box::pin(f(i)))
+}
+
+/// Runs `op(i)` for i in `range`, `concurrency` at a time, timing each call; returns the latencies and the wall time.
+async fn run(op: &Op, range: std::ops::Range<usize>, concurrency: usize) -> (Vec<Duration>, Duration) {
     let started = Instant::now();
     let workers = (0..concurrency).map(|w| {
         let op = op.clone();
+        let range = range.clone();
         tokio::spawn(async move {
             let mut latencies = Vec::new();
-            for i in (w..n).step_by(concurrency) {
+            for i in (range.start + w..range.end).step_by(concurrency) {
                 let t = Instant::now();
                 op(i).await;
                 latencies.push(t.elapsed());
@@ -90,19 +100,29 @@ where
             latencies
         })
     });
-    let mut latencies = Vec::with_capacity(n);
+    let mut latencies = Vec::with_capacity(range.len());
     for worker in futures_util::future::join_all(workers).await {
         latencies.extend(worker.expect("worker"));
     }
-    Sample { name: name.to_string(), latencies, wall: started.elapsed(), concurrency }
+    (latencies, started.elapsed())
 }
 
-/// One sample of several rounds.
-fn merge(name: &str, rounds: Vec<Sample>) -> Sample {
-    let concurrency = rounds.first().map_or(1, |r| r.concurrency);
-    let wall = rounds.iter().map(|r| r.wall).sum();
-    let latencies = rounds.into_iter().flat_map(|r| r.latencies).collect();
-    Sample { name: name.to_string(), latencies, wall, concurrency }
+/// Runs each of `ops` `n` times, `concurrency` at a time, interleaved in rounds of 100 calls per op, so that all of
+/// them meet the same server state (cache, index size, background work): a floor and the route measured against
+/// it are compared on equal terms.
+async fn interleaved(n: usize, concurrency: usize, ops: &[(&str, Op)]) -> Vec<Sample> {
+    let mut samples: Vec<Sample> = ops
+        .iter()
+        .map(|(name, _)| Sample { name: name.to_string(), latencies: vec![], wall: Duration::ZERO, concurrency })
+        .collect();
+    for start in (0..n).step_by(100) {
+        for ((_, op), sample) in ops.iter().zip(samples.iter_mut()) {
+            let (latencies, wall) = run(op, start..(start + 100).min(n), concurrency).await;
+            sample.latencies.extend(latencies);
+            sample.wall += wall;
+        }
+    }
+    samples
 }
 
 fn ms(d: Duration) -> String {
@@ -165,118 +185,94 @@ async fn main() {
     let n = args.requests;
     let mut samples = Vec::new();
 
-    // 1 and 2: lookups.
-    for concurrency in [1, 16] {
-        let coll = blacklist.clone();
-        let entries = args.entries.max(1);
-        samples.push(
-            measure("(1) find_one({jti}) through the driver", n, concurrency, move |i| {
-                let coll = coll.clone();
-                async move {
-                    let jti = format!("seed-{:08}", (i as u64 * 7919) % entries);
-                    let found = coll.find_one(doc! { "jti": jti }).projection(doc! { "_id": 1 }).await.expect("find");
-                    assert!(found.is_some());
-                }
-            })
-            .await,
-        );
-        let (access, _) = keys.issue("bench", TokenKind::Access, true).expect("token");
-        let (http, url) = (http.clone(), format!("{address}/protected"));
-        samples.push(
-            measure("(2) GET /protected, memory rate limit", n, concurrency, move |_| {
-                let request = http.get(&url).bearer_auth(&access);
-                async move {
-                    let response = request.send().await.expect("protected");
-                    assert_eq!(response.status(), 200);
-                    response.bytes().await.expect("body");
-                }
-            })
-            .await,
-        );
-    }
-    if let Some(redis) = &redis {
-        let prefix = format!("auth-bench-{}", uuid::Uuid::new_v4());
-        let address = spawn(env(&[("REDIS_URL", redis), ("RATE_LIMIT_KEY_PREFIX", &prefix)])).await;
-        for concurrency in [1, 16] {
-            let (access, _) = keys.issue("bench", TokenKind::Access, true).expect("token");
-            let (http, url) = (http.clone(), format!("{address}/protected"));
-            samples.push(
-                measure("(2) GET /protected, Redis rate limit", n, concurrency, move |_| {
-                    let request = http.get(&url).bearer_auth(&access);
-                    async move {
-                        let response = request.send().await.expect("protected");
-                        assert_eq!(response.status(), 200);
-                        response.bytes().await.expect("body");
-                    }
-                })
-                .await,
-            );
+    // 1 and 2: lookups, against the API with in-memory counters and (when given) with counters in Redis.
+    let redis_address = match &redis {
+        Some(redis) => {
+            let prefix = format!("auth-bench-{}", uuid::Uuid::new_v4());
+            Some(spawn(env(&[("REDIS_URL", redis), ("RATE_LIMIT_KEY_PREFIX", &prefix)])).await)
         }
+        None => None,
+    };
+    let (access, _) = keys.issue("bench", TokenKind::Access, true).expect("token");
+    let protected = |address: &str| {
+        let (http, url, access) = (http.clone(), format!("{address}/protected"), access.clone());
+        op(move |_| {
+            let request = http.get(&url).bearer_auth(&access);
+            async move {
+                let response = request.send().await.expect("protected");
+                assert_eq!(response.status(), 200);
+                response.bytes().await.expect("body");
+            }
+        })
+    };
+    let coll = blacklist.clone();
+    let entries = args.entries.max(1);
+    let lookup = op(move |i| {
+        let coll = coll.clone();
+        async move {
+            let jti = format!("seed-{:08}", (i as u64 * 7919) % entries);
+            let found = coll.find_one(doc! { "jti": jti }).projection(doc! { "_id": 1 }).await.expect("find");
+            assert!(found.is_some());
+        }
+    });
+    for concurrency in [1, 16] {
+        let mut ops = vec![
+            ("(1) find_one({jti}) through the driver", lookup.clone()),
+            ("(2) GET /protected, memory rate limit", protected(&address)),
+        ];
+        if let Some(redis_address) = &redis_address {
+            ops.push(("(2) GET /protected, Redis rate limit", protected(redis_address)));
+        }
+        samples.extend(interleaved(n, concurrency, &ops).await);
     }
 
-    // 3: writes, the floor and the route interleaved in rounds of 100 (each write grows the index both pay for).
-    // Each logout needs a token of its own, made beforehand.
+    // 3: writes. Each logout needs a token of its own, made beforehand.
     let tokens: Arc<Vec<String>> =
         Arc::new((0..n).map(|_| keys.issue("bench", TokenKind::Access, true).expect("token").0).collect());
-    let (mut floor, mut route) = (Vec::new(), Vec::new());
-    for round in 0..n.div_ceil(100) {
-        let coll = blacklist.clone();
-        floor.push(
-            measure("", 100.min(n - round * 100), 1, move |_| {
-                let coll = coll.clone();
-                async move {
-                    // Random ids, like real jtis: sequential keys would only ever touch the end of the index.
-                    let jti = uuid::Uuid::new_v4().to_string();
-                    let entry =
-                        doc! { "type": "access", "user": "bench", "expires_at": far, "created_at": DateTime::now() };
-                    coll.update_one(doc! { "jti": jti }, doc! { "$setOnInsert": entry })
-                        .upsert(true)
-                        .await
-                        .expect("upsert");
-                }
-            })
+    let coll = blacklist.clone();
+    let upsert = op(move |_| {
+        let coll = coll.clone();
+        async move {
+            // Random ids, like real jtis: sequential keys would only ever touch the end of the index.
+            let jti = uuid::Uuid::new_v4().to_string();
+            let entry = doc! { "type": "access", "user": "bench", "expires_at": far, "created_at": DateTime::now() };
+            coll.update_one(doc! { "jti": jti }, doc! { "$setOnInsert": entry }).upsert(true).await.expect("upsert");
+        }
+    });
+    let (h, url) = (http.clone(), format!("{address}/logout"));
+    let logout = op(move |i| {
+        let request = h.post(&url).bearer_auth(&tokens[i]);
+        async move {
+            let response = request.send().await.expect("logout");
+            assert_eq!(response.status(), 200);
+            response.bytes().await.expect("body");
+        }
+    });
+    samples.extend(
+        interleaved(n, 1, &[("(3) upsert of one entry through the driver", upsert), ("(3) POST /logout", logout)])
             .await,
-        );
-        let (h, url, tokens) = (http.clone(), format!("{address}/logout"), tokens.clone());
-        route.push(
-            measure("", 100.min(n - round * 100), 1, move |i| {
-                let request = h.post(&url).bearer_auth(&tokens[round * 100 + i]);
-                async move {
-                    let response = request.send().await.expect("logout");
-                    assert_eq!(response.status(), 200);
-                    response.bytes().await.expect("body");
-                }
-            })
-            .await,
-        );
-    }
-    samples.push(merge("(3) upsert of one entry through the driver", floor));
-    samples.push(merge("(3) POST /logout", route));
+    );
 
-    // 4: logins, dominated by argon2 on purpose.
+    // 4: logins, dominated by argon2 on purpose; the floor is one verification, sequential.
     let logins = (n / 50).clamp(10, 100);
     let hash = users_hash(&database).await;
-    samples.push(
-        measure("(4) one argon2id verification", logins, 1, move |_| {
-            let hash = hash.clone();
-            async move { assert!(verify_password(Secret::new(PASSWORD), hash).await) }
-        })
-        .await,
+    let verify = op(move |_| {
+        let hash = hash.clone();
+        async move { assert!(verify_password(Secret::new(PASSWORD), hash).await) }
+    });
+    let (h, url) = (http.clone(), format!("{address}/login"));
+    let login = op(move |_| {
+        let request = h.post(&url).json(&json!({ "username": "bench", "password": PASSWORD }));
+        async move {
+            let response = request.send().await.expect("login");
+            assert_eq!(response.status(), 200);
+            response.bytes().await.expect("body");
+        }
+    });
+    samples.extend(
+        interleaved(logins, 1, &[("(4) one argon2id verification", verify), ("(4) POST /login", login.clone())]).await,
     );
-    for concurrency in [1, 4] {
-        let (h, url) = (http.clone(), format!("{address}/login"));
-        samples.push(
-            measure("(4) POST /login", logins, concurrency, move |_| {
-                let request = h.post(&url).json(&json!({ "username": "bench", "password": PASSWORD }));
-                async move {
-                    let response = request.send().await.expect("login");
-                    assert_eq!(response.status(), 200);
-                    response.bytes().await.expect("body");
-                }
-            })
-            .await,
-        );
-    }
+    samples.extend(interleaved(logins, 4, &[("(4) POST /login", login)]).await);
 
     let report = report(&args, &samples, redis.is_some());
     println!("{report}");
