@@ -11,7 +11,7 @@
 //! 3. the blacklist write floor (the driver's upsert of a random jti) against `POST /logout`, interleaved;
 //! 4. one argon2id verification (the floor of a login) against `POST /login`, sequential and 4 at a time.
 //!
-//! Each route runs interleaved with its floor, in rounds of 100 calls, so both meet the same server state.
+//! Each route runs interleaved with its floor (rounds of 100 calls, 4 for logins), so both meet the same state.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -107,17 +107,17 @@ async fn run(op: &Op, range: std::ops::Range<usize>, concurrency: usize) -> (Vec
     (latencies, started.elapsed())
 }
 
-/// Runs each of `ops` `n` times, `concurrency` at a time, interleaved in rounds of 100 calls per op, so that all of
-/// them meet the same server state (cache, index size, background work): a floor and the route measured against
-/// it are compared on equal terms.
-async fn interleaved(n: usize, concurrency: usize, ops: &[(&str, Op)]) -> Vec<Sample> {
+/// Runs each of `ops` `n` times, `concurrency` at a time, interleaved in rounds of `round` calls per op, so that all
+/// of them meet the same server and machine state (cache, index size, background work): a floor and the route
+/// measured against it are compared on equal terms.
+async fn interleaved(n: usize, concurrency: usize, round: usize, ops: &[(&str, Op)]) -> Vec<Sample> {
     let mut samples: Vec<Sample> = ops
         .iter()
         .map(|(name, _)| Sample { name: name.to_string(), latencies: vec![], wall: Duration::ZERO, concurrency })
         .collect();
-    for start in (0..n).step_by(100) {
+    for start in (0..n).step_by(round) {
         for ((_, op), sample) in ops.iter().zip(samples.iter_mut()) {
-            let (latencies, wall) = run(op, start..(start + 100).min(n), concurrency).await;
+            let (latencies, wall) = run(op, start..(start + round).min(n), concurrency).await;
             sample.latencies.extend(latencies);
             sample.wall += wall;
         }
@@ -223,7 +223,7 @@ async fn main() {
         if let Some(redis_address) = &redis_address {
             ops.push(("(2) GET /protected, Redis rate limit", protected(redis_address)));
         }
-        samples.extend(interleaved(n, concurrency, &ops).await);
+        samples.extend(interleaved(n, concurrency, 100, &ops).await);
     }
 
     // 3: writes. Each logout needs a token of its own, made beforehand.
@@ -254,7 +254,7 @@ async fn main() {
     );
 
     // 4: logins, dominated by argon2 on purpose; the floor is one verification, sequential.
-    let logins = (n / 50).clamp(10, 100);
+    let logins = (n / 20).clamp(20, 200);
     let hash = users_hash(&database).await;
     let verify = op(move |_| {
         let hash = hash.clone();
@@ -270,9 +270,10 @@ async fn main() {
         }
     });
     samples.extend(
-        interleaved(logins, 1, &[("(4) one argon2id verification", verify), ("(4) POST /login", login.clone())]).await,
+        interleaved(logins, 1, 4, &[("(4) one argon2id verification", verify), ("(4) POST /login", login.clone())])
+            .await,
     );
-    samples.extend(interleaved(logins, 4, &[("(4) POST /login", login)]).await);
+    samples.extend(interleaved(logins, 4, logins, &[("(4) POST /login", login)]).await);
 
     let report = report(&args, &samples, redis.is_some());
     println!("{report}");
