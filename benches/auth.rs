@@ -249,7 +249,7 @@ async fn main() {
         }
     });
     samples.extend(
-        interleaved(n, 1, &[("(3) upsert of one entry through the driver", upsert), ("(3) POST /logout", logout)])
+        interleaved(n, 1, 100, &[("(3) upsert of one entry through the driver", upsert), ("(3) POST /logout", logout)])
             .await,
     );
 
