@@ -30,6 +30,14 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// How both binaries end on a configuration error: a log line, a plain line on stderr for whoever runs the
+/// command, and exit code 2.
+pub fn exit_on_config_error(program: &str, error: &ConfigError) -> std::process::ExitCode {
+    tracing::error!("configuration error: {error}");
+    eprintln!("{program}: configuration error: {error}");
+    std::process::ExitCode::from(2)
+}
+
 /// A setting that is missing or cannot be used; the message names the variable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use jwt_token_cleaner::config::Settings;
+use jwt_token_cleaner::config::{self, Settings};
 use jwt_token_cleaner::server::{shutdown_signal, Application};
 use jwt_token_cleaner::store::fallback::Backends;
 use jwt_token_cleaner::store::mongo::MongoStore;
@@ -72,11 +72,7 @@ async fn main() -> ExitCode {
     }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
-        Err(e) => {
-            tracing::error!("configuration error: {e}");
-            eprintln!("jwt-token-cleaner: configuration error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return config::exit_on_config_error("jwt-token-cleaner", &e),
     };
     match command {
         Command::Serve => serve(&settings).await,

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use jwt_token_cleaner::auth::config::AuthSettings;
 use jwt_token_cleaner::auth::server::Application;
 use jwt_token_cleaner::auth::users::UserStore;
-use jwt_token_cleaner::config::Secret;
+use jwt_token_cleaner::config::{self, Secret};
 use jwt_token_cleaner::server::shutdown_signal;
 use jwt_token_cleaner::store::mongo::connect;
 use jwt_token_cleaner::telemetry;
@@ -39,11 +39,7 @@ async fn main() -> ExitCode {
     telemetry::init(telemetry::json_requested());
     let settings = match AuthSettings::from_env() {
         Ok(settings) => settings,
-        Err(e) => {
-            tracing::error!("configuration error: {e}");
-            eprintln!("auth-api: configuration error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return config::exit_on_config_error("auth-api", &e),
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&settings).await,
