@@ -118,11 +118,6 @@ impl RateLimiter {
         })
     }
 
-    /// True when counts go to Redis (while it answers).
-    pub fn uses_redis(&self) -> bool {
-        self.redis.is_some()
-    }
-
     /// Counts one hit of `client` on `scope` and says whether it is within `limit`.
     pub async fn hit(&self, scope: Scope, client: IpAddr, limit: Limit) -> Decision {
         if let Some(redis) = &self.redis {

@@ -4,9 +4,8 @@
 //! exactly what the cleaner needs to delete it once the token has expired, and no sooner. Lookups go through an
 //! index on `jti` (unique when the collection allows it).
 
-use chrono::{TimeZone, Utc};
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::bson::{doc, DateTime, Document};
 use mongodb::error::Error as MongoError;
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
@@ -63,11 +62,8 @@ impl RevocationList {
     /// Records `claims` as revoked, in one round trip; true when this call revoked it, false when it already was.
     /// Revoking twice is harmless: the first entry stays as it was.
     pub async fn revoke(&self, claims: &Claims) -> Result<bool, MongoError> {
-        let expires_at = Utc
-            .timestamp_opt(claims.exp, 0)
-            .single()
-            .map(|t| Bson::DateTime(DateTime::from_millis(t.timestamp_millis())))
-            .unwrap_or(Bson::Int64(claims.exp));
+        // A BSON Date holds any i64 of milliseconds: every `exp` we issue fits.
+        let expires_at = DateTime::from_millis(claims.exp.saturating_mul(1000));
         // `jti` comes from the filter on insert.
         let mut entry = doc! {
             "type": claims.kind.as_str(),

@@ -154,8 +154,9 @@ impl UserStore {
         let hash = stored.as_ref().and_then(|d| d.get_str("password_hash").ok()).map(str::to_string);
         // The semaphore is never closed, so acquiring only waits.
         let _permit = self.verifying.acquire().await.ok();
-        let matches = verify_password(password, hash.clone().unwrap_or_else(|| self.dummy_hash.clone())).await;
-        Ok(matches && hash.is_some())
+        let known = hash.is_some();
+        let matches = verify_password(password, hash.unwrap_or_else(|| self.dummy_hash.clone())).await;
+        Ok(matches && known)
     }
 }
 
