@@ -6,6 +6,7 @@
 //! Data flows one way: server → sweep → store.
 //!
 //! - [`config`]: settings from the environment (and `.env`), with secrets that never print.
+//! - [`redact`]: keeping secrets out of messages that quote a driver or an API.
 //! - [`telemetry`]: logging to stderr, text or JSON lines, filtered by `RUST_LOG`.
 //! - [`server`]: the FC protocol over HTTP: routes (one file each), invoke-body parsing, `x-fc-status`, request
 //!   ids, start-up on any port and graceful shutdown.
@@ -18,6 +19,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod redact;
 pub mod sample;
 pub mod server;
 pub mod store;

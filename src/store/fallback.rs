@@ -91,6 +91,7 @@ impl Fallback {
             StoreError::Auth(_) => StoreError::Auth(all),
             StoreError::Query(_) => StoreError::Query(all),
             StoreError::Protocol(_) => StoreError::Protocol(all),
+            StoreError::Contract(_) => StoreError::Contract(all),
         })
     }
 }

@@ -28,6 +28,14 @@ impl Lane {
     /// Both lanes, in sweep order.
     pub const ALL: [Lane; 2] = [Lane::Date, Lane::Seconds];
 
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::Date => "date",
+            Lane::Seconds => "seconds",
+        }
+    }
+
     /// The smallest step a range of this lane can shrink to, in milliseconds.
     pub fn unit_ms(self) -> i64 {
         match self {
@@ -105,6 +113,10 @@ pub enum StoreError {
     /// The store answered something that is not what its contract says.
     #[error("malformed answer: {0}")]
     Protocol(String),
+    /// The store is not the documented API: it misreads what we send or what it answers loses types, so its
+    /// answers cannot be trusted even when they look well formed.
+    #[error("the HTTP API does not follow the Data API contract: {0}")]
+    Contract(String),
 }
 
 /// The storage a sweep runs against. Implementations must be safe to call from concurrent sweeps.

@@ -133,7 +133,8 @@ fn uri_password(uri: &str) -> Option<String> {
 
 /// Removes every secret value from a message.
 fn scrub(message: &str, secrets: &[Secret]) -> String {
-    secrets.iter().filter(|s| !s.expose().is_empty()).fold(message.to_string(), |m, s| m.replace(s.expose(), "****"))
+    let secrets: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+    crate::redact::scrub(message, &secrets)
 }
 
 #[async_trait::async_trait]

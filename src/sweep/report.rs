@@ -28,9 +28,10 @@ pub struct SweepReport {
     pub execution_time: String,
     /// Entries in the collection before the run.
     pub total_tokens_before: u64,
-    /// Expired entries still in the collection after the run (0 when `complete`).
+    /// Expired entries still in the collection after the run, counted after the sweep (0 when `complete`).
     pub expired_remaining: u64,
-    /// True when every expired entry was swept (or, in a dry run, counted).
+    /// True when every expired entry was swept, as a count of each lane below the cutoff confirmed after the sweep
+    /// (or, in a dry run, when every expired entry was counted).
     pub complete: bool,
     /// Batches (windows with entries) processed.
     pub batches: u64,
@@ -99,10 +100,8 @@ impl SweepReport {
             format!("Cleaned {} expired tokens", self.cleaned_count)
         };
         if !self.complete {
-            message.push_str(&format!(
-                " (time budget spent; {} expired tokens remain for the next run)",
-                self.expired_remaining
-            ));
+            message
+                .push_str(&format!(" (incomplete: {} expired tokens remain for the next run)", self.expired_remaining));
         }
         message
     }

@@ -1,10 +1,19 @@
-//! A test server of the DB-operation HTTP API's shape (Atlas Data API v1), backed by the real test database, with
-//! fault modes.
+//! A test server of the DB-operation HTTP API: MongoDB's Atlas Data API v1 as its documentation describes it
+//! (authentication, data formats, examples), backed by the real test database, with the deviations of servers
+//! that did not follow it as separate [`Dialect`]s, and fault modes.
+//!
+//! The documented contract, as this server holds it ([`Dialect::Documented`]):
+//! - the key in the `apiKey` header; anything else is 401 (`{"error", "error_code", "link"}`);
+//! - a body is read as Extended JSON only with `Content-Type: application/ejson`; with `application/json` it is
+//!   standard JSON, where `{"$date": ...}` is a plain sub-document; any other type is 400;
+//! - answers are Extended JSON (canonical) only with `Accept: application/ejson`; otherwise standard JSON, the
+//!   default return type: dates as ISO strings, ObjectIds as hex strings, every number a plain number.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,6 +23,20 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{Bson, Document};
 use mongodb::Client;
 use serde_json::{json, Value};
+
+/// Whose reading of the contract the server follows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Dialect {
+    /// MongoDB's documentation to the letter (see the module doc).
+    Documented,
+    /// The documented server, but the key in `api-key` (the documentation's examples and self-hosted copies).
+    DashedKeyHeader,
+    /// A self-hosted replacement that reads every body as standard JSON and answers standard JSON, whatever the
+    /// headers say.
+    JsonOnly,
+    /// Reads Extended JSON as documented but always answers standard JSON (ignores `Accept`).
+    JsonAnswers,
+}
 
 /// How the server misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,16 +53,22 @@ pub enum Fault {
     DeletedCountAsString,
     /// Works for this many `deleteMany` calls, then every call answers 500.
     DieAfterDeletes(u64),
+    /// Every call answers 500 with the request's headers echoed in the body, as some gateways' debug pages do.
+    EchoHeaders,
+    /// `deleteMany` reads its filter as standard JSON (Extended JSON everywhere else), so it deletes nothing.
+    PlainJsonDeleteFilters,
 }
 
 struct ApiState {
     client: Client,
+    dialect: Mutex<Dialect>,
     fault: Mutex<Fault>,
-    canonical: Mutex<bool>,
+    relaxed: Mutex<bool>,
     api_key: Option<String>,
     calls: AtomicU64,
     deletes: AtomicU64,
     measures: AtomicU64,
+    probes: AtomicU64,
 }
 
 /// A running test Data API.
@@ -49,17 +78,20 @@ pub struct DataApi {
 }
 
 impl DataApi {
-    /// Serves on a free port, in front of the server at `db_uri`; requires `api_key` when given.
+    /// Serves the documented contract on a free port, in front of the server at `db_uri`; requires `api_key` when
+    /// given.
     pub async fn spawn(db_uri: &str, api_key: Option<&str>) -> Self {
         let client = Client::with_uri_str(db_uri).await.expect("test server URI");
         let state = Arc::new(ApiState {
             client,
+            dialect: Mutex::new(Dialect::Documented),
             fault: Mutex::new(Fault::None),
-            canonical: Mutex::new(false),
+            relaxed: Mutex::new(false),
             api_key: api_key.map(str::to_string),
             calls: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
             measures: AtomicU64::new(0),
+            probes: AtomicU64::new(0),
         });
         let router = Router::new().route("/action/{action}", post(action)).with_state(Arc::clone(&state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -69,13 +101,17 @@ impl DataApi {
         Self { url, state }
     }
 
+    pub fn set_dialect(&self, dialect: Dialect) {
+        *self.state.dialect.lock().unwrap() = dialect;
+    }
+
     pub fn set_fault(&self, fault: Fault) {
         *self.state.fault.lock().unwrap() = fault;
     }
 
-    /// Answer in canonical Extended JSON instead of relaxed.
-    pub fn set_canonical(&self, canonical: bool) {
-        *self.state.canonical.lock().unwrap() = canonical;
+    /// Answer Extended JSON in its relaxed form instead of canonical.
+    pub fn set_relaxed(&self, relaxed: bool) {
+        *self.state.relaxed.lock().unwrap() = relaxed;
     }
 
     /// Calls received (round trips).
@@ -92,39 +128,120 @@ impl DataApi {
     pub fn measures(&self) -> u64 {
         self.state.measures.load(Ordering::SeqCst)
     }
+
+    /// Contract probes (aggregations with `$literal`) received.
+    pub fn probes(&self) -> u64 {
+        self.state.probes.load(Ordering::SeqCst)
+    }
 }
 
+/// Standard JSON read as BSON the way a JSON-only reader does: `$`-keys are plain keys.
+fn plain_bson(value: Value) -> Bson {
+    match value {
+        Value::Null => Bson::Null,
+        Value::Bool(b) => Bson::Boolean(b),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i32::try_from(i).map_or(Bson::Int64(i), Bson::Int32),
+            (None, Some(f)) => Bson::Double(f),
+            _ => Bson::Null,
+        },
+        Value::String(s) => Bson::String(s),
+        Value::Array(items) => Bson::Array(items.into_iter().map(plain_bson).collect()),
+        Value::Object(map) => Bson::Document(map.into_iter().map(|(k, v)| (k, plain_bson(v))).collect()),
+    }
+}
+
+/// BSON as the documented standard-JSON answer: dates as ISO strings, ObjectIds as hex, numbers as numbers.
+fn plain_json(value: Bson) -> Value {
+    match value {
+        Bson::Document(doc) => Value::Object(doc.into_iter().map(|(k, v)| (k, plain_json(v))).collect()),
+        Bson::Array(items) => Value::Array(items.into_iter().map(plain_json).collect()),
+        Bson::DateTime(d) => Value::String(d.try_to_rfc3339_string().unwrap_or_default()),
+        Bson::ObjectId(o) => Value::String(o.to_hex()),
+        Bson::Int32(i) => json!(i),
+        Bson::Int64(i) => json!(i),
+        Bson::Double(f) => json!(f),
+        Bson::Decimal128(d) => Value::String(d.to_string()),
+        other => other.into_relaxed_extjson(),
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The documented error body: `{"error", "error_code", "link"}`.
 fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+    let body = json!({ "error": message, "error_code": status.canonical_reason().unwrap_or("Error"), "link": "" });
+    (status, Json(body)).into_response()
 }
 
-fn bson_field(body: &Value, name: &str) -> Result<Bson, String> {
-    let value = body.get(name).cloned().unwrap_or(json!({}));
-    Bson::try_from(value).map_err(|e| format!("{name} is not Extended JSON: {e}"))
+/// How one request's body is read and its answer written.
+struct Formats {
+    ejson_in: bool,
+    ejson_out: bool,
+    relaxed: bool,
+}
+
+impl Formats {
+    fn read(&self, body: &Value, name: &str) -> Result<Bson, String> {
+        let value = body.get(name).cloned().unwrap_or(json!({}));
+        if self.ejson_in {
+            Bson::try_from(value).map_err(|e| format!("{name} is not Extended JSON: {e}"))
+        } else {
+            Ok(plain_bson(value))
+        }
+    }
+
+    fn write(&self, value: Bson) -> Value {
+        match (self.ejson_out, self.relaxed) {
+            (false, _) => plain_json(value),
+            (true, false) => value.into_canonical_extjson(),
+            (true, true) => value.into_relaxed_extjson(),
+        }
+    }
 }
 
 /// Drains a cursor into `{"documents": [...]}`.
-async fn documents(
-    cursor: mongodb::error::Result<mongodb::Cursor<Document>>,
-    out: &impl Fn(Bson) -> Value,
-) -> Result<Value, String> {
+async fn documents(cursor: mongodb::error::Result<mongodb::Cursor<Document>>, f: &Formats) -> Result<Value, String> {
     let docs: Vec<Document> = cursor.map_err(|e| e.to_string())?.try_collect().await.map_err(|e| e.to_string())?;
-    Ok(json!({ "documents": docs.into_iter().map(|d| out(Bson::Document(d))).collect::<Vec<_>>() }))
+    Ok(json!({ "documents": docs.into_iter().map(|d| f.write(Bson::Document(d))).collect::<Vec<_>>() }))
 }
 
 async fn action(
     State(state): State<Arc<ApiState>>,
     Path(action): Path<String>,
     headers: HeaderMap,
-    Json(body): Json<Value>,
+    body: Bytes,
 ) -> Response {
     state.calls.fetch_add(1, Ordering::SeqCst);
+    let dialect = *state.dialect.lock().unwrap();
+    let fault = *state.fault.lock().unwrap();
+    if fault == Fault::EchoHeaders {
+        let echoed: Vec<String> = headers.iter().map(|(k, v)| format!("{k}={}", v.to_str().unwrap_or("?"))).collect();
+        return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("internal error; headers: {}", echoed.join("; ")));
+    }
     if let Some(key) = &state.api_key {
-        if headers.get("api-key").and_then(|v| v.to_str().ok()) != Some(key.as_str()) {
-            return error(StatusCode::UNAUTHORIZED, "invalid api key");
+        let header_name = if dialect == Dialect::DashedKeyHeader { "api-key" } else { "apiKey" };
+        if header(&headers, header_name) != Some(key.as_str()) {
+            return error(StatusCode::UNAUTHORIZED, &format!("invalid session: missing or wrong {header_name} header"));
         }
     }
-    let fault = *state.fault.lock().unwrap();
+    let content_type = header(&headers, "content-type").unwrap_or("").split(';').next().unwrap_or("").trim();
+    let ejson_in = match (dialect, content_type) {
+        (Dialect::JsonOnly, _) => false,
+        (_, "application/ejson") => true,
+        (_, "application/json") => false,
+        (_, other) => return error(StatusCode::BAD_REQUEST, &format!("unsupported Content-Type {other:?}")),
+    };
+    let ejson_out = match dialect {
+        Dialect::JsonOnly | Dialect::JsonAnswers => false,
+        Dialect::Documented | Dialect::DashedKeyHeader => header(&headers, "accept") == Some("application/ejson"),
+    };
+    let formats = Formats { ejson_in, ejson_out, relaxed: *state.relaxed.lock().unwrap() };
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "the body is not JSON");
+    };
     match fault {
         Fault::Status(code) => return error(StatusCode::from_u16(code).unwrap(), "injected failure"),
         Fault::Slow(delay) => tokio::time::sleep(delay).await,
@@ -144,40 +261,48 @@ async fn action(
         return error(StatusCode::BAD_REQUEST, "dataSource is required");
     }
     let collection = state.client.database(database).collection::<Document>(collection);
-    let canonical = *state.canonical.lock().unwrap();
-    let out = |value: Bson| if canonical { value.into_canonical_extjson() } else { value.into_relaxed_extjson() };
+    let f = &formats;
 
     let result: Result<Value, String> = async {
         match action.as_str() {
             "find" => {
-                let Bson::Document(filter) = bson_field(&body, "filter")? else { return Err("filter".into()) };
+                let Bson::Document(filter) = f.read(&body, "filter")? else { return Err("filter".into()) };
                 let limit = body["limit"].as_i64().unwrap_or(0);
-                documents(collection.find(filter).limit(limit).await, &out).await
+                documents(collection.find(filter).limit(limit).await, f).await
             }
             "aggregate" => {
-                let Bson::Array(stages) = bson_field(&body, "pipeline")? else { return Err("pipeline".into()) };
+                let Bson::Array(stages) = f.read(&body, "pipeline")? else { return Err("pipeline".into()) };
                 let pipeline: Vec<Document> = stages.into_iter().filter_map(|s| s.as_document().cloned()).collect();
-                if pipeline.iter().any(|s| s.to_string().contains("$bsonSize")) {
+                let text = Bson::from(pipeline.clone()).to_string();
+                if text.contains("$bsonSize") {
                     state.measures.fetch_add(1, Ordering::SeqCst);
                 }
-                documents(collection.aggregate(pipeline).await, &out).await
+                if text.contains("$literal") {
+                    state.probes.fetch_add(1, Ordering::SeqCst);
+                }
+                documents(collection.aggregate(pipeline).await, f).await
             }
             "deleteMany" => {
-                let Bson::Document(filter) = bson_field(&body, "filter")? else { return Err("filter".into()) };
+                let filter = if fault == Fault::PlainJsonDeleteFilters {
+                    plain_bson(body.get("filter").cloned().unwrap_or(json!({})))
+                } else {
+                    f.read(&body, "filter")?
+                };
+                let Bson::Document(filter) = filter else { return Err("filter".into()) };
                 let deleted = collection.delete_many(filter).await.map_err(|e| e.to_string())?.deleted_count;
                 state.deletes.fetch_add(1, Ordering::SeqCst);
                 if fault == Fault::DeletedCountAsString {
                     return Ok(json!({ "deletedCount": deleted.to_string() }));
                 }
-                Ok(json!({ "deletedCount": out(Bson::Int64(deleted as i64)) }))
+                Ok(json!({ "deletedCount": f.write(Bson::Int64(deleted as i64)) }))
             }
             "updateOne" => {
-                let Bson::Document(filter) = bson_field(&body, "filter")? else { return Err("filter".into()) };
-                let Bson::Document(update) = bson_field(&body, "update")? else { return Err("update".into()) };
+                let Bson::Document(filter) = f.read(&body, "filter")? else { return Err("filter".into()) };
+                let Bson::Document(update) = f.read(&body, "update")? else { return Err("update".into()) };
                 let r = collection.update_one(filter, update).await.map_err(|e| e.to_string())?;
                 Ok(json!({
-                    "matchedCount": out(Bson::Int64(r.matched_count as i64)),
-                    "modifiedCount": out(Bson::Int64(r.modified_count as i64)),
+                    "matchedCount": f.write(Bson::Int64(r.matched_count as i64)),
+                    "modifiedCount": f.write(Bson::Int64(r.modified_count as i64)),
                 }))
             }
             other => Err(format!("unknown action {other}")),

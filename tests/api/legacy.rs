@@ -65,10 +65,9 @@ async fn only_verified_expired_legacy_entries_go() {
 #[tokio::test]
 async fn legacy_entries_through_the_http_api() {
     let db = TestDb::new().await;
-    let api = DataApi::spawn(&db.uri, None).await;
-    let mut env = db.env(&[("JWT_SECRET_KEY", KEY), ("MONGODB_API_URL", &api.url)]);
-    env.remove("DB_URI");
-    legacy_run(&db, settings_from(env), "http_api").await;
+    let api = DataApi::spawn(&db.uri, Some("k-legacy")).await;
+    let settings = through(&db, Some(&api), &[("JWT_SECRET_KEY", KEY), ("MONGODB_API_KEY", "k-legacy")]);
+    legacy_run(&db, settings, "http_api").await;
     db.drop_db().await;
 }
 
@@ -84,34 +83,56 @@ async fn without_a_key_legacy_entries_are_left_alone() {
     db.drop_db().await;
 }
 
+/// Settings with `extra`, through the documented test Data API alone when `api` is given, else the direct connection.
+fn through(db: &TestDb, api: Option<&DataApi>, extra: &[(&str, &str)]) -> jwt_token_cleaner::config::Settings {
+    let mut env = db.env(extra);
+    if let Some(api) = api {
+        env.insert("MONGODB_API_URL".into(), api.url.clone());
+        env.remove("DB_URI");
+    }
+    settings_from(env)
+}
+
 #[tokio::test]
 async fn backfill_writes_the_expiry_of_verified_valid_entries() {
-    let db = TestDb::new().await;
-    seed_legacy(&db).await;
-    let app = TestApp::spawn(&db.settings(&[("JWT_SECRET_KEY", KEY), ("BACKFILL_EXPIRES_AT", "true")])).await;
-    let data = app.invoke("").await.json["data"].clone();
-    assert_eq!(data["backfilled"], 2, "valid and in-grace: {data}");
-    let backfilled: Vec<Document> =
-        db.blacklist().find(doc! { "expires_at": { "$type": "date" } }).await.unwrap().try_collect().await.unwrap();
-    let mut jtis: Vec<&str> = backfilled.iter().map(|d| d.get_str("jti").unwrap()).collect();
-    jtis.sort();
-    assert_eq!(jtis, ["legacy-in-grace", "legacy-valid"]);
-    // The in-grace entry now expires through the ordinary sweep once its grace is over; a dry run sees nothing yet.
-    let data = app.invoke(r#"{"dry_run": true}"#).await.json["data"].clone();
-    assert_eq!(data["would_clean_count"], 0);
-    db.drop_db().await;
+    for via_api in [false, true] {
+        let db = TestDb::new().await;
+        seed_legacy(&db).await;
+        let api = DataApi::spawn(&db.uri, None).await;
+        let settings =
+            through(&db, via_api.then_some(&api), &[("JWT_SECRET_KEY", KEY), ("BACKFILL_EXPIRES_AT", "true")]);
+        let app = TestApp::spawn(&settings).await;
+        let data = app.invoke("").await.json["data"].clone();
+        assert_eq!(data["backend"], if via_api { "http_api" } else { "mongodb" });
+        assert_eq!(data["backfilled"], 2, "valid and in-grace: {data}");
+        let backfilled: Vec<Document> =
+            db.blacklist().find(doc! { "expires_at": { "$type": "date" } }).await.unwrap().try_collect().await.unwrap();
+        let mut jtis: Vec<&str> = backfilled.iter().map(|d| d.get_str("jti").unwrap()).collect();
+        jtis.sort();
+        assert_eq!(jtis, ["legacy-in-grace", "legacy-valid"]);
+        // The in-grace entry now expires through the ordinary sweep once its grace is over; a dry run sees nothing.
+        let data = app.invoke(r#"{"dry_run": true}"#).await.json["data"].clone();
+        assert_eq!(data["would_clean_count"], 0);
+        db.drop_db().await;
+    }
 }
 
 #[tokio::test]
 async fn dry_run_counts_legacy_entries_without_deleting_or_writing() {
-    let db = TestDb::new().await;
-    seed_legacy(&db).await;
-    let app = TestApp::spawn(&db.settings(&[("JWT_SECRET_KEY", KEY), ("BACKFILL_EXPIRES_AT", "true")])).await;
-    let data = app.invoke(r#"{"dry_run": true}"#).await.json["data"].clone();
-    assert_eq!(data["would_clean_count"], 1);
-    assert_eq!(data["backfilled"], 0);
-    assert_eq!(db.count().await, 9);
-    db.drop_db().await;
+    for via_api in [false, true] {
+        let db = TestDb::new().await;
+        seed_legacy(&db).await;
+        let api = DataApi::spawn(&db.uri, None).await;
+        let settings =
+            through(&db, via_api.then_some(&api), &[("JWT_SECRET_KEY", KEY), ("BACKFILL_EXPIRES_AT", "true")]);
+        let app = TestApp::spawn(&settings).await;
+        let data = app.invoke(r#"{"dry_run": true}"#).await.json["data"].clone();
+        assert_eq!(data["backend"], if via_api { "http_api" } else { "mongodb" });
+        assert_eq!(data["would_clean_count"], 1);
+        assert_eq!(data["backfilled"], 0);
+        assert_eq!(db.count().await, 9);
+        db.drop_db().await;
+    }
 }
 
 #[tokio::test]

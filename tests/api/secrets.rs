@@ -142,4 +142,17 @@ async fn no_secret_reaches_a_log_line_or_an_answer() {
     let (logs, answers) = capture(env, &[""]).await;
     assert!(answers[0].contains("HTTP 401"), "{}", answers[0]);
     assert_clean(&logs, &answers);
+
+    // 4. An API that echoes our request headers in a 500 body, with credentials in its URL: the echoed key, URL
+    //    credentials and `Basic` token are scrubbed from the fallback reason and the logs.
+    api.set_fault(Fault::EchoHeaders);
+    let url = api.url.replace("http://", &format!("http://svc:{URI_PASSWORD}@"));
+    let env = base(&[("MONGODB_API_URL", url), ("DB_URI", db.uri())]);
+    let (logs, answers) = capture(env, &[""]).await;
+    assert!(answers[0].contains("HTTP 500: ") && answers[0].contains("authorization=****"), "{}", answers[0]);
+    let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("svc:{URI_PASSWORD}"));
+    for leak in [basic.as_str(), "svc:"] {
+        assert!(!logs.contains(leak) && !answers.iter().any(|a| a.contains(leak)), "{leak} leaked: {}", answers[0]);
+    }
+    assert_clean(&logs, &answers);
 }
