@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # jwt-token-cleaner: an FC 3.0 custom-container function listening on port 9000.
 #
 #   docker build --platform linux/amd64 -t jwt-token-cleaner .
@@ -12,24 +13,18 @@ FROM --platform=linux/amd64 rust:${RUST_VERSION}-alpine AS builder
 RUN apk add --no-cache musl-dev gcc
 WORKDIR /build
 
-# Dependencies first, in their own layer: it is rebuilt only when Cargo.toml or Cargo.lock change. Cargo wants every
-# target the manifest declares to exist, so the other binary (auth-api) and the benchmarks get placeholders too;
-# neither is built here.
+# The workspace as it is: the cleaner (src/, benches/) and its member crates (crates/: the shared crate it depends
+# on, and auth-api and the test support, whose manifests cargo reads to load the workspace). Only the cleaner is
+# built, and none of auth-api's dependencies (argon2, redis, axum-server) are compiled. The cache mounts keep the
+# registry and the compiled dependencies between builds, so a change to src/ rebuilds the cleaner alone.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src/bin benches \
-    && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
-    && echo 'fn main() {}' > src/bin/auth_api.rs \
-    && echo 'fn main() {}' > benches/sweep.rs \
-    && echo 'fn main() {}' > benches/auth.rs \
-    && cargo build --release --locked --bin jwt-token-cleaner \
-    && rm -rf src
-
-# Then the code. touch: COPY keeps the files' own times, which may be older than the placeholder build.
+COPY crates ./crates
+COPY benches ./benches
 COPY src ./src
-RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked --bin jwt-token-cleaner \
-    && cp target/release/jwt-token-cleaner /jwt-token-cleaner
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/build/target \
+    cargo build --release --locked -p jwt-token-cleaner --bin jwt-token-cleaner --target x86_64-unknown-linux-musl \
+    && cp target/x86_64-unknown-linux-musl/release/jwt-token-cleaner /jwt-token-cleaner
 
 FROM --platform=linux/amd64 gcr.io/distroless/static-debian12:nonroot
 COPY --from=builder /jwt-token-cleaner /usr/local/bin/jwt-token-cleaner

@@ -1,86 +1,17 @@
-//! Settings, read once from the environment.
+//! The cleaner's settings, read once from the environment.
 //!
 //! `.env` and then `.env.local` are loaded first when present (the real environment always wins), then every
 //! variable is parsed and checked. A missing or invalid setting is a [`ConfigError`] that names the variable.
-//! Secrets live in [`Secret`], whose `Debug` never shows the value, and the `Debug` of [`DbSettings`] hides the
-//! password of a `DB_URI` as well.
+//! The basics both products share (secrets, errors, `DB_*`, the JWT algorithm) are in [`jtc_shared::config`].
 
 use std::fmt;
 use std::time::Duration;
 
-/// A value that must never reach a log line or a `Debug` print.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that needs it (a credential, a header).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(\"[REDACTED]\")")
-    }
-}
-
-/// How both binaries end on a configuration error: a log line, a plain line on stderr for whoever runs the
-/// command, and exit code 2.
-pub fn exit_on_config_error(program: &str, error: &ConfigError) -> std::process::ExitCode {
-    tracing::error!("configuration error: {error}");
-    eprintln!("{program}: configuration error: {error}");
-    std::process::ExitCode::from(2)
-}
-
-/// A setting that is missing or cannot be used; the message names the variable.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    /// A required variable is not set.
-    #[error("{0} is not set: {1}")]
-    Missing(&'static str, &'static str),
-    /// A variable is set to something unusable.
-    #[error("{name} is invalid: {reason}")]
-    Invalid {
-        /// The variable.
-        name: &'static str,
-        /// Why, without echoing secret values.
-        reason: String,
-    },
-}
-
-/// Where and how to reach MongoDB directly.
-#[derive(Clone)]
-pub struct DbSettings {
-    /// `DB_URI`: a `mongodb://` or `mongodb+srv://` connection string. May carry a password: see [`redact_uri`].
-    pub uri: Secret,
-    /// `DB_ACCOUNT`: user name, used with `DB_PASSWORD` as the credential when set.
-    pub account: Option<String>,
-    /// `DB_PASSWORD`: never pasted into the URI or logged.
-    pub password: Option<Secret>,
-    /// `DB_NAME`: the database that holds the blacklist.
-    pub database: String,
-    /// Server selection and connect timeout (`DB_TIMEOUT_SECONDS`, default 5), so an unreachable database
-    /// answers well inside the time budget.
-    pub timeout: Duration,
-}
-
-impl fmt::Debug for DbSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DbSettings")
-            .field("uri", &redact_uri(self.uri.expose()))
-            .field("account", &self.account)
-            .field("password", &self.password)
-            .field("database", &self.database)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
+use jtc_shared::config::{
+    checked_name, db_name, db_settings, db_uri, env_lookup, expires_field, jwt_algorithm, number, redact_uri,
+};
+pub use jtc_shared::config::{ConfigError, DbSettings};
+pub use jtc_shared::Secret;
 
 /// The team's DB-operation HTTP API (MongoDB Atlas Data API v1 shape).
 #[derive(Clone)]
@@ -248,117 +179,6 @@ impl Settings {
     }
 }
 
-/// Loads `.env.local` and `.env` into the process environment, then looks variables up there.
-///
-/// dotenvy never overrides a variable that is already set, so loading `.env.local` first gives the usual
-/// precedence: real environment, then `.env.local`, then `.env`. A missing file is normal; a malformed one is
-/// reported by the variables it fails to set.
-pub(crate) fn env_lookup() -> impl Fn(&str) -> Option<String> {
-    let _ = dotenvy::from_filename(".env.local");
-    let _ = dotenvy::from_filename(".env");
-    |name| std::env::var(name).ok()
-}
-
-/// `DB_URI`, checked to be a MongoDB connection string, when set.
-pub(crate) fn db_uri(get: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
-    let uri = get("DB_URI").map(|u| u.trim().to_string());
-    if let Some(uri) = &uri {
-        if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
-            return Err(ConfigError::Invalid {
-                name: "DB_URI",
-                reason: "must start with mongodb:// or mongodb+srv://".into(),
-            });
-        }
-    }
-    Ok(uri)
-}
-
-/// `DB_NAME`, required.
-pub(crate) fn db_name(get: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
-    match get("DB_NAME") {
-        Some(name) => checked_name("DB_NAME", name),
-        None => Err(ConfigError::Missing("DB_NAME", "set it to the database that holds the blacklist")),
-    }
-}
-
-/// The direct connection: `uri` (from [`db_uri`]) with `DB_ACCOUNT`, `DB_PASSWORD` and `DB_TIMEOUT_SECONDS`.
-pub(crate) fn db_settings(
-    get: &impl Fn(&str) -> Option<String>,
-    uri: String,
-    database: String,
-) -> Result<DbSettings, ConfigError> {
-    let account = get("DB_ACCOUNT");
-    let password = get("DB_PASSWORD").map(Secret::new);
-    if password.is_some() && account.is_none() {
-        return Err(ConfigError::Missing("DB_ACCOUNT", "DB_PASSWORD is set without a user name"));
-    }
-    let timeout = number(get, "DB_TIMEOUT_SECONDS", 5, 1, 60)?;
-    Ok(DbSettings { uri: Secret::new(uri), account, password, database, timeout: Duration::from_secs(timeout) })
-}
-
-/// `EXPIRES_FIELD` (default `expires_at`): a plain field path, no `$` operator.
-pub(crate) fn expires_field(get: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
-    let field = get("EXPIRES_FIELD").unwrap_or_else(|| "expires_at".into());
-    if field.starts_with('$') || field.contains('\0') || field.split('.').any(str::is_empty) {
-        return Err(ConfigError::Invalid {
-            name: "EXPIRES_FIELD",
-            reason: format!("{field:?} is not a usable field path"),
-        });
-    }
-    Ok(field)
-}
-
-/// `JWT_ALGORITHM`: HS256 (default), HS384 or HS512, the algorithms a shared `JWT_SECRET_KEY` can sign with.
-pub(crate) fn jwt_algorithm(get: &impl Fn(&str) -> Option<String>) -> Result<jsonwebtoken::Algorithm, ConfigError> {
-    match get("JWT_ALGORITHM").as_deref().map(str::trim) {
-        None | Some("HS256") => Ok(jsonwebtoken::Algorithm::HS256),
-        Some("HS384") => Ok(jsonwebtoken::Algorithm::HS384),
-        Some("HS512") => Ok(jsonwebtoken::Algorithm::HS512),
-        Some(other) => Err(ConfigError::Invalid {
-            name: "JWT_ALGORITHM",
-            reason: format!("{other:?} is not supported (HS256, HS384 or HS512: JWT_SECRET_KEY is a shared secret)"),
-        }),
-    }
-}
-
-/// A whole number from `min` to `max`, `default` when the variable is not set.
-pub(crate) fn number(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, ConfigError> {
-    let Some(raw) = get(name) else { return Ok(default) };
-    match raw.trim().parse::<u64>() {
-        Ok(v) if (min..=max).contains(&v) => Ok(v),
-        _ => Err(ConfigError::Invalid { name, reason: format!("{raw:?} is not a whole number from {min} to {max}") }),
-    }
-}
-
-/// A MongoDB database or collection name.
-pub(crate) fn checked_name(name: &'static str, value: String) -> Result<String, ConfigError> {
-    let bad = value.is_empty() || value.len() > 120 || value.chars().any(|c| "/\\. \"$\0".contains(c));
-    if bad {
-        return Err(ConfigError::Invalid { name, reason: format!("{value:?} is not a valid MongoDB name") });
-    }
-    Ok(value)
-}
-
-/// A connection string with any password replaced by `****`, safe to log.
-pub fn redact_uri(uri: &str) -> String {
-    let Some(scheme_end) = uri.find("://") else { return "[unparseable uri]".into() };
-    let rest = &uri[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or("");
-            format!("{}{user}:****@{}", &uri[..scheme_end + 3], &rest[at + 1..])
-        }
-        None => uri.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,13 +265,5 @@ mod tests {
             assert!(!printed.contains(secret), "{secret} leaked: {printed}");
         }
         assert!(printed.contains("admin:****@db.example:27017/app?authSource=admin"), "{printed}");
-    }
-
-    #[test]
-    fn redact_uri_cases() {
-        assert_eq!(redact_uri("mongodb://h:1/db"), "mongodb://h:1/db");
-        assert_eq!(redact_uri("mongodb+srv://u:p@c.x/db?w=1"), "mongodb+srv://u:****@c.x/db?w=1");
-        assert_eq!(redact_uri("mongodb://u:p@ss@h/db"), "mongodb://u:****@h/db");
-        assert_eq!(redact_uri("nonsense"), "[unparseable uri]");
     }
 }

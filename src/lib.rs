@@ -6,22 +6,18 @@
 //! Data flows one way: server → sweep → store.
 //!
 //! - [`config`]: settings from the environment (and `.env`), with secrets that never print.
-//! - [`redact`]: keeping secrets out of messages that quote a driver or an API.
-//! - [`telemetry`]: logging to stderr, text or JSON lines, filtered by `RUST_LOG`.
 //! - [`server`]: the FC protocol over HTTP: routes (one file each), invoke-body parsing, `x-fc-status`, request
 //!   ids, start-up on any port and graceful shutdown.
 //! - [`sweep`]: the algorithm (range-bounded batches, time budget, dry run) and its report, storage-agnostic.
 //! - [`store`]: the [`store::BlacklistStore`] trait the sweep talks to, the shared query builders and the direct
 //!   MongoDB backend.
 //! - [`sample`]: a small, clearly labelled sample blacklist for local runs and benchmarks.
-//! - [`auth`]: the `auth-api` binary's service, which writes the blacklist (login, refresh, logout); it shares
-//!   [`config`]'s database and JWT settings and [`store::mongo::connect`] with the cleaner, nothing else.
+//!
+//! What this crate shares with `auth-api` (secrets, configuration basics, the MongoDB connection, telemetry,
+//! shutdown) is in `jtc-shared`; neither product imports the other.
 
-pub mod auth;
 pub mod config;
-pub mod redact;
 pub mod sample;
 pub mod server;
 pub mod store;
 pub mod sweep;
-pub mod telemetry;

@@ -4,12 +4,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use jwt_token_cleaner::config::{self, Settings};
-use jwt_token_cleaner::server::{shutdown_signal, Application};
+use jtc_shared::shutdown::shutdown_signal;
+use jtc_shared::telemetry;
+use jwt_token_cleaner::config::Settings;
+use jwt_token_cleaner::sample;
+use jwt_token_cleaner::server::Application;
 use jwt_token_cleaner::store::fallback::Backends;
 use jwt_token_cleaner::store::mongo::MongoStore;
 use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides, TokenVerifier};
-use jwt_token_cleaner::{sample, telemetry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser)]
@@ -72,7 +74,7 @@ async fn main() -> ExitCode {
     }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
-        Err(e) => return config::exit_on_config_error("jwt-token-cleaner", &e),
+        Err(e) => return jtc_shared::config::exit_on_config_error("jwt-token-cleaner", &e),
     };
     match command {
         Command::Serve => serve(&settings).await,

@@ -50,7 +50,8 @@ use super::filter::{
 };
 use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
 use crate::config::ApiSettings;
-use crate::redact;
+use base64::Engine;
+use jtc_shared::redact;
 
 /// The Extended JSON media type of the Data API's requests and answers.
 const EJSON: &str = "application/ejson";
@@ -77,7 +78,7 @@ impl HttpApiStore {
             .user_agent(concat!("jwt-token-cleaner/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| StoreError::Query(format!("cannot build the HTTP client: {}", e.without_url())))?;
-        let mut secrets = redact::url_credentials(&settings.url);
+        let mut secrets = url_credentials(&settings.url);
         secrets.extend(settings.key.as_ref().map(|k| k.expose().to_string()));
         Ok(Self {
             settings,
@@ -188,6 +189,22 @@ impl HttpApiStore {
             error
         })
     }
+}
+
+/// The secrets a URL carries in its user-info part, as they may come back: raw, percent-decoded, and as the
+/// `Basic` token an HTTP client builds from them.
+pub fn url_credentials(url: &str) -> Vec<String> {
+    let Ok(parsed) = reqwest::Url::parse(url) else { return Vec::new() };
+    let (user, password) = (parsed.username(), parsed.password().unwrap_or(""));
+    if user.is_empty() && password.is_empty() {
+        return Vec::new();
+    }
+    let decode = redact::percent_decode;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", decode(user), decode(password)));
+    [user.to_string(), decode(user), password.to_string(), decode(password), basic]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// The `documents` array of an answer, each read as Extended JSON.
@@ -411,6 +428,17 @@ mod tests {
         as_string.insert("date", "2022-01-12T02:33:23.067Z");
         let e = probe_verdict(&answer(Bson::Document(as_string).into_relaxed_extjson())).unwrap_err();
         assert!(matches!(&e, StoreError::Contract(m) if m.contains("came back as \"2022-01-12")), "{e}");
+    }
+
+    #[test]
+    fn url_credentials_in_every_form() {
+        let found = url_credentials("https://us%40er:p%3Ass@api.example/v1");
+        assert!(found.contains(&"us%40er".to_string()) && found.contains(&"us@er".to_string()), "{found:?}");
+        assert!(found.contains(&"p:ss".to_string()), "{found:?}");
+        let basic = base64::engine::general_purpose::STANDARD.encode("us@er:p:ss");
+        assert!(found.contains(&basic), "{found:?}");
+        assert!(url_credentials("https://api.example/v1").is_empty());
+        assert!(url_credentials("not a url").is_empty());
     }
 
     #[test]

@@ -7,7 +7,6 @@
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::error::{Error as MongoError, ErrorKind};
-use mongodb::options::{ClientOptions, Credential};
 use mongodb::{Client, Collection};
 use tokio::sync::OnceCell;
 
@@ -16,32 +15,8 @@ use super::filter::{
     measure_pipeline, range_filter, stats_answer, stats_pipeline,
 };
 use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
-use crate::config::{DbSettings, Secret};
-
-/// A client for `settings` (`DB_URI`, with `DB_ACCOUNT`/`DB_PASSWORD` as the credential when set) and short
-/// server-selection and connect timeouts. The driver connects lazily, on the first operation.
-pub async fn connect(settings: &DbSettings, app_name: &str) -> Result<Client, MongoError> {
-    let mut options = ClientOptions::parse(settings.uri.expose()).await?;
-    options.app_name = Some(app_name.into());
-    options.server_selection_timeout = Some(settings.timeout);
-    options.connect_timeout = Some(settings.timeout);
-    if let Some(account) = &settings.account {
-        let mut credential = options.credential.take().unwrap_or_else(|| Credential::builder().build());
-        credential.username = Some(account.clone());
-        credential.password = settings.password.as_ref().map(|p| p.expose().to_string());
-        options.credential = Some(credential);
-    }
-    Client::with_options(options)
-}
-
-/// True for a duplicate-key error (11000) on a write.
-pub fn is_duplicate_key(e: &MongoError) -> bool {
-    match e.kind.as_ref() {
-        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => w.code == 11000,
-        ErrorKind::Command(c) => c.code == 11000,
-        _ => false,
-    }
-}
+use crate::config::DbSettings;
+use jtc_shared::mongo::{connect, describe};
 
 /// The blacklist collection reached through a direct MongoDB connection.
 pub struct MongoStore {
@@ -97,12 +72,7 @@ impl MongoStore {
 
     /// Maps a driver error to a [`StoreError`] whose message carries no secret.
     fn classify(&self, error: MongoError) -> StoreError {
-        // The kind alone: the full error also dumps the raw server reply.
-        let message = match &*error.kind {
-            ErrorKind::Command(c) => format!("{} ({}): {}", c.code_name, c.code, c.message),
-            kind => kind.to_string(),
-        };
-        let message = scrub(&message, &self.secrets());
+        let message = describe(&error, &self.settings);
         match *error.kind {
             ErrorKind::ServerSelection { .. }
             | ErrorKind::Io(_)
@@ -113,28 +83,6 @@ impl MongoStore {
             _ => StoreError::Query(message),
         }
     }
-
-    fn secrets(&self) -> Vec<Secret> {
-        let mut secrets: Vec<Secret> = self.settings.password.iter().cloned().collect();
-        if let Some(password) = uri_password(self.settings.uri.expose()) {
-            secrets.push(Secret::new(password));
-        }
-        secrets
-    }
-}
-
-/// The password part of a connection string, if any.
-fn uri_password(uri: &str) -> Option<String> {
-    let rest = &uri[uri.find("://")? + 3..];
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    userinfo.split_once(':').map(|(_, password)| password.to_string()).filter(|p| !p.is_empty())
-}
-
-/// Removes every secret value from a message.
-fn scrub(message: &str, secrets: &[Secret]) -> String {
-    let secrets: Vec<&str> = secrets.iter().map(Secret::expose).collect();
-    crate::redact::scrub(message, &secrets)
 }
 
 #[async_trait::async_trait]
@@ -200,23 +148,5 @@ impl BlacklistStore for MongoStore {
         let update = doc! { "$set": { &self.field: DateTime::from_millis(expires_ms) } };
         let result = collection.update_one(filter, update).await.map_err(|e| self.classify(e))?;
         Ok(result.modified_count == 1)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_uri_password() {
-        assert_eq!(uri_password("mongodb://u:p%40ss@h:1/db").as_deref(), Some("p%40ss"));
-        assert_eq!(uri_password("mongodb://u@h/db"), None);
-        assert_eq!(uri_password("mongodb://h/db?x=a@b"), None);
-    }
-
-    #[test]
-    fn scrub_removes_secrets() {
-        let secrets = [Secret::new("hunter2"), Secret::new("")];
-        assert_eq!(scrub("auth with hunter2 failed", &secrets), "auth with **** failed");
     }
 }

@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use chrono::Utc;
 use mongodb::bson::{doc, DateTime};
 use serde_json::Value;
 
-use crate::helpers::{dead_db_uri, TestDb};
+use crate::helpers::{dead_db_uri, free_port, stop, wait_healthy, CleanerEnv, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jwt-token-cleaner");
 
@@ -114,39 +114,6 @@ async fn dotenv_files_are_loaded_and_the_real_environment_wins() {
     db.drop_db().await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Waits for /health to answer 200, up to 10 s.
-async fn wait_healthy(port: u16) {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(10) {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/health")).await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("server on {port} never became healthy");
-}
-
-fn stop(child: &mut Child) -> std::process::ExitStatus {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if started.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("server ignored SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[tokio::test]
 async fn serve_logs_request_ids_as_json_lines_and_stops_on_sigterm() {
     let db = TestDb::new().await;
@@ -174,7 +141,7 @@ async fn serve_logs_request_ids_as_json_lines_and_stops_on_sigterm() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-fc-status"], "200");
 
-    let status = stop(&mut child);
+    let status = stop(&mut child, Duration::from_secs(10)).expect("the server ignored SIGTERM");
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
     let logs = collected.join().unwrap();
     let lines: Vec<Value> =
@@ -208,7 +175,7 @@ async fn serve_defaults_to_text_logs_and_fc_custom_listen_port() {
 
     let ok = run(command(&env, &temp_dir()).arg("healthcheck"));
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    assert!(stop(&mut child).success());
+    assert!(stop(&mut child, Duration::from_secs(10)).expect("the server ignored SIGTERM").success());
     let first = BufReader::new(stderr).lines().next().unwrap().unwrap();
     assert!(serde_json::from_str::<Value>(&first).is_err(), "text, not JSON: {first}");
     assert!(first.contains("listening on 0.0.0.0:"), "{first}");

@@ -8,7 +8,7 @@ use chrono::Utc;
 use mongodb::bson::{doc, DateTime, Document};
 use mongodb::{Client, Collection};
 
-use crate::helpers::{settings_from, TestApp, TestDb};
+use crate::helpers::{settings_from, CleanerEnv, TestApp, TestDb};
 use crate::private_db::PrivateDb;
 
 fn env(uri: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {

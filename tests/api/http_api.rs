@@ -7,7 +7,7 @@ use chrono::Utc;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
 use crate::data_api::{DataApi, Dialect, Fault};
-use crate::helpers::{bson_size, dead_db_uri, settings_from, TestApp, TestDb};
+use crate::helpers::{bson_size, dead_db_uri, settings_from, CleanerEnv, TestApp, TestDb};
 
 /// `expired` expired entries a second apart, and 20 valid ones.
 async fn seed(db: &TestDb, expired: i64) -> (u64, u64) {

@@ -1,6 +1,6 @@
 //! Bad invoke bodies: a 400 that names the problem, and nothing deleted.
 
-use crate::helpers::{TestApp, TestDb};
+use crate::helpers::{CleanerEnv, TestApp, TestDb};
 use chrono::Utc;
 use mongodb::bson::{doc, DateTime};
 

@@ -10,7 +10,7 @@ use mongodb::bson::{doc, DateTime, Document};
 use serde_json::json;
 
 use crate::data_api::DataApi;
-use crate::helpers::{bson_size, settings_from, TestApp, TestDb};
+use crate::helpers::{bson_size, settings_from, CleanerEnv, TestApp, TestDb};
 
 const KEY: &str = "legacy-test-secret";
 

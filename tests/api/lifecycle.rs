@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 
-use crate::helpers::{dead_db_uri, settings_from, TestApp, TestDb};
+use crate::helpers::{dead_db_uri, settings_from, CleanerEnv, TestApp, TestDb};
 
 #[tokio::test]
 async fn health_answers_without_touching_the_database() {

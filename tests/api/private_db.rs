@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use mongodb::bson::doc;
 
+use crate::helpers::{free_port, stop};
+
 pub struct PrivateDb {
     pub port: u16,
     dir: PathBuf,
@@ -23,7 +25,7 @@ fn bin() -> String {
 impl PrivateDb {
     /// Starts a server; with `user`, one user (root role) is created first and the server restarted with `--auth`.
     pub async fn start(user: Option<(&str, &str)>) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let dir = std::env::temp_dir().join(format!("jtc-private-db-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut db = Self { port, dir, auth: false, child: None };
@@ -69,16 +71,8 @@ impl PrivateDb {
 
     /// Stops the server (SIGTERM, then SIGKILL after 15 s) and waits for it.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let started = Instant::now();
-        while child.try_wait().ok().flatten().is_none() {
-            if started.elapsed() > Duration::from_secs(15) {
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child, Duration::from_secs(15));
         }
     }
 }

@@ -13,7 +13,7 @@ use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides, TokenVerifier
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use proptest::prelude::*;
 
-use crate::helpers::TestDb;
+use crate::helpers::{CleanerEnv, TestDb};
 
 const KEY: &str = "prop-key";
 const GRACE_S: i64 = 60;

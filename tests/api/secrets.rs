@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use mongodb::bson::{doc, DateTime};
 
 use crate::data_api::{DataApi, Fault};
+use crate::helpers::{free_port, stop, wait_healthy};
 use crate::private_db::PrivateDb;
 
 const DB_PASSWORD: &str = "Db-Pa55-7f3a91";
@@ -24,7 +25,7 @@ const ALL: [&str; 7] = [DB_PASSWORD, URI_PASSWORD, JWT_KEY, API_KEY, FC_KEY_ID, 
 /// Runs `serve` with `env` at debug level, sends `bodies` with FC's credential headers, returns everything it printed
 /// and everything it answered.
 async fn capture(env: HashMap<String, String>, bodies: &[&str]) -> (String, Vec<String>) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_jwt-token-cleaner"))
         .arg("serve")
         .env_clear()
@@ -48,11 +49,7 @@ async fn capture(env: HashMap<String, String>, bodies: &[&str]) -> (String, Vec<
         s
     });
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http.get(format!("http://127.0.0.1:{port}/health")).send().await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_healthy(port).await;
     let mut answers = Vec::new();
     for (path, body) in bodies.iter().map(|b| ("/invoke", *b)).chain([("/initialize", "")]) {
         let response = http
@@ -68,8 +65,7 @@ async fn capture(env: HashMap<String, String>, bodies: &[&str]) -> (String, Vec<
         let headers = format!("{:?}", response.headers());
         answers.push(format!("{headers} {}", response.text().await.unwrap()));
     }
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
+    stop(&mut child, Duration::from_secs(10));
     let logs = format!("{}{}", stdout.join().unwrap(), stderr.join().unwrap());
     (logs, answers)
 }

@@ -4,7 +4,7 @@ use chrono::Utc;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use serde_json::json;
 
-use crate::helpers::{bson_size, TestApp, TestDb};
+use crate::helpers::{bson_size, CleanerEnv, TestApp, TestDb};
 
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()

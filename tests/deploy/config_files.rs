@@ -98,7 +98,7 @@ fn dockerfile_is_multi_stage_locked_non_root_with_a_shell_free_healthcheck() {
     assert!(dockerfile.contains("cargo build --release --locked"));
     assert!(
         dockerfile.find("COPY Cargo.toml Cargo.lock").unwrap() < dockerfile.find("COPY src").unwrap(),
-        "dependency layer first"
+        "manifests first"
     );
     assert!(instructions.iter().any(|l| l.starts_with("USER ") && !l.contains("root:root") && l != &"USER root"));
     assert!(instructions.contains(&"EXPOSE 9000"));
@@ -111,42 +111,31 @@ fn dockerfile_is_multi_stage_locked_non_root_with_a_shell_free_healthcheck() {
     );
     assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/jwt-token-cleaner"]"#));
 
-    // Cargo refuses a manifest whose declared targets are missing: the image build must provide every one of them.
-    for path in declared_target_paths(&read("Cargo.toml")) {
-        assert!(dockerfile.contains(&format!("> {path}")), "the Dockerfile does not provide {path}");
+    // The workspace goes in as it is: no placeholder for another package's files, and only the cleaner is built.
+    assert!(!dockerfile.contains("fn main() {}"), "no stub targets");
+    for copied in ["COPY Cargo.toml Cargo.lock ./", "COPY crates ./crates", "COPY benches ./benches", "COPY src ./src"]
+    {
+        assert!(dockerfile.contains(copied), "the Dockerfile does not {copied}");
+    }
+    assert!(dockerfile.contains("-p jwt-token-cleaner --bin jwt-token-cleaner --target x86_64-unknown-linux-musl"));
+    // Every workspace member is copied: cargo reads every member's manifest to load the workspace.
+    for member in workspace_members(&read("Cargo.toml")) {
+        assert!(member == "." || member.starts_with("crates/"), "{member} is not under crates/, which is copied");
     }
 }
 
-/// Just enough of Cargo.toml: the files of the `[[bin]]` and `[[bench]]` targets besides src/main.rs (a bench
-/// without `path` is `benches/NAME.rs`).
-fn declared_target_paths(manifest: &str) -> Vec<String> {
-    let mut paths = Vec::new();
-    let mut section = String::new();
-    let mut pending_bench: Option<String> = None;
-    for line in manifest.lines().map(str::trim).chain(["[end]"]) {
-        if line.starts_with('[') {
-            paths.extend(pending_bench.take().map(|name| format!("benches/{name}.rs")));
-            section = line.to_string();
-        } else if let Some(name) = line.strip_prefix("name = ").filter(|_| section == "[[bench]]") {
-            pending_bench = Some(name.trim_matches('"').to_string());
-        } else if let Some(path) = line.strip_prefix("path = ") {
-            let path = path.trim_matches('"').to_string();
-            if section == "[[bench]]" {
-                pending_bench = None;
-            }
-            if (section == "[[bin]]" || section == "[[bench]]") && path != "src/main.rs" {
-                paths.push(path);
-            }
-        }
-    }
-    paths
+/// The `members` of the root manifest's `[workspace]`.
+fn workspace_members(manifest: &str) -> Vec<String> {
+    let line = manifest.lines().find(|l| l.trim_start().starts_with("members = ")).expect("a members line");
+    line.split('"').skip(1).step_by(2).map(str::to_string).collect()
 }
 
 #[test]
-fn the_manifest_reader_finds_every_declared_target() {
-    let paths = declared_target_paths(&read("Cargo.toml"));
-    assert!(paths.contains(&"src/bin/auth_api.rs".to_string()), "{paths:?}");
-    assert!(paths.contains(&"benches/sweep.rs".to_string()), "{paths:?}");
+fn the_manifest_reader_finds_every_member() {
+    let members = workspace_members(&read("Cargo.toml"));
+    for member in [".", "crates/shared", "crates/auth-api", "crates/test-support"] {
+        assert!(members.contains(&member.to_string()), "{members:?}");
+    }
 }
 
 #[test]
@@ -156,7 +145,7 @@ fn dockerignore_keeps_secrets_and_build_output_out() {
     for entry in ["target/", ".git/", ".env", ".env.*", ".tools/", "tests/", "scripts/"] {
         assert!(lines.contains(&entry), "{entry} is not in .dockerignore");
     }
-    for needed in ["Cargo.toml", "Cargo.lock", "src", "src/"] {
+    for needed in ["Cargo.toml", "Cargo.lock", "src", "src/", "crates", "crates/", "benches", "benches/"] {
         assert!(!lines.contains(&needed), "{needed} is needed by the build");
     }
 }

@@ -1,0 +1,354 @@
+//! `auth-api` against its floors, in one run. Run it with `scripts/bench auth` (it starts the test database and a
+//! Redis unless `MONGODB_TEST_URI` / `REDIS_TEST_URL` are set and passes the arguments here):
+//!
+//!   scripts/bench auth [--entries 100000] [--requests 2000] [--out BENCHMARKS.md]
+//!
+//! With a blacklist of `--entries` revoked tokens (indexed on `jti`, as the API makes it), it measures, each
+//! against what it cannot beat:
+//! 1. the revocation lookup floor: the driver's `find_one({jti})` (`_id` only), sequential, then 16 at a time;
+//! 2. `GET /protected` over HTTP (keep-alive), sequential and 16 at a time, in-memory rate limits (a generous
+//!    limit: counted, never refused), and with the counters in Redis;
+//! 3. the blacklist write floor (the driver's upsert of a random jti) against `POST /logout`, interleaved;
+//! 4. one argon2id verification (the floor of a login) against `POST /login`, sequential and 4 at a time.
+//!
+//! Each route runs interleaved with its floor (rounds of 100 calls, 4 for logins), so both meet the same state.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auth_api::config::AuthSettings;
+use auth_api::server::Application;
+use auth_api::tokens::{TokenKeys, TokenKind};
+use auth_api::users::{verify_password, UserStore};
+use chrono::Utc;
+use futures_util::future::BoxFuture;
+use jtc_shared::Secret;
+use mongodb::bson::{doc, DateTime, Document};
+use mongodb::Client;
+use serde_json::json;
+
+const SECRET: &str = "bench-only-secret-0123456789abcdef0123456789";
+const PASSWORD: &str = "a long bench pass phrase";
+
+struct Args {
+    entries: u64,
+    requests: usize,
+    out: Option<PathBuf>,
+}
+
+fn args() -> Args {
+    let mut args = Args { entries: 100_000, requests: 2000, out: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--entries" => args.entries = it.next().and_then(|v| v.parse().ok()).expect("--entries N"),
+            "--requests" => args.requests = it.next().and_then(|v| v.parse().ok()).expect("--requests N"),
+            "--out" => args.out = it.next().map(PathBuf::from),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+/// Latencies of one measurement.
+struct Sample {
+    name: String,
+    latencies: Vec<Duration>,
+    wall: Duration,
+    concurrency: usize,
+}
+
+impl Sample {
+    fn percentile(&self, p: f64) -> Duration {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+    }
+
+    fn per_second(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+}
+
+/// One operation to time; `i` numbers the calls from 0.
+type Op = Arc<dyn Fn(usize) -> BoxFuture<'static, ()> + Send + Sync>;
+
+fn op<F, Fut>(f: F) -> Op
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    Arc::new(move |i| Box::pin(f(i)))
+}
+
+/// Runs `op(i)` for i in `range`, `concurrency` at a time, timing each call; returns the latencies and the wall time.
+async fn run(op: &Op, range: std::ops::Range<usize>, concurrency: usize) -> (Vec<Duration>, Duration) {
+    let started = Instant::now();
+    let workers = (0..concurrency).map(|w| {
+        let op = op.clone();
+        let range = range.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            for i in (range.start + w..range.end).step_by(concurrency) {
+                let t = Instant::now();
+                op(i).await;
+                latencies.push(t.elapsed());
+            }
+            latencies
+        })
+    });
+    let mut latencies = Vec::with_capacity(range.len());
+    for worker in futures_util::future::join_all(workers).await {
+        latencies.extend(worker.expect("worker"));
+    }
+    (latencies, started.elapsed())
+}
+
+/// Runs each of `ops` `n` times, `concurrency` at a time, interleaved in rounds of `round` calls per op, so that all
+/// of them meet the same server and machine state (cache, index size, background work): a floor and the route
+/// measured against it are compared on equal terms.
+async fn interleaved(n: usize, concurrency: usize, round: usize, ops: &[(&str, Op)]) -> Vec<Sample> {
+    let mut samples: Vec<Sample> = ops
+        .iter()
+        .map(|(name, _)| Sample { name: name.to_string(), latencies: vec![], wall: Duration::ZERO, concurrency })
+        .collect();
+    for start in (0..n).step_by(round) {
+        for ((_, op), sample) in ops.iter().zip(samples.iter_mut()) {
+            let (latencies, wall) = run(op, start..(start + round).min(n), concurrency).await;
+            sample.latencies.extend(latencies);
+            sample.wall += wall;
+        }
+    }
+    samples
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = args();
+    let uri = std::env::var("MONGODB_TEST_URI").expect("MONGODB_TEST_URI (scripts/bench auth sets it)");
+    let redis = std::env::var("REDIS_TEST_URL").ok();
+    let client = Client::with_uri_str(&uri).await.expect("database");
+    let db_name = format!("auth_bench_{}", &mongodb::bson::oid::ObjectId::new().to_hex()[12..]);
+    let database = client.database(&db_name);
+    let blacklist = database.collection::<Document>("jwt_blacklist");
+
+    eprintln!("auth bench: seeding {} revoked entries", args.entries);
+    let far = DateTime::from_millis(Utc::now().timestamp_millis() + 86_400_000);
+    let mut next = 0;
+    while next < args.entries {
+        let end = (next + 10_000).min(args.entries);
+        let docs: Vec<Document> = (next..end)
+            .map(|i| doc! { "jti": format!("seed-{i:08}"), "expires_at": far, "type": "access", "user": "seed", "created_at": DateTime::now() })
+            .collect();
+        blacklist.insert_many(docs).await.expect("seed");
+        next = end;
+    }
+
+    let env = |extra: &[(&str, &str)]| {
+        let mut vars: Vec<(String, String)> = [
+            ("DB_URI", uri.as_str()),
+            ("DB_NAME", db_name.as_str()),
+            ("JWT_SECRET_KEY", SECRET),
+            ("PORT", "0"),
+            ("RATE_LIMIT_LOGIN", "1000000/minute"),
+            ("RATE_LIMIT_PROTECTED", "1000000/minute"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        vars.reverse(); // extra wins
+        AuthSettings::from_lookup(|k| vars.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone()))
+            .expect("settings")
+    };
+    let settings = env(&[]);
+    let users = UserStore::new(database.collection("users")).await.expect("users");
+    users.ensure_indexes().await.expect("index");
+    users.add("bench", Secret::new(PASSWORD), false).await.expect("user");
+
+    let spawn = |settings: AuthSettings| async move {
+        let app = Application::build(&settings).await.expect("build");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
+        address
+    };
+    let address = spawn(settings.clone()).await;
+    let keys = Arc::new(TokenKeys::new(&settings.jwt));
+    let http = reqwest::Client::new();
+    let n = args.requests;
+    let mut samples = Vec::new();
+
+    // 1 and 2: lookups, against the API with in-memory counters and (when given) with counters in Redis.
+    let redis_address = match &redis {
+        Some(redis) => {
+            let prefix = format!("auth-bench-{}", uuid::Uuid::new_v4());
+            Some(spawn(env(&[("REDIS_URL", redis), ("RATE_LIMIT_KEY_PREFIX", &prefix)])).await)
+        }
+        None => None,
+    };
+    let (access, _) = keys.issue("bench", TokenKind::Access, true).expect("token");
+    let protected = |address: &str| {
+        let (http, url, access) = (http.clone(), format!("{address}/protected"), access.clone());
+        op(move |_| {
+            let request = http.get(&url).bearer_auth(&access);
+            async move {
+                let response = request.send().await.expect("protected");
+                assert_eq!(response.status(), 200);
+                response.bytes().await.expect("body");
+            }
+        })
+    };
+    let coll = blacklist.clone();
+    let entries = args.entries.max(1);
+    let lookup = op(move |i| {
+        let coll = coll.clone();
+        async move {
+            let jti = format!("seed-{:08}", (i as u64 * 7919) % entries);
+            let found = coll.find_one(doc! { "jti": jti }).projection(doc! { "_id": 1 }).await.expect("find");
+            assert!(found.is_some());
+        }
+    });
+    for concurrency in [1, 16] {
+        let mut ops = vec![
+            ("(1) find_one({jti}) through the driver", lookup.clone()),
+            ("(2) GET /protected, memory rate limit", protected(&address)),
+        ];
+        if let Some(redis_address) = &redis_address {
+            ops.push(("(2) GET /protected, Redis rate limit", protected(redis_address)));
+        }
+        samples.extend(interleaved(n, concurrency, 100, &ops).await);
+    }
+
+    // 3: writes. Each logout needs a token of its own, made beforehand.
+    let tokens: Arc<Vec<String>> =
+        Arc::new((0..n).map(|_| keys.issue("bench", TokenKind::Access, true).expect("token").0).collect());
+    let coll = blacklist.clone();
+    let upsert = op(move |_| {
+        let coll = coll.clone();
+        async move {
+            // Random ids, like real jtis: sequential keys would only ever touch the end of the index.
+            let jti = uuid::Uuid::new_v4().to_string();
+            let entry = doc! { "type": "access", "user": "bench", "expires_at": far, "created_at": DateTime::now() };
+            coll.update_one(doc! { "jti": jti }, doc! { "$setOnInsert": entry }).upsert(true).await.expect("upsert");
+        }
+    });
+    let (h, url) = (http.clone(), format!("{address}/logout"));
+    let logout = op(move |i| {
+        let request = h.post(&url).bearer_auth(&tokens[i]);
+        async move {
+            let response = request.send().await.expect("logout");
+            assert_eq!(response.status(), 200);
+            response.bytes().await.expect("body");
+        }
+    });
+    samples.extend(
+        interleaved(n, 1, 100, &[("(3) upsert of one entry through the driver", upsert), ("(3) POST /logout", logout)])
+            .await,
+    );
+
+    // 4: logins, dominated by argon2 on purpose; the floor is one verification, sequential.
+    let logins = (n / 20).clamp(20, 200);
+    let hash = users_hash(&database).await;
+    let verify = op(move |_| {
+        let hash = hash.clone();
+        async move { assert!(verify_password(Secret::new(PASSWORD), hash).await) }
+    });
+    let (h, url) = (http.clone(), format!("{address}/login"));
+    let login = op(move |_| {
+        let request = h.post(&url).json(&json!({ "username": "bench", "password": PASSWORD }));
+        async move {
+            let response = request.send().await.expect("login");
+            assert_eq!(response.status(), 200);
+            response.bytes().await.expect("body");
+        }
+    });
+    samples.extend(
+        interleaved(logins, 1, 4, &[("(4) one argon2id verification", verify), ("(4) POST /login", login.clone())])
+            .await,
+    );
+    samples.extend(interleaved(logins, 4, logins, &[("(4) POST /login", login)]).await);
+
+    let report = report(&args, &samples, redis.is_some());
+    println!("{report}");
+    if let Some(out) = &args.out {
+        splice(out, &report);
+    }
+    database.drop().await.expect("drop");
+}
+
+async fn users_hash(database: &mongodb::Database) -> String {
+    let user = database.collection::<Document>("users").find_one(doc! { "username": "bench" }).await.expect("find");
+    user.and_then(|u| u.get_str("password_hash").ok().map(str::to_string)).expect("hash")
+}
+
+fn report(args: &Args, samples: &[Sample], with_redis: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Command: `scripts/bench auth --entries {} --requests {}`\n", args.entries, args.requests);
+    let _ = writeln!(
+        out,
+        "Machine: {} cores; {} revoked entries in the blacklist, indexed on `jti`; Redis: {}; measured {} UTC.\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        args.entries,
+        if with_redis { "yes" } else { "not given" },
+        Utc::now().format("%Y-%m-%d %H:%M")
+    );
+    let _ =
+        writeln!(out, "| measurement | at once | requests | p50 | p99 | mean | per second | p50 ratio to its floor |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    for s in samples {
+        let floor = floor_of(s, samples);
+        let ratio = floor.map(|f| format!("{:.2}x", s.percentile(0.5).as_secs_f64() / f.as_secs_f64()));
+        let mean = s.latencies.iter().sum::<Duration>() / s.latencies.len().max(1) as u32;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {:.0} | {} |",
+            s.name,
+            s.concurrency,
+            s.latencies.len(),
+            ms(s.percentile(0.5)),
+            ms(s.percentile(0.99)),
+            ms(mean),
+            s.per_second(),
+            ratio.unwrap_or_else(|| "(floor)".into())
+        );
+    }
+    out
+}
+
+/// The floor a measurement is compared with: the driver-level sample of its group at the same concurrency (the
+/// sequential one for logins, whose floor is one verification).
+fn floor_of(s: &Sample, samples: &[Sample]) -> Option<Duration> {
+    let (group, floor_name) = match s.name.get(..3)? {
+        "(2)" => ("(1)", None),
+        "(3)" if s.name.contains("/logout") => ("(3)", Some("upsert")),
+        "(4)" if s.name.contains("/login") => ("(4)", Some("argon2id")),
+        _ => return None,
+    };
+    samples
+        .iter()
+        .find(|f| {
+            f.name.starts_with(group)
+                && floor_name.is_none_or(|n| f.name.contains(n))
+                && (floor_name.is_some() || f.concurrency == s.concurrency)
+        })
+        .map(|f| f.percentile(0.5))
+}
+
+/// Writes `report` between the auth markers of `out`, appending the markers when missing.
+fn splice(out: &PathBuf, report: &str) {
+    let (start, end) = ("<!-- auth-bench:start -->", "<!-- auth-bench:end -->");
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    let block = format!("{start}\n{report}{end}");
+    let text = match (text.find(start), text.find(end)) {
+        (Some(a), Some(b)) if a < b => format!("{}{block}{}", &text[..a], &text[b + end.len()..]),
+        _ => format!("{text}\n{block}\n"),
+    };
+    std::fs::write(out, text).expect("write the report");
+}

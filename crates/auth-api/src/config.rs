@@ -1,0 +1,294 @@
+//! The auth API's settings, read from the environment like the cleaner's (same `DB_*`, `BLACKLIST_COLLECTION`,
+//! `EXPIRES_FIELD`, `JWT_SECRET_KEY`, `JWT_ALGORITHM`), plus its own: token lifetimes, rate limits, Redis, CORS, TLS.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jtc_shared::config::{
+    checked_name, db_name, db_settings, db_uri, expires_field, jwt_algorithm, number, ConfigError, DbSettings,
+};
+
+use jtc_shared::Secret;
+
+use super::rate_limit::Limit;
+
+/// The shortest `JWT_SECRET_KEY` accepted: 32 bytes, the output size of HMAC-SHA-256. A shorter key makes the
+/// tokens guessable offline.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Signing and lifetimes.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// `JWT_SECRET_KEY`: signs and verifies every token (at least [`MIN_SECRET_BYTES`] bytes).
+    pub secret: Secret,
+    /// `JWT_ALGORITHM` (default HS256; HS384, HS512).
+    pub algorithm: jsonwebtoken::Algorithm,
+    /// `JWT_ACCESS_TOKEN_EXPIRES_SECONDS` (default 900: 15 minutes).
+    pub access_ttl: Duration,
+    /// `JWT_REFRESH_TOKEN_EXPIRES_SECONDS` (default 604800: 7 days).
+    pub refresh_ttl: Duration,
+}
+
+/// Rate limits per client IP.
+#[derive(Clone)]
+pub struct RateLimitSettings {
+    /// `RATE_LIMIT_LOGIN` (default `3/minute`).
+    pub login: Limit,
+    /// `RATE_LIMIT_PROTECTED` (default `5/minute`).
+    pub protected: Limit,
+    /// `REDIS_URL`: counters shared by every instance; in memory (per instance) when unset.
+    pub redis_url: Option<Secret>,
+    /// `RATE_LIMIT_KEY_PREFIX` (default `auth-api`): the Redis key prefix.
+    pub key_prefix: String,
+    /// `TRUSTED_PROXY_HOPS` (default 0): proxies in front whose `X-Forwarded-For` entries name the client.
+    pub trusted_proxy_hops: u8,
+}
+
+impl fmt::Debug for RateLimitSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitSettings")
+            .field("login", &self.login)
+            .field("protected", &self.protected)
+            .field("redis_url", &self.redis_url.as_ref().map(|u| jtc_shared::config::redact_uri(u.expose())))
+            .field("key_prefix", &self.key_prefix)
+            .field("trusted_proxy_hops", &self.trusted_proxy_hops)
+            .finish()
+    }
+}
+
+/// The certificate chain and key for HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// `TLS_CERT_FILE`: PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// `TLS_KEY_FILE`: PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+/// Everything `auth-api` needs.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// The direct MongoDB connection (`DB_URI`, `DB_ACCOUNT`, `DB_PASSWORD`, `DB_NAME`), required here.
+    pub db: DbSettings,
+    /// `USERS_COLLECTION` (default `users`).
+    pub users_collection: String,
+    /// `BLACKLIST_COLLECTION` (default `jwt_blacklist`), the collection the cleaner sweeps.
+    pub blacklist_collection: String,
+    /// `EXPIRES_FIELD` (default `expires_at`), the field the cleaner sweeps on.
+    pub expires_field: String,
+    /// Tokens.
+    pub jwt: JwtSettings,
+    /// Rate limits.
+    pub rate_limits: RateLimitSettings,
+    /// `CORS_ALLOWED_ORIGINS`: comma-separated origins (`https://app.example`) allowed to call from a browser;
+    /// empty: no cross-origin calls.
+    pub cors_allowed_origins: Vec<String>,
+    /// `TLS_CERT_FILE` and `TLS_KEY_FILE`, both or neither.
+    pub tls: Option<TlsSettings>,
+    /// `PORT` (default 5000); the server listens on `0.0.0.0`.
+    pub port: u16,
+}
+
+impl AuthSettings {
+    /// Loads `.env.local` and `.env` when present (the real environment wins), then reads the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(jtc_shared::config::env_lookup())
+    }
+
+    /// Reads the settings through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let Some(uri) = db_uri(&get)? else {
+            return Err(ConfigError::Missing("DB_URI", "set it to a mongodb:// or mongodb+srv:// connection string"));
+        };
+        let db = db_settings(&get, uri, db_name(&get)?)?;
+        let users_collection =
+            checked_name("USERS_COLLECTION", get("USERS_COLLECTION").unwrap_or_else(|| "users".into()))?;
+        let blacklist_collection = checked_name(
+            "BLACKLIST_COLLECTION",
+            get("BLACKLIST_COLLECTION").unwrap_or_else(|| "jwt_blacklist".into()),
+        )?;
+        let expires_field = expires_field(&get)?;
+
+        // The secret is never trimmed or echoed: its length is the only thing said about it.
+        let secret = lookup("JWT_SECRET_KEY").filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(
+            "JWT_SECRET_KEY",
+            "set it to a random secret of at least 32 bytes (e.g. `openssl rand -base64 48`)",
+        ))?;
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(ConfigError::Invalid {
+                name: "JWT_SECRET_KEY",
+                reason: format!("it is {} bytes long; at least {MIN_SECRET_BYTES} are needed", secret.len()),
+            });
+        }
+        let jwt = JwtSettings {
+            secret: Secret::new(secret),
+            algorithm: jwt_algorithm(&get)?,
+            access_ttl: Duration::from_secs(number(&get, "JWT_ACCESS_TOKEN_EXPIRES_SECONDS", 900, 1, 86_400)?),
+            refresh_ttl: Duration::from_secs(number(
+                &get,
+                "JWT_REFRESH_TOKEN_EXPIRES_SECONDS",
+                7 * 86_400,
+                1,
+                365 * 86_400,
+            )?),
+        };
+
+        let limit = |name: &'static str, default: &str| -> Result<Limit, ConfigError> {
+            let raw = get(name).unwrap_or_else(|| default.into());
+            raw.parse().map_err(|reason| ConfigError::Invalid { name, reason })
+        };
+        let redis_url = get("REDIS_URL").map(|u| u.trim().to_string());
+        if let Some(url) = &redis_url {
+            if redis::Client::open(url.as_str()).is_err() {
+                return Err(ConfigError::Invalid {
+                    name: "REDIS_URL",
+                    reason: "must be a redis:// or rediss:// URL".into(),
+                });
+            }
+        }
+        let key_prefix = get("RATE_LIMIT_KEY_PREFIX").unwrap_or_else(|| "auth-api".into());
+        let rate_limits = RateLimitSettings {
+            login: limit("RATE_LIMIT_LOGIN", "3/minute")?,
+            protected: limit("RATE_LIMIT_PROTECTED", "5/minute")?,
+            redis_url: redis_url.map(Secret::new),
+            key_prefix,
+            trusted_proxy_hops: number(&get, "TRUSTED_PROXY_HOPS", 0, 0, 10)? as u8,
+        };
+
+        let mut cors_allowed_origins = Vec::new();
+        for origin in get("CORS_ALLOWED_ORIGINS").unwrap_or_default().split(',').map(str::trim) {
+            if origin.is_empty() {
+                continue;
+            }
+            let scheme_ok = origin.starts_with("https://") || origin.starts_with("http://");
+            let parsed = url::Url::parse(origin).ok();
+            let bare =
+                parsed.as_ref().is_some_and(|u| u.path() == "/" && !origin.ends_with('/') && u.query().is_none());
+            if !scheme_ok || !bare || axum::http::HeaderValue::from_str(origin).is_err() {
+                return Err(ConfigError::Invalid {
+                    name: "CORS_ALLOWED_ORIGINS",
+                    reason: format!("{origin:?} is not an origin (scheme://host[:port], no path or trailing slash)"),
+                });
+            }
+            cors_allowed_origins.push(origin.to_string());
+        }
+
+        let tls = match (get("TLS_CERT_FILE"), get("TLS_KEY_FILE")) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsSettings { cert_file: cert.into(), key_file: key.into() }),
+            (Some(_), None) => return Err(ConfigError::Missing("TLS_KEY_FILE", "TLS_CERT_FILE is set without it")),
+            (None, Some(_)) => return Err(ConfigError::Missing("TLS_CERT_FILE", "TLS_KEY_FILE is set without it")),
+        };
+        let port = number(&get, "PORT", 5000, 0, 65535)? as u16;
+
+        Ok(Self {
+            db,
+            users_collection,
+            blacklist_collection,
+            expires_field,
+            jwt,
+            rate_limits,
+            cors_allowed_origins,
+            tls,
+            port,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
+
+    fn settings(vars: &[(&str, &str)]) -> Result<AuthSettings, ConfigError> {
+        let mut map: HashMap<String, String> =
+            [("DB_URI", "mongodb://localhost:27017"), ("DB_NAME", "app"), ("JWT_SECRET_KEY", SECRET)]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        for (k, v) in vars {
+            map.insert(k.to_string(), v.to_string());
+        }
+        AuthSettings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.port, 5000);
+        assert_eq!(s.users_collection, "users");
+        assert_eq!(s.blacklist_collection, "jwt_blacklist");
+        assert_eq!(s.expires_field, "expires_at");
+        assert_eq!(s.jwt.access_ttl, Duration::from_secs(15 * 60));
+        assert_eq!(s.jwt.refresh_ttl, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(s.jwt.algorithm, jsonwebtoken::Algorithm::HS256);
+        assert_eq!(s.rate_limits.login, "3/minute".parse().unwrap());
+        assert_eq!(s.rate_limits.protected, "5/minute".parse().unwrap());
+        assert!(s.rate_limits.redis_url.is_none());
+        assert_eq!(s.rate_limits.trusted_proxy_hops, 0);
+        assert!(s.cors_allowed_origins.is_empty());
+        assert!(s.tls.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("JWT_SECRET_KEY", "")], "JWT_SECRET_KEY is not set"),
+            (&[("JWT_SECRET_KEY", "short")], "JWT_SECRET_KEY is invalid"),
+            (&[("DB_URI", "")], "DB_URI is not set"),
+            (&[("JWT_ACCESS_TOKEN_EXPIRES_SECONDS", "0")], "JWT_ACCESS_TOKEN_EXPIRES_SECONDS is invalid"),
+            (&[("RATE_LIMIT_LOGIN", "3/fortnight")], "RATE_LIMIT_LOGIN is invalid"),
+            (&[("RATE_LIMIT_PROTECTED", "0/minute")], "RATE_LIMIT_PROTECTED is invalid"),
+            (&[("REDIS_URL", "http://cache")], "REDIS_URL is invalid"),
+            (&[("CORS_ALLOWED_ORIGINS", "https://a.example/path")], "CORS_ALLOWED_ORIGINS is invalid"),
+            (&[("CORS_ALLOWED_ORIGINS", "*")], "CORS_ALLOWED_ORIGINS is invalid"),
+            (&[("TLS_CERT_FILE", "/c.pem")], "TLS_KEY_FILE is not set"),
+            (&[("TLS_KEY_FILE", "/k.pem")], "TLS_CERT_FILE is not set"),
+            (&[("USERS_COLLECTION", "a.b")], "USERS_COLLECTION is invalid"),
+            (&[("JWT_ALGORITHM", "none")], "JWT_ALGORITHM is invalid"),
+            (&[("TRUSTED_PROXY_HOPS", "x")], "TRUSTED_PROXY_HOPS is invalid"),
+        ];
+        for (vars, expected) in cases {
+            let e = settings(vars).unwrap_err().to_string();
+            assert!(e.starts_with(expected), "{vars:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_short_secret_is_never_echoed() {
+        let e = settings(&[("JWT_SECRET_KEY", "hunter2-hunter2")]).unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn origins_and_tls() {
+        let s = settings(&[
+            ("CORS_ALLOWED_ORIGINS", "https://app.example, http://localhost:3000"),
+            ("TLS_CERT_FILE", "/c.pem"),
+            ("TLS_KEY_FILE", "/k.pem"),
+        ])
+        .unwrap();
+        assert_eq!(s.cors_allowed_origins, ["https://app.example", "http://localhost:3000"]);
+        assert_eq!(s.tls, Some(TlsSettings { cert_file: "/c.pem".into(), key_file: "/k.pem".into() }));
+    }
+
+    #[test]
+    fn debug_redacts_every_secret() {
+        let s = settings(&[
+            ("DB_URI", "mongodb://admin:uri-pass-123@db.example/app"),
+            ("DB_ACCOUNT", "svc"),
+            ("DB_PASSWORD", "db-pass-456"),
+            ("REDIS_URL", "redis://:redis-pass-789@cache.example:6379/0"),
+        ])
+        .unwrap();
+        let printed = format!("{s:?} {s:#?}");
+        for secret in ["uri-pass-123", "db-pass-456", "redis-pass-789", SECRET] {
+            assert!(!printed.contains(secret), "{secret} leaked: {printed}");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The `auth-api` command: `serve` (the default) and `add-user NAME` (password on stdin).
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use auth_api::config::AuthSettings;
+use auth_api::server::Application;
+use auth_api::users::UserStore;
+use clap::{Parser, Subcommand};
+use jtc_shared::config;
+use jtc_shared::mongo::connect;
+use jtc_shared::shutdown::shutdown_signal;
+use jtc_shared::telemetry;
+use jtc_shared::Secret;
+
+#[derive(Parser)]
+#[command(version, about = "JWT auth API: login, protected, refresh, logout; revocations go to the blacklist.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve on 0.0.0.0:$PORT (default 5000); HTTPS when TLS_CERT_FILE and TLS_KEY_FILE are set.
+    Serve,
+    /// Add a user, reading the password from the first line of stdin (never from the command line).
+    AddUser {
+        /// The user name.
+        name: String,
+        /// Change the password of an existing user instead.
+        #[arg(long)]
+        update: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(telemetry::json_requested());
+    let settings = match AuthSettings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => return config::exit_on_config_error("auth-api", &e),
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&settings).await,
+        Command::AddUser { name, update } => add_user(&settings, &name, update).await,
+    }
+}
+
+async fn serve(settings: &AuthSettings) -> ExitCode {
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            eprintln!("auth-api: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let scheme = if app.is_tls() { "https" } else { "http" };
+    tracing::info!(port = app.port(), "auth-api listening on {scheme}://0.0.0.0:{}", app.port());
+    match app.run_until_stopped(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn add_user(settings: &AuthSettings, name: &str, update: bool) -> ExitCode {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("Password for {name:?} (one line; it will be shown as you type, prefer a pipe):");
+    }
+    let mut line = String::new();
+    if let Err(e) = stdin.lock().read_line(&mut line) {
+        eprintln!("auth-api: cannot read the password from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = Secret::new(line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line));
+    let result = async {
+        let client = connect(&settings.db, "auth-api").await?;
+        let users =
+            UserStore::new(client.database(&settings.db.database).collection(&settings.users_collection)).await?;
+        users.ensure_indexes().await?;
+        users.add(name, password, update).await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            eprintln!("auth-api: user {name:?} {}", if update { "updated" } else { "added" });
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("auth-api: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

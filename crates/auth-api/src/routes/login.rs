@@ -1,0 +1,54 @@
+//! `POST /login` `{"username", "password"}` → `{"access_token", "refresh_token"}`.
+//!
+//! Rate limited per client IP (`RATE_LIMIT_LOGIN`) before anything else. A failed login is answered 401
+//! `{"msg": "Invalid credentials"}` and logged as a security event with the user name and client IP, never the
+//! password.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::{issue, json_object};
+use crate::error::ApiError;
+use crate::rate_limit::Scope;
+use crate::server::AuthState;
+use crate::tokens::TokenKind;
+use crate::users::{check_password, check_username};
+use jtc_shared::Secret;
+
+/// Checks the credentials and issues an access and a refresh token.
+pub async fn login(
+    State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let client_ip = state.client_ip(peer, &headers);
+    state.limit(Scope::Login, client_ip).await?;
+    let mut body = json_object(&body)?;
+    let (Some(Value::String(username)), Some(Value::String(password))) =
+        (body.remove("username"), body.remove("password"))
+    else {
+        return Err(ApiError::BadRequest("Missing username or password".into()));
+    };
+    let password = Secret::new(password);
+    // Names and passwords no user can have are refused like any other wrong pair, at the cost of a check.
+    let plausible = check_username(&username).is_ok() && check_password(password.expose()).is_ok();
+    let valid = plausible
+        && state.users.check_credentials(&username, password).await.map_err(|e| {
+            tracing::error!("login: user lookup failed: {e}");
+            ApiError::Unavailable
+        })?;
+    if !valid {
+        tracing::warn!(security = "login_failed", username = ?username, client_ip = %client_ip, "failed login");
+        return Err(ApiError::InvalidCredentials);
+    }
+    let access_token = issue(&state.keys, &username, TokenKind::Access, true)?;
+    let refresh_token = issue(&state.keys, &username, TokenKind::Refresh, false)?;
+    tracing::info!(username = ?username, client_ip = %client_ip, "login");
+    Ok(Json(json!({ "access_token": access_token, "refresh_token": refresh_token })))
+}

@@ -1,0 +1,70 @@
+//! `POST /logout` with an access token: revokes it, and the refresh token given in the body
+//! (`{"refresh_token": ...}`, optional), so that a logout really ends the session.
+//!
+//! Everything is checked before anything is written: a refresh token that is forged, of another user or not a
+//! refresh token is a 400 and revokes nothing. An expired refresh token needs no revocation and is skipped.
+//!
+//! The common case, the access token alone, is one database round trip: the write itself says whether the token
+//! was already revoked (then 401 `Token has been revoked`, as for any revoked token).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::json_object;
+use crate::error::ApiError;
+use crate::server::AuthState;
+use crate::tokens::{TokenError, TokenKind};
+
+/// Writes the blacklist entries and answers which tokens were revoked.
+pub async fn logout(State(state): State<AuthState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let access = state.verify_bearer(&headers, TokenKind::Access)?;
+
+    let refresh_token = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match json_object(&body)?.remove("refresh_token") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(token)) => Some(token),
+            Some(_) => return Err(ApiError::BadRequest("refresh_token must be a string".into())),
+        }
+    };
+    let refresh = match refresh_token.as_deref().map(|t| state.keys.verify(t, TokenKind::Refresh)) {
+        None | Some(Err(TokenError::Expired)) => None,
+        Some(Err(e)) => return Err(ApiError::BadRequest(format!("refresh_token: {e}"))),
+        Some(Ok(claims)) if claims.sub != access.sub => {
+            return Err(ApiError::BadRequest("refresh_token: it belongs to another user".into()))
+        }
+        Some(Ok(claims)) => Some(claims),
+    };
+
+    let revocations = &state.revocations;
+    let revoke = |claims| async move {
+        revocations.revoke(claims).await.map_err(|e| {
+            tracing::error!("logout: could not write the blacklist entry: {e}");
+            ApiError::Unavailable
+        })
+    };
+    let revoked = match &refresh {
+        None => {
+            if !revoke(&access).await? {
+                return Err(ApiError::Revoked);
+            }
+            vec!["access"]
+        }
+        Some(refresh) => {
+            // A revoked access token must not revoke anything else, so look first. Then the refresh token: if the
+            // access token's write fails after it, the client simply retries (its access token still works, and
+            // revoking the refresh token again is harmless); the other order could leave a live refresh token that
+            // no logout can reach any more.
+            state.check_not_revoked(&access).await?;
+            revoke(refresh).await?;
+            revoke(&access).await?;
+            vec!["access", "refresh"]
+        }
+    };
+    tracing::info!(username = ?access.sub, revoked = ?revoked, "logout");
+    Ok(Json(json!({ "msg": "Successfully logged out", "revoked": revoked })))
+}

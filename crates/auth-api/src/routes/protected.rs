@@ -1,0 +1,25 @@
+//! `GET /protected` with an access token → `{"logged_in_as": NAME}`; rate limited per client IP
+//! (`RATE_LIMIT_PROTECTED`).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::rate_limit::Scope;
+use crate::server::AuthState;
+use crate::tokens::TokenKind;
+
+/// Who the token belongs to.
+pub async fn protected(
+    State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    state.limit(Scope::Protected, state.client_ip(peer, &headers)).await?;
+    let claims = state.authorize(&headers, TokenKind::Access).await?;
+    Ok(Json(json!({ "logged_in_as": claims.sub })))
+}

@@ -1,0 +1,265 @@
+//! The auth API's HTTP server: shared state, the router, start-up on any port (0 for tests), plain HTTP or HTTPS
+//! with rustls, and graceful shutdown.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::routing::{get, post};
+use axum::Router;
+use axum_server::tls_rustls::RustlsConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use super::config::{AuthSettings, TlsSettings};
+use super::error::ApiError;
+use super::rate_limit::{Decision, Limit, RateLimiter, Scope};
+use super::revocation::RevocationList;
+use super::routes;
+use super::tokens::{Claims, TokenKeys, TokenKind};
+use super::users::{UserError, UserStore};
+use jtc_shared::mongo::connect;
+
+/// Request bodies above this are refused (413): a login is a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The port could not be bound.
+    #[error("cannot listen on port {0}: {1}")]
+    Bind(u16, std::io::Error),
+    /// The certificate or key could not be read or used.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The MongoDB client could not be created (a malformed `DB_URI`, say).
+    #[error("database: {0}")]
+    Database(#[from] mongodb::error::Error),
+    /// Preparing the users store failed.
+    #[error("users: {0}")]
+    Users(#[from] UserError),
+    /// `REDIS_URL` could not be used.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// What every route shares.
+#[derive(Clone)]
+pub struct AuthState(Arc<Shared>);
+
+/// The parts of [`AuthState`].
+pub struct Shared {
+    /// User names and password hashes.
+    pub users: UserStore,
+    /// The blacklist.
+    pub revocations: RevocationList,
+    /// Token signing and checking.
+    pub keys: TokenKeys,
+    /// Hit counters.
+    pub limiter: RateLimiter,
+    /// `RATE_LIMIT_LOGIN`.
+    pub login_limit: Limit,
+    /// `RATE_LIMIT_PROTECTED`.
+    pub protected_limit: Limit,
+    /// `TRUSTED_PROXY_HOPS`.
+    pub trusted_proxy_hops: u8,
+}
+
+impl std::ops::Deref for AuthState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AuthState {
+    /// The client's address (see [`client_ip`](super::client_ip)).
+    pub fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        super::client_ip::client_ip(peer.ip(), headers, self.trusted_proxy_hops)
+    }
+
+    /// Counts a hit of `client` on `scope`; `Err(429)` over the limit.
+    pub async fn limit(&self, scope: Scope, client: IpAddr) -> Result<(), ApiError> {
+        let limit = match scope {
+            Scope::Login => self.login_limit,
+            Scope::Protected => self.protected_limit,
+        };
+        match self.limiter.hit(scope, client, limit).await {
+            Decision::Allowed => Ok(()),
+            Decision::Limited { retry_after } => {
+                tracing::warn!(client_ip = %client, scope = ?scope, "rate limit exceeded");
+                Err(ApiError::TooManyRequests(retry_after))
+            }
+        }
+    }
+
+    /// The claims of the `Authorization: Bearer` token, checked to be of `kind`, alive and not revoked. A
+    /// revocation check the database cannot answer refuses the request (503): fail closed.
+    pub async fn authorize(&self, headers: &HeaderMap, kind: TokenKind) -> Result<Claims, ApiError> {
+        let claims = self.verify_bearer(headers, kind)?;
+        self.check_not_revoked(&claims).await?;
+        Ok(claims)
+    }
+
+    /// The claims of the `Authorization: Bearer` token, checked to be of `kind` and alive; revocation is the
+    /// caller's to check.
+    pub fn verify_bearer(&self, headers: &HeaderMap, kind: TokenKind) -> Result<Claims, ApiError> {
+        Ok(self.keys.verify(bearer(headers)?, kind)?)
+    }
+
+    /// `Err(Revoked)` when `claims.jti` is in the blacklist.
+    pub async fn check_not_revoked(&self, claims: &Claims) -> Result<(), ApiError> {
+        match self.revocations.is_revoked(&claims.jti).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(ApiError::Revoked),
+            Err(e) => {
+                tracing::error!("revocation lookup failed: {e}");
+                Err(ApiError::Unavailable)
+            }
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <JWT>` header.
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    const BAD: ApiError = ApiError::MissingToken("Bad Authorization header. Expected 'Authorization: Bearer <JWT>'");
+    let value = headers.get(header::AUTHORIZATION).ok_or(ApiError::MissingToken("Missing Authorization Header"))?;
+    let (scheme, token) = value.to_str().ok().and_then(|v| v.split_once(' ')).ok_or(BAD)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
+        return Err(BAD);
+    }
+    Ok(token)
+}
+
+/// The routes, with CORS for the allowed origins.
+pub fn router(state: AuthState, cors_allowed_origins: &[String]) -> Router {
+    let router = Router::new()
+        .route("/login", post(routes::login::login))
+        .route("/protected", get(routes::protected::protected))
+        .route("/refresh", post(routes::refresh::refresh))
+        .route("/logout", post(routes::logout::logout))
+        .route("/health", get(routes::health::health))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state);
+    let origins: Vec<HeaderValue> = cors_allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    if origins.is_empty() {
+        return router;
+    }
+    router.layer(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    listener: std::net::TcpListener,
+    router: Router,
+    tls: Option<RustlsConfig>,
+}
+
+impl Application {
+    /// Connects the stores (the database is reached lazily), makes sure of the indexes (a failure is logged, not
+    /// fatal: requests then answer 503 until the database is back), loads the TLS files, and binds
+    /// `0.0.0.0:settings.port`.
+    pub async fn build(settings: &AuthSettings) -> Result<Self, StartError> {
+        let client = connect(&settings.db, "auth-api").await?;
+        let database = client.database(&settings.db.database);
+        let users = UserStore::new(database.collection(&settings.users_collection)).await?;
+        let revocations =
+            RevocationList::new(database.collection(&settings.blacklist_collection), &settings.expires_field);
+        let (users_index, jti_index) = tokio::join!(users.ensure_indexes(), revocations.ensure_index());
+        if let Err(e) = users_index {
+            tracing::error!("could not make the unique index on users.username: {e}");
+        }
+        match jti_index {
+            Ok(index) => tracing::debug!(?index, "jti lookups are indexed"),
+            Err(e) => tracing::error!("could not index the blacklist on jti: {e}"),
+        }
+
+        let limiter = match &settings.rate_limits.redis_url {
+            Some(url) => RateLimiter::with_redis(url.expose(), &settings.rate_limits.key_prefix)?,
+            None => RateLimiter::in_memory(),
+        };
+        let state = AuthState(Arc::new(Shared {
+            users,
+            revocations,
+            keys: TokenKeys::new(&settings.jwt),
+            limiter,
+            login_limit: settings.rate_limits.login,
+            protected_limit: settings.rate_limits.protected,
+            trusted_proxy_hops: settings.rate_limits.trusted_proxy_hops,
+        }));
+
+        let tls = match &settings.tls {
+            Some(files) => Some(tls_config(files)?),
+            None => {
+                tracing::warn!(
+                    "serving plain HTTP: tokens and passwords cross the network in clear unless TLS ends in front \
+                     of this service; set TLS_CERT_FILE and TLS_KEY_FILE to serve HTTPS"
+                );
+                None
+            }
+        };
+        let listener = std::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], settings.port)))
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| StartError::Bind(settings.port, e))?;
+        Ok(Self { listener, router: router(state, &settings.cors_allowed_origins), tls })
+    }
+
+    /// The port really bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// True when serving HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight finish (up to 10 s).
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let handle = axum_server::Handle::new();
+        let stopper = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing requests in flight");
+            stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+        });
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        match self.tls {
+            Some(config) => axum_server::from_tcp_rustls(self.listener, config)?.handle(handle).serve(service).await,
+            None => axum_server::from_tcp(self.listener)?.handle(handle).serve(service).await,
+        }
+    }
+}
+
+/// A rustls server configuration (ring, TLS 1.2 and 1.3) from the PEM files.
+fn tls_config(files: &TlsSettings) -> Result<RustlsConfig, StartError> {
+    let shown = |p: &std::path::Path| p.display().to_string();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_file)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| StartError::Tls(format!("TLS_CERT_FILE {}: {e}", shown(&files.cert_file))))?;
+    if certs.is_empty() {
+        return Err(StartError::Tls(format!("TLS_CERT_FILE {}: no certificate in it", shown(&files.cert_file))));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key_file)
+        .map_err(|e| StartError::Tls(format!("TLS_KEY_FILE {}: {e}", shown(&files.key_file))))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Tls(format!("the certificate and key do not make a usable pair: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(RustlsConfig::from_config(Arc::new(config)))
+}

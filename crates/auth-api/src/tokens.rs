@@ -1,0 +1,278 @@
+//! Issuing and checking the access and refresh tokens.
+//!
+//! Claims follow Flask-JWT-Extended's (`sub`, `jti`, `type`, `iat`, `nbf`, `exp`, `fresh`), so tokens and blacklist
+//! entries look the same as the reference service's. Only the one configured HMAC algorithm is accepted: `alg: none`
+//! and every other algorithm are refused before any claim is read.
+//!
+//! Expiry is checked to the millisecond (a token is dead from the instant `exp` is reached), never later than the
+//! cleaner may delete its blacklist entry (`expires_at = exp`, plus the cleaner's grace): a revoked token can never
+//! come back to life because its entry was swept.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::config::JwtSettings;
+
+/// Which of the two tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// Short-lived; opens `/protected` and `/logout`.
+    Access,
+    /// Long-lived; only gets new access tokens from `/refresh`.
+    Refresh,
+}
+
+impl TokenKind {
+    /// `access` or `refresh`, as stored in the blacklist's `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access",
+            TokenKind::Refresh => "refresh",
+        }
+    }
+}
+
+/// The claims of both tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user name.
+    pub sub: String,
+    /// Unique token id: what the blacklist records.
+    pub jti: String,
+    /// Access or refresh.
+    #[serde(rename = "type")]
+    pub kind: TokenKind,
+    /// Issued at (seconds since the epoch).
+    pub iat: i64,
+    /// Not before.
+    pub nbf: i64,
+    /// Expiry (seconds since the epoch).
+    pub exp: i64,
+    /// Issued by a login rather than a refresh.
+    #[serde(default)]
+    pub fresh: bool,
+}
+
+/// Why a token was refused; the `Display` text is the `msg` answered to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Past `exp`.
+    #[error("Token has expired")]
+    Expired,
+    /// Before `nbf`.
+    #[error("Token is not yet valid")]
+    NotYetValid,
+    /// Signed with another key, or altered.
+    #[error("Signature verification failed")]
+    BadSignature,
+    /// A recognised algorithm other than the configured one.
+    #[error("The specified alg value is not allowed")]
+    WrongAlgorithm,
+    /// Not a JWT, `alg: none`, an unknown algorithm, or claims missing or of the wrong type.
+    #[error("Invalid token: {0}")]
+    Malformed(String),
+    /// A refresh token where an access token is needed, or the other way round.
+    #[error("Only {0} tokens are allowed")]
+    WrongKind(&'static str),
+}
+
+/// Signs and checks tokens with the configured key and algorithm.
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    algorithm: Algorithm,
+    validation: Validation,
+    access_ttl: Duration,
+    refresh_ttl: Duration,
+}
+
+impl TokenKeys {
+    /// Keys for `settings`.
+    pub fn new(settings: &JwtSettings) -> Self {
+        let secret = settings.secret.expose().as_bytes();
+        let mut validation = Validation::new(settings.algorithm);
+        validation.leeway = 0;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "nbf", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            algorithm: settings.algorithm,
+            validation,
+            access_ttl: settings.access_ttl,
+            refresh_ttl: settings.refresh_ttl,
+        }
+    }
+
+    /// A new token for `user`, with its claims.
+    pub fn issue(
+        &self,
+        user: &str,
+        kind: TokenKind,
+        fresh: bool,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        let now = Utc::now().timestamp();
+        let ttl = match kind {
+            TokenKind::Access => self.access_ttl,
+            TokenKind::Refresh => self.refresh_ttl,
+        };
+        let claims = Claims {
+            sub: user.to_string(),
+            jti: uuid::Uuid::new_v4().to_string(),
+            kind,
+            iat: now,
+            nbf: now,
+            exp: now + ttl.as_secs() as i64,
+            fresh,
+        };
+        let token = jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)?;
+        Ok((token, claims))
+    }
+
+    /// The claims of `token` if it is well formed, signed with our key and algorithm, of `kind`, and alive now.
+    /// Revocation is not checked here (see `revocation`).
+    pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, TokenError> {
+        // The algorithm is read from the raw header first, so that `none` and names the JWT library does not know
+        // are refused as what they are: an algorithm we do not accept.
+        match header_alg(token) {
+            Some(alg) if alg == format!("{:?}", self.algorithm) => {}
+            Some(_) => return Err(TokenError::WrongAlgorithm),
+            None => return Err(TokenError::Malformed("bad header (not a JWT, or no alg)".into())),
+        }
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
+                _ => TokenError::Malformed(short(&e)),
+            })?;
+        let claims = data.claims;
+        // jsonwebtoken compares whole seconds (a token stays valid through the second after `exp`); the
+        // blacklist entry may be swept from `exp` on, so the token must be dead from `exp` on.
+        if Utc::now().timestamp_millis() >= claims.exp.saturating_mul(1000) {
+            return Err(TokenError::Expired);
+        }
+        if claims.kind != kind {
+            return Err(TokenError::WrongKind(match kind {
+                TokenKind::Access => "non-refresh",
+                TokenKind::Refresh => "refresh",
+            }));
+        }
+        if claims.jti.is_empty() || claims.sub.is_empty() {
+            return Err(TokenError::Malformed("empty sub or jti".into()));
+        }
+        Ok(claims)
+    }
+}
+
+/// The `alg` of a token's header, read without the JWT library.
+fn header_alg(token: &str) -> Option<String> {
+    use base64::Engine;
+    let (header, rest) = token.split_once('.')?;
+    if rest.split('.').count() != 2 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    header.get("alg")?.as_str().map(str::to_string)
+}
+
+/// An error's text without anything from the token itself.
+fn short(e: &jsonwebtoken::errors::Error) -> String {
+    match e.kind() {
+        ErrorKind::InvalidToken => "not a JWT".into(),
+        ErrorKind::Base64(_) => "not base64url".into(),
+        ErrorKind::Json(_) | ErrorKind::Utf8(_) => "unreadable JSON".into(),
+        ErrorKind::MissingRequiredClaim(c) => format!("missing claim {c}"),
+        ErrorKind::InvalidAlgorithmName => "unknown or disallowed algorithm".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jtc_shared::Secret;
+
+    fn keys(access: u64) -> TokenKeys {
+        TokenKeys::new(&JwtSettings {
+            secret: Secret::new("k".repeat(32)),
+            algorithm: Algorithm::HS256,
+            access_ttl: Duration::from_secs(access),
+            refresh_ttl: Duration::from_secs(3600),
+        })
+    }
+
+    fn b64(json: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    #[test]
+    fn round_trip_and_kinds() {
+        let keys = keys(60);
+        let (access, claims) = keys.issue("alice", TokenKind::Access, true).unwrap();
+        assert_eq!(keys.verify(&access, TokenKind::Access).unwrap(), claims);
+        assert_eq!(claims.exp - claims.iat, 60);
+        assert_eq!(keys.verify(&access, TokenKind::Refresh), Err(TokenError::WrongKind("refresh")));
+        let (refresh, _) = keys.issue("alice", TokenKind::Refresh, false).unwrap();
+        assert_eq!(keys.verify(&refresh, TokenKind::Access), Err(TokenError::WrongKind("non-refresh")));
+    }
+
+    #[test]
+    fn refuses_other_keys_algorithms_and_none() {
+        let keys = keys(60);
+        let (token, claims) = keys.issue("alice", TokenKind::Access, true).unwrap();
+        let other = TokenKeys::new(&JwtSettings {
+            secret: Secret::new("x".repeat(32)),
+            algorithm: Algorithm::HS256,
+            access_ttl: Duration::from_secs(60),
+            refresh_ttl: Duration::from_secs(60),
+        });
+        assert_eq!(other.verify(&token, TokenKind::Access), Err(TokenError::BadSignature));
+
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &claims,
+            &EncodingKey::from_secret("k".repeat(32).as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(keys.verify(&hs512, TokenKind::Access), Err(TokenError::WrongAlgorithm));
+
+        let body = serde_json::to_string(&claims).unwrap();
+        let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&body));
+        assert_eq!(keys.verify(&none, TokenKind::Access), Err(TokenError::WrongAlgorithm), "alg none");
+        let unknown = format!("{}.{}.c2ln", b64(r#"{"alg":"XS999"}"#), b64(&body));
+        assert_eq!(keys.verify(&unknown, TokenKind::Access), Err(TokenError::WrongAlgorithm));
+
+        for junk in ["", "abc", "a.b.c", "Bearer x"] {
+            assert!(matches!(keys.verify(junk, TokenKind::Access), Err(TokenError::Malformed(_))), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn expiry_is_checked_to_the_millisecond() {
+        let keys = keys(60);
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: "alice".into(),
+            jti: "j".into(),
+            kind: TokenKind::Access,
+            iat: now - 10,
+            nbf: now - 10,
+            exp: now, // reached within this second: jsonwebtoken alone would still accept it
+            fresh: false,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
+        assert_eq!(keys.verify(&token, TokenKind::Access), Err(TokenError::Expired));
+        let future = Claims { nbf: now + 30, exp: now + 60, ..claims };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &future, &keys.encoding).unwrap();
+        assert_eq!(keys.verify(&token, TokenKind::Access), Err(TokenError::NotYetValid));
+    }
+}

@@ -1,0 +1,126 @@
+//! The real `auth-api` binary: `add-user` (password on stdin), `serve` (security log lines, the plain-HTTP warning,
+//! SIGTERM), configuration errors.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{env, settings, AuthApp};
+use jtc_test_support::TestDb;
+
+const BIN: &str = env!("CARGO_BIN_EXE_auth-api");
+
+/// The binary with only `vars` (and PATH) in its environment, in an empty directory (no `.env` files).
+fn command(vars: &HashMap<String, String>) -> Command {
+    let dir = std::env::temp_dir().join(format!("auth-api-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear().current_dir(dir).envs(vars);
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd
+}
+
+fn add_user(vars: &HashMap<String, String>, args: &[&str], stdin: &str) -> Output {
+    let mut child = command(vars)
+        .arg("add-user")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn add_user_reads_the_password_from_stdin() {
+    let db = TestDb::new().await;
+    let vars = env(&db, &[]);
+    let out = add_user(&vars, &["carol"], "s3cret pass phrase\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stored = db.client.database(&db.name).collection::<mongodb::bson::Document>("users");
+    let user = stored.find_one(mongodb::bson::doc! { "username": "carol" }).await.unwrap().expect("user");
+    let hash = user.get_str("password_hash").unwrap();
+    assert!(hash.starts_with("$argon2id$") && !hash.contains("s3cret"), "{hash}");
+
+    let app = AuthApp::spawn(&settings(&db, &[])).await;
+    assert_eq!(app.login("carol", "s3cret pass phrase").await.status, StatusCode::OK);
+
+    let again = add_user(&vars, &["carol"], "other\n");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let update = add_user(&vars, &["carol", "--update"], "new pass\r\n");
+    assert!(update.status.success());
+    assert_eq!(app.login("carol", "s3cret pass phrase").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.login("carol", "new pass").await.status, StatusCode::OK);
+
+    for (args, stdin, expected) in [
+        (vec!["dave"], "", "invalid password"),
+        (vec!["dave"], "\n", "invalid password"),
+        (vec![" dave"], "pw\n", "invalid user name"),
+        (vec!["nobody", "--update"], "pw\n", "does not exist"),
+    ] {
+        let out = add_user(&vars, &args, stdin);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    assert_eq!(stored.count_documents(mongodb::bson::doc! {}).await.unwrap(), 1);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn serve_logs_failed_logins_without_the_password_and_stops_on_sigterm() {
+    let db = TestDb::new().await;
+    crate::support::add_user(&db, "alice", "wonderland-42").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let vars = env(&db, &[("PORT", &port.to_string())]);
+    let child = command(&vars).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let pid = child.id();
+
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        match http.get(format!("http://127.0.0.1:{port}/health")).send().await {
+            Ok(r) if r.status() == StatusCode::OK => break,
+            _ if started.elapsed() > Duration::from_secs(20) => panic!("auth-api did not start"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let body = json!({ "username": "alice", "password": "Tr0ub4dor&3-attempt" });
+    let response = http.post(format!("http://127.0.0.1:{port}/login")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // SAFETY: a plain kill(2) of our own child.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    assert!(out.status.success(), "exit after SIGTERM: {:?}", out.status);
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let line = logs.lines().find(|l| l.contains("failed login")).unwrap_or_else(|| panic!("no security line: {logs}"));
+    assert!(line.contains("alice") && line.contains("127.0.0.1") && line.contains("login_failed"), "{line}");
+    assert!(!logs.contains("Tr0ub4dor"), "the password reached the logs: {logs}");
+    assert!(logs.contains("serving plain HTTP"), "no TLS warning: {logs}");
+    assert!(!logs.contains(crate::support::SECRET), "the JWT key reached the logs");
+    db.drop_db().await;
+}
+
+#[test]
+fn configuration_errors_exit_2_and_name_the_variable() {
+    let vars: HashMap<String, String> =
+        [("DB_URI", "mongodb://127.0.0.1:1"), ("DB_NAME", "x"), ("JWT_SECRET_KEY", "too-short")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    let out = command(&vars).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("JWT_SECRET_KEY is invalid"), "{stderr}");
+    assert!(!stderr.contains("too-short"), "{stderr}");
+}

@@ -1,0 +1,22 @@
+//! `jtc-shared`: what the cleaner (`jwt-token-cleaner`) and `auth-api` really share, and nothing else.
+//!
+//! # Layout
+//!
+//! - [`secret`]: [`Secret`], a value whose `Debug` never shows it.
+//! - [`config`]: configuration errors that name the variable, `.env` loading, numbers and names, the direct MongoDB
+//!   settings (`DB_*`) and the JWT algorithm, read the same way by both products.
+//! - [`mongo`]: the MongoDB client both open, and driver errors as messages without secrets.
+//! - [`redact`]: scrubbing secrets out of someone else's text (a driver error, an API's error body).
+//! - [`telemetry`]: logging to stderr, text or JSON lines, filtered by `RUST_LOG`.
+//! - [`shutdown`]: SIGTERM and SIGINT, for a graceful stop.
+//!
+//! Neither product imports the other; a piece moves here only when both use it.
+
+pub mod config;
+pub mod mongo;
+pub mod redact;
+pub mod secret;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use secret::Secret;

@@ -1,0 +1,131 @@
+//! What every test suite of the workspace needs, in one place: the real test database (a database of its own per
+//! test), free ports, waiting for a server's `/health`, and stopping a child process by signal, by PID.
+//!
+//! # Layout
+//!
+//! - [`TestDb`]: a database of its own on the server `MONGODB_TEST_URI` names (set by `scripts/test`).
+//! - [`free_port`], [`dead_db_uri`]: ports, taken or with nothing behind them.
+//! - [`wait_healthy`], [`stop`]: a child server's life, from its first 200 on `/health` to its exit on SIGTERM.
+//! - [`bson_size`]: a document's BSON size, computed here, independently of any server.
+
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, oid::ObjectId, Document};
+use mongodb::{Client, Collection};
+
+/// The server the suites run against: `MONGODB_TEST_URI` (set by `scripts/test`, or by you for a real MongoDB).
+pub fn test_db_uri() -> String {
+    std::env::var("MONGODB_TEST_URI").unwrap_or_else(|_| {
+        panic!("MONGODB_TEST_URI is not set: run the suite with scripts/test (it starts a local test server)")
+    })
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; the caller binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A connection string to a port where nothing listens.
+pub fn dead_db_uri() -> String {
+    format!("mongodb://127.0.0.1:{}/?directConnection=true", free_port())
+}
+
+/// The exact BSON size of a document, computed here, independently of the server.
+pub fn bson_size(doc: &Document) -> u64 {
+    mongodb::bson::to_vec(doc).expect("serialize").len() as u64
+}
+
+/// Waits until `GET http://127.0.0.1:{port}/health` answers 200, up to 20 s.
+pub async fn wait_healthy(port: u16) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/health")).await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the server on port {port} never became healthy");
+}
+
+/// Sends SIGTERM to `child` (by its PID) and waits for it to exit, up to `patience`; then SIGKILL, and a panic
+/// when `patience` was meant to be enough.
+pub fn stop(child: &mut Child, patience: Duration) -> Option<ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+    // SAFETY: kill(2) of our own child, whose PID cannot have been reused while it is not yet waited for.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if started.elapsed() > patience {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A database of its own on the test server, dropped by [`TestDb::drop_db`].
+pub struct TestDb {
+    pub uri: String,
+    pub name: String,
+    pub client: Client,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let uri = test_db_uri();
+        let name = format!("jtc_test_{}", &ObjectId::new().to_hex()[12..]);
+        let client = Client::with_uri_str(&uri).await.expect("test server URI");
+        Self { uri, name, client }
+    }
+
+    pub fn blacklist(&self) -> Collection<Document> {
+        self.client.database(&self.name).collection("jwt_blacklist")
+    }
+
+    /// Inserts documents, giving each an `_id` first so that their BSON size is known before the insert.
+    pub async fn insert(&self, docs: Vec<Document>) -> Vec<Document> {
+        let docs: Vec<Document> = docs
+            .into_iter()
+            .map(|mut d| {
+                if !d.contains_key("_id") {
+                    let mut with_id = doc! { "_id": ObjectId::new() };
+                    with_id.extend(std::mem::take(&mut d));
+                    d = with_id;
+                }
+                d
+            })
+            .collect();
+        if !docs.is_empty() {
+            self.blacklist().insert_many(docs.clone()).await.expect("insert");
+        }
+        docs
+    }
+
+    /// The `jti`s left in the blacklist, sorted.
+    pub async fn remaining_jtis(&self) -> Vec<String> {
+        let docs: Vec<Document> =
+            self.blacklist().find(doc! {}).await.expect("find").try_collect().await.expect("cursor");
+        let mut jtis: Vec<String> = docs.iter().map(|d| d.get_str("jti").unwrap_or("?").to_string()).collect();
+        jtis.sort();
+        jtis
+    }
+
+    pub async fn count(&self) -> u64 {
+        self.blacklist().count_documents(doc! {}).await.expect("count")
+    }
+
+    pub async fn drop_db(self) {
+        let _ = self.client.database(&self.name).drop().await;
+    }
+}
