@@ -8,9 +8,10 @@ use std::fmt;
 use std::time::Duration;
 
 use jtc_shared::config::{
-    checked_name, db_name, db_settings, db_uri, env_lookup, expires_field, jwt_algorithm, number, redact_uri,
+    blacklist_collection, db_name, db_settings, db_uri, env_lookup, expires_field, jwt_algorithm, number, redact_uri,
 };
 pub use jtc_shared::config::{ConfigError, DbSettings};
+pub use jtc_shared::names::{FieldPath, MongoName};
 pub use jtc_shared::Secret;
 
 /// The team's DB-operation HTTP API (MongoDB Atlas Data API v1 shape).
@@ -23,7 +24,7 @@ pub struct ApiSettings {
     /// `MONGODB_API_DATA_SOURCE` (default `mongodb`).
     pub data_source: String,
     /// `DB_NAME`.
-    pub database: String,
+    pub database: MongoName,
     /// `MONGODB_API_TIMEOUT_SECONDS` (default 10): connect and whole-request timeout.
     pub timeout: Duration,
 }
@@ -57,9 +58,9 @@ pub struct LegacySettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepSettings {
     /// `BLACKLIST_COLLECTION` (default `jwt_blacklist`).
-    pub collection: String,
+    pub collection: MongoName,
     /// `EXPIRES_FIELD` (default `expires_at`).
-    pub expires_field: String,
+    pub expires_field: FieldPath,
     /// `CLEANUP_GRACE_SECONDS` (default 60): an entry goes only once its expiry is this far in the past.
     pub grace: Duration,
     /// `CLEANUP_BATCH_SIZE` (default 5000).
@@ -118,10 +119,7 @@ impl Settings {
         }
         let database = db_name(&get)?;
 
-        let collection = checked_name(
-            "BLACKLIST_COLLECTION",
-            get("BLACKLIST_COLLECTION").unwrap_or_else(|| "jwt_blacklist".into()),
-        )?;
+        let collection = blacklist_collection(&get)?;
         let expires_field = expires_field(&get)?;
 
         let grace = number(&get, "CLEANUP_GRACE_SECONDS", 60, 0, 365 * 24 * 3600)?;

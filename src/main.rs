@@ -133,7 +133,7 @@ async fn sweep_once(settings: &Settings, overrides: SweepOverrides) -> ExitCode 
         }
     };
     let verifier = TokenVerifier::from_settings(&settings.legacy);
-    let store = backends.session();
+    let store = backends.for_run();
     let (json, code) = match sweep::run(&store, &options, verifier.as_ref(), &request_id).await {
         Ok(report) => (report.to_json(), ExitCode::SUCCESS),
         Err(failure) => (failure.to_json(chrono::Utc::now(), &request_id), ExitCode::FAILURE),
@@ -184,7 +184,7 @@ async fn seed_sample(settings: &Settings, count: u64, expired_percent: u8, edge_
                 "seeded {} sample entries ({} expired) into {}.{}",
                 seeded.inserted,
                 seeded.expired,
-                settings.db.as_ref().map(|db| db.database.as_str()).unwrap_or("?"),
+                settings.db.as_ref().map(|db| &*db.database).unwrap_or("?"),
                 settings.sweep.collection
             );
             ExitCode::SUCCESS

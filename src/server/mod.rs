@@ -24,28 +24,39 @@ use crate::sweep::TokenVerifier;
 /// Request bodies larger than this are refused (413) before they are read: a timer payload is at most 128 KB.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// What every handler shares.
+/// What every handler shares: one allocation, cloned by reference count for each request. (Both servers of the
+/// workspace keep their state this way: `AppState(Arc<Shared>)`, read through `Deref`.)
 #[derive(Clone)]
-pub struct AppState {
-    /// Where the blacklist lives: each invocation takes a fresh fallback session of these.
-    pub backends: Arc<Backends>,
+pub struct AppState(Arc<Shared>);
+
+/// The parts of [`AppState`].
+pub struct Shared {
+    /// Where the blacklist lives: each invocation takes a fresh fallback chain of these (`Backends::for_run`).
+    pub backends: Backends,
     /// Sweep defaults.
     pub sweep: SweepSettings,
     /// Legacy-entry settings.
     pub legacy: LegacySettings,
     /// Verifies legacy tokens, when `JWT_SECRET_KEY` is set.
-    pub verifier: Option<Arc<TokenVerifier>>,
+    pub verifier: Option<TokenVerifier>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
     /// The state for `settings` and its backends.
     pub fn new(settings: &Settings, backends: Backends) -> Self {
-        Self {
-            backends: Arc::new(backends),
+        Self(Arc::new(Shared {
+            backends,
             sweep: settings.sweep.clone(),
             legacy: settings.legacy.clone(),
-            verifier: TokenVerifier::from_settings(&settings.legacy).map(Arc::new),
-        }
+            verifier: TokenVerifier::from_settings(&settings.legacy),
+        }))
     }
 }
 

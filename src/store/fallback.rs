@@ -40,7 +40,7 @@ impl Backends {
     }
 
     /// A fresh chain for one run, starting at the first backend.
-    pub fn session(&self) -> Fallback {
+    pub fn for_run(&self) -> Fallback {
         Fallback { chain: self.chain.clone(), state: Mutex::new(State { current: 0, reasons: Vec::new() }) }
     }
 }

@@ -3,6 +3,7 @@
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
 use super::{ExpiryRange, Lane, StoreError};
+use crate::config::FieldPath;
 
 /// The BSON value of a position on a lane: a Date, or seconds (an integer when whole, else a double).
 pub fn bound(lane: Lane, ms: i64) -> Bson {
@@ -19,7 +20,7 @@ pub fn bound(lane: Lane, ms: i64) -> Bson {
 /// empty array never matches a range). The exclusion is spelled `"field.0": {$exists: false}` rather than
 /// `$not: {$type: "array"}` because some servers stop using the index for the range when `$not` joins it (the test
 /// server turned a 50 ms window into a 1.5 s collection scan).
-pub fn range_filter(field: &str, range: &ExpiryRange) -> Document {
+pub fn range_filter(field: &FieldPath, range: &ExpiryRange) -> Document {
     let mut cond = Document::new();
     let lo = range.lo_ms.max(range.lane.floor_ms());
     cond.insert("$gte", bound(range.lane, lo));
@@ -31,12 +32,12 @@ pub fn range_filter(field: &str, range: &ExpiryRange) -> Document {
 const EXPIRY_TYPES: [&str; 5] = ["date", "int", "long", "double", "decimal"];
 
 /// Legacy entries: the expiry field is missing or of no usable type, and `token` is a string.
-pub fn legacy_filter(field: &str) -> Document {
+pub fn legacy_filter(field: &FieldPath) -> Document {
     doc! { field: { "$not": { "$type": EXPIRY_TYPES.to_vec() } }, "token": { "$type": "string" } }
 }
 
 /// Legacy entries after `after` in `_id` order, at most `limit`, with their token and BSON size.
-pub fn legacy_page_pipeline(field: &str, after: Option<&Bson>, limit: u32) -> Vec<Document> {
+pub fn legacy_page_pipeline(field: &FieldPath, after: Option<&Bson>, limit: u32) -> Vec<Document> {
     let mut matching = legacy_filter(field);
     if let Some(after) = after {
         matching.insert("_id", doc! { "$gt": after.clone() });
@@ -50,7 +51,7 @@ pub fn legacy_page_pipeline(field: &str, after: Option<&Bson>, limit: u32) -> Ve
 }
 
 /// Those of `ids` that are still legacy entries.
-pub fn legacy_ids_filter(field: &str, ids: &[Bson]) -> Document {
+pub fn legacy_ids_filter(field: &FieldPath, ids: &[Bson]) -> Document {
     let mut filter = legacy_filter(field);
     filter.insert("_id", doc! { "$in": ids.to_vec() });
     filter
@@ -108,12 +109,12 @@ pub fn stats_answer(rows: Result<Vec<Document>, StoreError>) -> Result<super::Co
 }
 
 /// True when some index's first key is `field`.
-pub fn indexes_lead_with(field: &str, keys: &[Document]) -> bool {
+pub fn indexes_lead_with(field: &FieldPath, keys: &[Document]) -> bool {
     keys.iter().any(|key| key.keys().next().map(String::as_str) == Some(field))
 }
 
 /// `[{$match: range}, {$group: {_id: null, count, bytes: {$sum: {$bsonSize: "$$ROOT"}}}}]`.
-pub fn measure_pipeline(field: &str, range: &ExpiryRange) -> Vec<Document> {
+pub fn measure_pipeline(field: &FieldPath, range: &ExpiryRange) -> Vec<Document> {
     vec![
         doc! { "$match": range_filter(field, range) },
         doc! { "$group": {
@@ -138,12 +139,16 @@ pub fn as_u64(value: Option<&Bson>) -> Option<u64> {
 mod tests {
     use super::*;
 
+    fn field(path: &str) -> FieldPath {
+        FieldPath::parse("EXPIRES_FIELD", path).expect("a field path")
+    }
+
     #[test]
     fn date_range_starts_at_the_year_one() {
         let r = ExpiryRange { lane: Lane::Date, lo_ms: i64::MIN, hi_ms: 1_000 };
         let floor = DateTime::from_millis(super::super::DATE_FLOOR_MS);
         assert_eq!(
-            range_filter("exp", &r),
+            range_filter(&field("exp"), &r),
             doc! { "exp": { "$gte": floor, "$lt": DateTime::from_millis(1_000) }, "exp.0": { "$exists": false } }
         );
         assert_eq!(floor.try_to_rfc3339_string().unwrap(), "0001-01-01T00:00:00Z");
@@ -153,11 +158,14 @@ mod tests {
     fn seconds_range_has_zero_floor_and_whole_or_fractional_bounds() {
         let r = ExpiryRange { lane: Lane::Seconds, lo_ms: 0, hi_ms: 1_700_000_000_500 };
         assert_eq!(
-            range_filter("e", &r),
+            range_filter(&field("e"), &r),
             doc! { "e": { "$gte": 0_i64, "$lt": 1_700_000_000.5_f64 }, "e.0": { "$exists": false } }
         );
         let r = ExpiryRange { lane: Lane::Seconds, lo_ms: 2_000, hi_ms: 3_000 };
-        assert_eq!(range_filter("e", &r), doc! { "e": { "$gte": 2_i64, "$lt": 3_i64 }, "e.0": { "$exists": false } });
+        assert_eq!(
+            range_filter(&field("e"), &r),
+            doc! { "e": { "$gte": 2_i64, "$lt": 3_i64 }, "e.0": { "$exists": false } }
+        );
     }
 
     #[test]

@@ -49,7 +49,7 @@ use super::filter::{
     measure_pipeline, range_filter, stats_answer, stats_pipeline,
 };
 use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
-use crate::config::ApiSettings;
+use crate::config::{ApiSettings, FieldPath, MongoName};
 use base64::Engine;
 use jtc_shared::redact;
 
@@ -59,8 +59,8 @@ const EJSON: &str = "application/ejson";
 /// The blacklist reached through the DB-operation HTTP API.
 pub struct HttpApiStore {
     settings: ApiSettings,
-    collection: String,
-    field: String,
+    collection: MongoName,
+    field: FieldPath,
     http: reqwest::Client,
     /// Secret values an error message must never quote: the key and the URL's credentials in every form.
     secrets: Vec<String>,
@@ -71,7 +71,7 @@ pub struct HttpApiStore {
 impl HttpApiStore {
     /// A store for `collection`; the HTTP client (rustls) has connect and request timeouts of
     /// `MONGODB_API_TIMEOUT_SECONDS`.
-    pub fn new(settings: ApiSettings, collection: &str, expires_field: &str) -> Result<Self, StoreError> {
+    pub fn new(settings: ApiSettings, collection: &MongoName, expires_field: &FieldPath) -> Result<Self, StoreError> {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.timeout)
             .timeout(settings.timeout)
@@ -82,8 +82,8 @@ impl HttpApiStore {
         secrets.extend(settings.key.as_ref().map(|k| k.expose().to_string()));
         Ok(Self {
             settings,
-            collection: collection.to_string(),
-            field: expires_field.to_string(),
+            collection: collection.clone(),
+            field: expires_field.clone(),
             http,
             secrets,
             verified: AtomicBool::new(false),
@@ -110,8 +110,8 @@ impl HttpApiStore {
     async fn send(&self, action: &str, fields: Value) -> Result<serde_json::Map<String, Value>, StoreError> {
         let mut body = json!({
             "dataSource": self.settings.data_source,
-            "database": self.settings.database,
-            "collection": self.collection,
+            "database": &*self.settings.database,
+            "collection": &*self.collection,
         });
         if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
             body.extend(fields);

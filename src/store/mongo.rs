@@ -15,26 +15,21 @@ use super::filter::{
     measure_pipeline, range_filter, stats_answer, stats_pipeline,
 };
 use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
-use crate::config::DbSettings;
+use crate::config::{DbSettings, FieldPath, MongoName};
 use jtc_shared::mongo::{connect, describe};
 
 /// The blacklist collection reached through a direct MongoDB connection.
 pub struct MongoStore {
     settings: DbSettings,
-    collection_name: String,
-    field: String,
+    collection_name: MongoName,
+    field: FieldPath,
     client: OnceCell<Client>,
 }
 
 impl MongoStore {
     /// A store for `collection` in the configured database; nothing is connected until the first call.
-    pub fn new(settings: DbSettings, collection: &str, expires_field: &str) -> Self {
-        Self {
-            settings,
-            collection_name: collection.to_string(),
-            field: expires_field.to_string(),
-            client: OnceCell::new(),
-        }
+    pub fn new(settings: DbSettings, collection: &MongoName, expires_field: &FieldPath) -> Self {
+        Self { settings, collection_name: collection.clone(), field: expires_field.clone(), client: OnceCell::new() }
     }
 
     async fn client(&self) -> Result<&Client, StoreError> {
@@ -94,7 +89,7 @@ impl BlacklistStore for MongoStore {
     async fn check(&self) -> Result<(), StoreError> {
         let db = self.client().await?.database(&self.settings.database);
         db.list_collection_names()
-            .filter(doc! { "name": &self.collection_name })
+            .filter(doc! { "name": &*self.collection_name })
             .await
             .map_err(|e| self.classify(e))?;
         Ok(())

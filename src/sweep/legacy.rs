@@ -8,11 +8,19 @@
 //! budget, and walks the entries in `_id` order a page at a time.
 
 use std::collections::HashSet;
+use std::time::Instant;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use mongodb::bson::Bson;
 use serde_json::Value;
 
+use super::report::Tally;
+use super::SweepOptions;
 use crate::config::LegacySettings;
+use crate::store::{BlacklistStore, StoreError};
+
+/// Legacy entries read per page.
+const LEGACY_PAGE: u64 = 500;
 
 /// Reads the expiry of a token, after verifying its signature.
 pub struct TokenVerifier {
@@ -44,6 +52,61 @@ impl TokenVerifier {
         let data = jsonwebtoken::decode::<Value>(token.trim(), &self.key, &self.validation).ok()?;
         let exp = data.claims.get("exp")?.as_f64()?;
         (0.0..1e14).contains(&exp).then_some((exp * 1000.0) as i64)
+    }
+}
+
+/// Examines legacy entries page by page. Returns whether every legacy entry was examined (false when the scan
+/// limit or the time budget stopped it).
+pub(super) async fn sweep(
+    store: &dyn BlacklistStore,
+    options: &SweepOptions,
+    verifier: &TokenVerifier,
+    cutoff_ms: i64,
+    started: Instant,
+    tally: &mut Tally,
+) -> Result<bool, StoreError> {
+    let mut after: Option<Bson> = None;
+    let mut examined = 0;
+    loop {
+        if examined >= options.legacy_scan_limit || started.elapsed() >= options.time_budget {
+            return Ok(false);
+        }
+        let limit = LEGACY_PAGE.min(options.legacy_scan_limit - examined);
+        let page = store.legacy_page(after.as_ref(), limit as u32).await?;
+        let Some(last) = page.last() else { return Ok(true) };
+        after = Some(last.id.clone());
+        examined += page.len() as u64;
+
+        let (mut expired, mut bytes) = (Vec::new(), 0);
+        for entry in &page {
+            match verifier.expiry_ms(&entry.token) {
+                None => tally.skipped_unverifiable += 1,
+                Some(expires_ms) if expires_ms < cutoff_ms => {
+                    expired.push(entry.id.clone());
+                    bytes += entry.bytes;
+                }
+                Some(expires_ms) => {
+                    if options.legacy_backfill
+                        && !options.dry_run
+                        && store.backfill_expiry(&entry.id, expires_ms).await?
+                    {
+                        tally.backfilled += 1;
+                    }
+                }
+            }
+        }
+        if expired.is_empty() {
+            continue;
+        }
+        tally.batches += 1;
+        let count = expired.len() as u64;
+        if options.dry_run {
+            tally.would_delete(count, bytes);
+        } else {
+            let deleted = store.delete_legacy(&expired).await?;
+            tally.deleted(count, bytes, deleted);
+            tally.legacy_cleaned += deleted;
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::{LegacySettings, SweepSettings};
+use crate::config::{FieldPath, LegacySettings, SweepSettings};
 
 /// Overrides an invocation may carry (`dry_run`, `batch_size`, `time_budget_seconds`). They can never choose
 /// the database, the collection or the field.
@@ -28,7 +28,7 @@ pub struct SweepOptions {
     /// An entry goes once its expiry is this far in the past.
     pub grace: Duration,
     /// The expiry field, for messages.
-    pub expires_field: String,
+    pub expires_field: FieldPath,
     /// Legacy entries examined per run at most (0: none).
     pub legacy_scan_limit: u64,
     /// Write the expiry of verified, unexpired legacy entries.

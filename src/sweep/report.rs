@@ -1,8 +1,86 @@
-//! The report of a sweep and the JSON envelopes it is answered in (the seed service's shape).
+//! The report of a sweep and the JSON envelopes it is answered in (the seed service's shape), built in one place
+//! from the run's [`Tally`]: a new report field is a field here, a counter in the tally, and one line in
+//! [`SweepReport::new`].
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
+
+use crate::store::{CollectionStats, StoreError};
+
+/// Running totals of one sweep, kept so that a failure can still report what was really done.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    pub cleaned: u64,
+    pub bytes: u64,
+    pub exact: bool,
+    pub batches: u64,
+    pub would_clean: u64,
+    pub would_free: u64,
+    pub legacy_cleaned: u64,
+    pub skipped_unverifiable: u64,
+    pub backfilled: u64,
+    pub complete: bool,
+    pub expired_remaining: u64,
+    pub warnings: Vec<String>,
+}
+
+impl Tally {
+    /// Nothing done yet: exact, and complete until something says otherwise.
+    pub fn new() -> Self {
+        Self {
+            cleaned: 0,
+            bytes: 0,
+            exact: true,
+            batches: 0,
+            would_clean: 0,
+            would_free: 0,
+            legacy_cleaned: 0,
+            skipped_unverifiable: 0,
+            backfilled: 0,
+            complete: true,
+            expired_remaining: 0,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Accounts a batch a dry run would delete.
+    pub fn would_delete(&mut self, count: u64, bytes: u64) {
+        self.would_clean += count;
+        self.would_free += bytes;
+    }
+
+    /// Accounts a batch measured at `count` entries and `bytes`, of which `deleted` were really deleted.
+    pub fn deleted(&mut self, count: u64, bytes: u64, deleted: u64) {
+        self.cleaned += deleted;
+        if deleted == count {
+            self.bytes += bytes;
+        } else {
+            // Another writer changed the batch between the two calls: pro-rate its bytes.
+            self.exact = false;
+            self.bytes += bytes.saturating_mul(deleted) / count.max(1);
+        }
+    }
+
+    /// Something the operator should know, logged now and reported at the end.
+    pub fn warn(&mut self, warning: String) {
+        tracing::warn!("{warning}");
+        self.warnings.push(warning);
+    }
+}
+
+/// What is known only once the run is over.
+pub(crate) struct RunEnd {
+    pub started_at: DateTime<Utc>,
+    pub duration: Duration,
+    pub after: CollectionStats,
+    pub dry_run: bool,
+    pub backend: String,
+    pub fallback_reason: Option<String>,
+    pub request_id: String,
+}
 
 /// What a finished sweep did and what it left.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -74,6 +152,59 @@ pub struct SweepFailure {
     pub backend: String,
     /// True when the storage could not be reached at all (FC answer 503 rather than 500).
     pub unreachable: bool,
+}
+
+impl SweepReport {
+    /// The report of a run that ended with `tally`.
+    pub(crate) fn new(tally: &Tally, end: RunEnd) -> Self {
+        let measured = tally.cleaned + tally.would_clean;
+        let estimated_memory_usage = match end.after.size_bytes {
+            Some(size) => size,
+            // The server reports no sizes: the remaining entries at the average size of the ones this run measured.
+            None if measured > 0 => end.after.count * (tally.bytes + tally.would_free) / measured,
+            None => 0,
+        };
+        Self {
+            success: true,
+            cleaned_count: tally.cleaned,
+            remaining_tokens: end.after.count,
+            estimated_memory_usage,
+            memory_saved_bytes: tally.bytes,
+            memory_saved_mb: megabytes(tally.bytes),
+            memory_saved_exact: tally.exact,
+            timestamp: rfc3339(end.started_at),
+            execution_time: execution_time(end.started_at),
+            total_tokens_before: end.after.count + tally.cleaned,
+            expired_remaining: tally.expired_remaining,
+            complete: tally.complete,
+            batches: tally.batches,
+            dry_run: end.dry_run,
+            would_clean_count: tally.would_clean,
+            would_free_bytes: tally.would_free,
+            legacy_cleaned: tally.legacy_cleaned,
+            skipped_unverifiable: tally.skipped_unverifiable,
+            backfilled: tally.backfilled,
+            warnings: tally.warnings.clone(),
+            backend: end.backend,
+            fallback_reason: end.fallback_reason,
+            duration_ms: u64::try_from(end.duration.as_millis()).unwrap_or(u64::MAX),
+            request_id: end.request_id,
+        }
+    }
+}
+
+impl SweepFailure {
+    /// A run that stopped on `error` after doing what `tally` says, on `backend`.
+    pub(crate) fn new(tally: &Tally, error: StoreError, backend: String) -> Self {
+        Self {
+            unreachable: matches!(error, StoreError::Unreachable(_)),
+            error: error.to_string(),
+            cleaned_count: tally.cleaned,
+            memory_saved_bytes: tally.bytes,
+            batches: tally.batches,
+            backend,
+        }
+    }
 }
 
 /// `2024-01-15T10:30:00Z`.

@@ -144,7 +144,8 @@ proptest! {
                 db.client.database(&db.name).collection::<Document>(&collection).insert_many(docs).await.unwrap();
             }
             let settings = db.settings(&[("BLACKLIST_COLLECTION", &collection), ("JWT_SECRET_KEY", KEY)]);
-            let store = MongoStore::new(settings.db.clone().unwrap(), &collection, "expires_at");
+            let store =
+                MongoStore::new(settings.db.clone().unwrap(), &settings.sweep.collection, &settings.sweep.expires_field);
             let legacy = LegacySettings { ..settings.legacy.clone() };
             let verifier = TokenVerifier::from_settings(&legacy);
             let overrides = SweepOverrides { dry_run: None, batch_size: Some(batch_size), time_budget_seconds: Some(budget_s) };

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use auth_api::config::AuthSettings;
 use auth_api::server::Application;
 use auth_api::tokens::{TokenKeys, TokenKind};
-use auth_api::users::{verify_password, UserStore};
+use auth_api::users::{verify_password, UserStore, Username};
 use chrono::Utc;
 use futures_util::future::BoxFuture;
 use jtc_shared::Secret;
@@ -171,7 +171,7 @@ async fn main() {
     let settings = env(&[]);
     let users = UserStore::new(database.collection("users")).await.expect("users");
     users.ensure_indexes().await.expect("index");
-    users.add("bench", Secret::new(PASSWORD), false).await.expect("user");
+    users.add(&Username::parse("bench").expect("name"), Secret::new(PASSWORD), false).await.expect("user");
 
     let spawn = |settings: AuthSettings| async move {
         let app = Application::build(&settings).await.expect("build");

@@ -6,12 +6,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jtc_shared::config::{
-    checked_name, db_name, db_settings, db_uri, expires_field, jwt_algorithm, number, ConfigError, DbSettings,
+    blacklist_collection, db_name, db_settings, db_uri, expires_field, jwt_algorithm, number, ConfigError, DbSettings,
 };
 
+use jtc_shared::names::{FieldPath, MongoName};
 use jtc_shared::Secret;
 
-use super::rate_limit::Limit;
+use super::rate_limit::Limits;
+#[cfg(doc)]
+use super::rate_limit::Scope;
 
 /// The shortest `JWT_SECRET_KEY` accepted: 32 bytes, the output size of HMAC-SHA-256. A shorter key makes the
 /// tokens guessable offline.
@@ -33,10 +36,8 @@ pub struct JwtSettings {
 /// Rate limits per client IP.
 #[derive(Clone)]
 pub struct RateLimitSettings {
-    /// `RATE_LIMIT_LOGIN` (default `3/minute`).
-    pub login: Limit,
-    /// `RATE_LIMIT_PROTECTED` (default `5/minute`).
-    pub protected: Limit,
+    /// One limit per limited route (`RATE_LIMIT_LOGIN`, `RATE_LIMIT_PROTECTED`, ...: see [`Scope::SETTINGS`]).
+    pub limits: Limits,
     /// `REDIS_URL`: counters shared by every instance; in memory (per instance) when unset.
     pub redis_url: Option<Secret>,
     /// `RATE_LIMIT_KEY_PREFIX` (default `auth-api`): the Redis key prefix.
@@ -48,8 +49,7 @@ pub struct RateLimitSettings {
 impl fmt::Debug for RateLimitSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitSettings")
-            .field("login", &self.login)
-            .field("protected", &self.protected)
+            .field("limits", &self.limits)
             .field("redis_url", &self.redis_url.as_ref().map(|u| jtc_shared::config::redact_uri(u.expose())))
             .field("key_prefix", &self.key_prefix)
             .field("trusted_proxy_hops", &self.trusted_proxy_hops)
@@ -72,11 +72,11 @@ pub struct AuthSettings {
     /// The direct MongoDB connection (`DB_URI`, `DB_ACCOUNT`, `DB_PASSWORD`, `DB_NAME`), required here.
     pub db: DbSettings,
     /// `USERS_COLLECTION` (default `users`).
-    pub users_collection: String,
+    pub users_collection: MongoName,
     /// `BLACKLIST_COLLECTION` (default `jwt_blacklist`), the collection the cleaner sweeps.
-    pub blacklist_collection: String,
+    pub blacklist_collection: MongoName,
     /// `EXPIRES_FIELD` (default `expires_at`), the field the cleaner sweeps on.
-    pub expires_field: String,
+    pub expires_field: FieldPath,
     /// Tokens.
     pub jwt: JwtSettings,
     /// Rate limits.
@@ -105,11 +105,8 @@ impl AuthSettings {
         };
         let db = db_settings(&get, uri, db_name(&get)?)?;
         let users_collection =
-            checked_name("USERS_COLLECTION", get("USERS_COLLECTION").unwrap_or_else(|| "users".into()))?;
-        let blacklist_collection = checked_name(
-            "BLACKLIST_COLLECTION",
-            get("BLACKLIST_COLLECTION").unwrap_or_else(|| "jwt_blacklist".into()),
-        )?;
+            MongoName::parse("USERS_COLLECTION", get("USERS_COLLECTION").unwrap_or_else(|| "users".into()))?;
+        let blacklist_collection = blacklist_collection(&get)?;
         let expires_field = expires_field(&get)?;
 
         // The secret is never trimmed or echoed: its length is the only thing said about it.
@@ -136,10 +133,6 @@ impl AuthSettings {
             )?),
         };
 
-        let limit = |name: &'static str, default: &str| -> Result<Limit, ConfigError> {
-            let raw = get(name).unwrap_or_else(|| default.into());
-            raw.parse().map_err(|reason| ConfigError::Invalid { name, reason })
-        };
         let redis_url = get("REDIS_URL").map(|u| u.trim().to_string());
         if let Some(url) = &redis_url {
             if redis::Client::open(url.as_str()).is_err() {
@@ -151,8 +144,7 @@ impl AuthSettings {
         }
         let key_prefix = get("RATE_LIMIT_KEY_PREFIX").unwrap_or_else(|| "auth-api".into());
         let rate_limits = RateLimitSettings {
-            login: limit("RATE_LIMIT_LOGIN", "3/minute")?,
-            protected: limit("RATE_LIMIT_PROTECTED", "5/minute")?,
+            limits: Limits::from_lookup(get).map_err(|(name, reason)| ConfigError::Invalid { name, reason })?,
             redis_url: redis_url.map(Secret::new),
             key_prefix,
             trusted_proxy_hops: number(&get, "TRUSTED_PROXY_HOPS", 0, 0, 10)? as u8,
@@ -201,6 +193,7 @@ impl AuthSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rate_limit::Scope;
     use std::collections::HashMap;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
@@ -227,8 +220,8 @@ mod tests {
         assert_eq!(s.jwt.access_ttl, Duration::from_secs(15 * 60));
         assert_eq!(s.jwt.refresh_ttl, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(s.jwt.algorithm, jsonwebtoken::Algorithm::HS256);
-        assert_eq!(s.rate_limits.login, "3/minute".parse().unwrap());
-        assert_eq!(s.rate_limits.protected, "5/minute".parse().unwrap());
+        assert_eq!(s.rate_limits.limits.get(Scope::Login), "3/minute".parse().unwrap());
+        assert_eq!(s.rate_limits.limits.get(Scope::Protected), "5/minute".parse().unwrap());
         assert!(s.rate_limits.redis_url.is_none());
         assert_eq!(s.rate_limits.trusted_proxy_hops, 0);
         assert!(s.cors_allowed_origins.is_empty());

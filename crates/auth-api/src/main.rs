@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use auth_api::config::AuthSettings;
 use auth_api::server::Application;
-use auth_api::users::UserStore;
+use auth_api::users::{UserStore, Username};
 use clap::{Parser, Subcommand};
 use jtc_shared::config;
 use jtc_shared::mongo::connect;
@@ -69,6 +69,13 @@ async fn serve(settings: &AuthSettings) -> ExitCode {
 }
 
 async fn add_user(settings: &AuthSettings, name: &str, update: bool) -> ExitCode {
+    let username = match Username::parse(name) {
+        Ok(username) => username,
+        Err(e) => {
+            eprintln!("auth-api: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         eprintln!("Password for {name:?} (one line; it will be shown as you type, prefer a pipe):");
@@ -84,7 +91,7 @@ async fn add_user(settings: &AuthSettings, name: &str, update: bool) -> ExitCode
         let users =
             UserStore::new(client.database(&settings.db.database).collection(&settings.users_collection)).await?;
         users.ensure_indexes().await?;
-        users.add(name, password, update).await
+        users.add(&username, password, update).await
     }
     .await;
     match result {

@@ -68,7 +68,8 @@ pub enum Decision {
     },
 }
 
-/// Which counter a hit belongs to (one per limited route).
+/// Which counter a hit belongs to: one per limited route. A new limited route is one variant here and one row in
+/// [`Scope::SETTINGS`]; the limiter, the settings and the README's table follow from that row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// `POST /login`.
@@ -78,29 +79,74 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn as_str(self) -> &'static str {
-        match self {
-            Scope::Login => "login",
-            Scope::Protected => "protected",
-        }
+    /// Every scope, with its key in counters, its variable and its default limit.
+    pub const SETTINGS: [(Scope, &'static str, &'static str, &'static str); 2] = [
+        (Scope::Login, "login", "RATE_LIMIT_LOGIN", "3/minute"),
+        (Scope::Protected, "protected", "RATE_LIMIT_PROTECTED", "5/minute"),
+    ];
+
+    fn row(self) -> (Scope, &'static str, &'static str, &'static str) {
+        Self::SETTINGS.into_iter().find(|row| row.0 == self).unwrap_or(Self::SETTINGS[0])
+    }
+
+    /// Its name in counter keys.
+    pub fn as_str(self) -> &'static str {
+        self.row().1
+    }
+
+    /// The variable that sets its limit.
+    pub fn variable(self) -> &'static str {
+        self.row().2
     }
 }
 
-/// Counts hits per scope and client IP.
+/// The limit of every scope.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Limits(HashMap<Scope, Limit>);
+
+impl Limits {
+    /// Each scope's limit from its variable (through `get`), or its default; the error names the variable.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, (&'static str, String)> {
+        let mut limits = HashMap::new();
+        for (scope, _, variable, default) in Scope::SETTINGS {
+            let raw = get(variable).unwrap_or_else(|| default.into());
+            limits.insert(scope, raw.parse().map_err(|reason| (variable, reason))?);
+        }
+        Ok(Self(limits))
+    }
+
+    /// The limit of `scope`.
+    pub fn get(&self, scope: Scope) -> Limit {
+        self.0.get(&scope).copied().unwrap_or(Limit { count: 1, period: Duration::from_secs(60) })
+    }
+}
+
+impl fmt::Debug for Limits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (scope, _, _, _) in Scope::SETTINGS {
+            map.entry(&scope.as_str(), &self.get(scope));
+        }
+        map.finish()
+    }
+}
+
+/// Counts hits per scope and client, each scope against its own limit.
 pub struct RateLimiter {
+    limits: Limits,
     memory: MemoryCounter,
     redis: Option<RedisCounter>,
 }
 
 impl RateLimiter {
     /// In-memory counters only.
-    pub fn in_memory() -> Self {
-        Self { memory: MemoryCounter::default(), redis: None }
+    pub fn in_memory(limits: Limits) -> Self {
+        Self { limits, memory: MemoryCounter::default(), redis: None }
     }
 
     /// Counters in Redis at `url` (keys start with `prefix`), in memory while Redis is unreachable. Nothing
     /// connects until the first hit.
-    pub fn with_redis(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
+    pub fn with_redis(limits: Limits, url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(500)))
@@ -108,6 +154,7 @@ impl RateLimiter {
             .set_number_of_retries(1);
         let manager = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
+            limits,
             memory: MemoryCounter::default(),
             redis: Some(RedisCounter {
                 manager,
@@ -118,8 +165,9 @@ impl RateLimiter {
         })
     }
 
-    /// Counts one hit of `client` on `scope` and says whether it is within `limit`.
-    pub async fn hit(&self, scope: Scope, client: IpAddr, limit: Limit) -> Decision {
+    /// Counts one hit of `client` on `scope` and says whether it is within the scope's limit.
+    pub async fn hit(&self, scope: Scope, client: IpAddr) -> Decision {
+        let limit = self.limits.get(scope);
         if let Some(redis) = &self.redis {
             match redis.hit(scope, client, limit).await {
                 Ok(window) => {
@@ -229,32 +277,43 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_scope_has_a_setting_and_a_default() {
+        let limits = Limits::from_lookup(|_| None).unwrap();
+        assert_eq!(limits.get(Scope::Login), "3/minute".parse().unwrap());
+        assert_eq!(limits.get(Scope::Protected), "5/minute".parse().unwrap());
+        let e = Limits::from_lookup(|v| (v == "RATE_LIMIT_PROTECTED").then(|| "lots".into())).unwrap_err();
+        assert_eq!(e.0, "RATE_LIMIT_PROTECTED");
+        assert_eq!(Scope::Protected.variable(), "RATE_LIMIT_PROTECTED");
+    }
+
     #[tokio::test]
     async fn memory_counts_per_scope_and_client() {
-        let limiter = RateLimiter::in_memory();
-        let limit = Limit { count: 2, period: Duration::from_secs(60) };
+        let limits = Limits::from_lookup(|_| Some("2/minute".into())).unwrap();
+        let limiter = RateLimiter::in_memory(limits);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        assert_eq!(limiter.hit(Scope::Login, a, limit).await, Decision::Allowed);
-        assert_eq!(limiter.hit(Scope::Login, a, limit).await, Decision::Allowed);
-        match limiter.hit(Scope::Login, a, limit).await {
+        assert_eq!(limiter.hit(Scope::Login, a).await, Decision::Allowed);
+        assert_eq!(limiter.hit(Scope::Login, a).await, Decision::Allowed);
+        match limiter.hit(Scope::Login, a).await {
             Decision::Limited { retry_after } => {
                 assert!(retry_after >= Duration::from_secs(59) && retry_after <= Duration::from_secs(60))
             }
             other => panic!("third hit: {other:?}"),
         }
-        assert_eq!(limiter.hit(Scope::Login, b, limit).await, Decision::Allowed, "another client");
-        assert_eq!(limiter.hit(Scope::Protected, a, limit).await, Decision::Allowed, "another scope");
+        assert_eq!(limiter.hit(Scope::Login, b).await, Decision::Allowed, "another client");
+        assert_eq!(limiter.hit(Scope::Protected, a).await, Decision::Allowed, "another scope");
     }
 
     #[tokio::test]
     async fn a_window_closes() {
-        let limiter = RateLimiter::in_memory();
-        let limit = Limit { count: 1, period: Duration::from_millis(200) };
+        let mut limits = Limits::from_lookup(|_| None).unwrap();
+        limits.0.insert(Scope::Login, Limit { count: 1, period: Duration::from_millis(200) });
+        let limiter = RateLimiter::in_memory(limits);
         let a: IpAddr = "::1".parse().unwrap();
-        assert_eq!(limiter.hit(Scope::Login, a, limit).await, Decision::Allowed);
-        assert!(matches!(limiter.hit(Scope::Login, a, limit).await, Decision::Limited { .. }));
+        assert_eq!(limiter.hit(Scope::Login, a).await, Decision::Allowed);
+        assert!(matches!(limiter.hit(Scope::Login, a).await, Decision::Limited { .. }));
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(limiter.hit(Scope::Login, a, limit).await, Decision::Allowed);
+        assert_eq!(limiter.hit(Scope::Login, a).await, Decision::Allowed);
     }
 }

@@ -17,7 +17,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::config::{AuthSettings, TlsSettings};
 use super::error::ApiError;
-use super::rate_limit::{Decision, Limit, RateLimiter, Scope};
+use super::rate_limit::{Decision, RateLimiter, Scope};
 use super::revocation::RevocationList;
 use super::routes;
 use super::tokens::{Claims, TokenKeys, TokenKind};
@@ -47,11 +47,12 @@ pub enum StartError {
     Redis(#[from] redis::RedisError),
 }
 
-/// What every route shares.
+/// What every route shares: one allocation, cloned by reference count for each request. (Both servers of the
+/// workspace keep their state this way: `AppState(Arc<Shared>)`, read through `Deref`.)
 #[derive(Clone)]
-pub struct AuthState(Arc<Shared>);
+pub struct AppState(Arc<Shared>);
 
-/// The parts of [`AuthState`].
+/// The parts of [`AppState`].
 pub struct Shared {
     /// User names and password hashes.
     pub users: UserStore,
@@ -59,24 +60,20 @@ pub struct Shared {
     pub revocations: RevocationList,
     /// Token signing and checking.
     pub keys: TokenKeys,
-    /// Hit counters.
+    /// Hit counters, each scope against its own limit.
     pub limiter: RateLimiter,
-    /// `RATE_LIMIT_LOGIN`.
-    pub login_limit: Limit,
-    /// `RATE_LIMIT_PROTECTED`.
-    pub protected_limit: Limit,
     /// `TRUSTED_PROXY_HOPS`.
     pub trusted_proxy_hops: u8,
 }
 
-impl std::ops::Deref for AuthState {
+impl std::ops::Deref for AppState {
     type Target = Shared;
     fn deref(&self) -> &Shared {
         &self.0
     }
 }
 
-impl AuthState {
+impl AppState {
     /// The client's address (see [`client_ip`](super::client_ip)).
     pub fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         super::client_ip::client_ip(peer.ip(), headers, self.trusted_proxy_hops)
@@ -84,11 +81,7 @@ impl AuthState {
 
     /// Counts a hit of `client` on `scope`; `Err(429)` over the limit.
     pub async fn limit(&self, scope: Scope, client: IpAddr) -> Result<(), ApiError> {
-        let limit = match scope {
-            Scope::Login => self.login_limit,
-            Scope::Protected => self.protected_limit,
-        };
-        match self.limiter.hit(scope, client, limit).await {
+        match self.limiter.hit(scope, client).await {
             Decision::Allowed => Ok(()),
             Decision::Limited { retry_after } => {
                 tracing::warn!(client_ip = %client, scope = ?scope, "rate limit exceeded");
@@ -137,7 +130,7 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
 }
 
 /// The routes, with CORS for the allowed origins.
-pub fn router(state: AuthState, cors_allowed_origins: &[String]) -> Router {
+pub fn router(state: AppState, cors_allowed_origins: &[String]) -> Router {
     let router = Router::new()
         .route("/login", post(routes::login::login))
         .route("/protected", get(routes::protected::protected))
@@ -185,17 +178,16 @@ impl Application {
             Err(e) => tracing::error!("could not index the blacklist on jti: {e}"),
         }
 
+        let limits = settings.rate_limits.limits.clone();
         let limiter = match &settings.rate_limits.redis_url {
-            Some(url) => RateLimiter::with_redis(url.expose(), &settings.rate_limits.key_prefix)?,
-            None => RateLimiter::in_memory(),
+            Some(url) => RateLimiter::with_redis(limits, url.expose(), &settings.rate_limits.key_prefix)?,
+            None => RateLimiter::in_memory(limits),
         };
-        let state = AuthState(Arc::new(Shared {
+        let state = AppState(Arc::new(Shared {
             users,
             revocations,
             keys: TokenKeys::new(&settings.jwt),
             limiter,
-            login_limit: settings.rate_limits.login,
-            protected_limit: settings.rate_limits.protected,
             trusted_proxy_hops: settings.rate_limits.trusted_proxy_hops,
         }));
 

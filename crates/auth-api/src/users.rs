@@ -47,18 +47,36 @@ pub enum UserError {
     Hash(String),
 }
 
-/// Checks a user name: 1 to 128 bytes, no control characters, no leading or trailing space.
-pub fn check_username(name: &str) -> Result<(), UserError> {
-    if name.is_empty() {
-        return Err(UserError::InvalidName("it is empty"));
+/// A user name, checked once where it comes in (`/login`, `add-user`): 1 to 128 bytes, no control characters, no
+/// leading or trailing space.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Username(String);
+
+impl Username {
+    /// Parses a user name.
+    pub fn parse(name: &str) -> Result<Self, UserError> {
+        if name.is_empty() {
+            return Err(UserError::InvalidName("it is empty"));
+        }
+        if name.len() > MAX_USERNAME_BYTES {
+            return Err(UserError::InvalidName("it is longer than 128 bytes"));
+        }
+        if name.chars().any(char::is_control) || name.trim() != name {
+            return Err(UserError::InvalidName("control characters or surrounding spaces"));
+        }
+        Ok(Self(name.to_string()))
     }
-    if name.len() > MAX_USERNAME_BYTES {
-        return Err(UserError::InvalidName("it is longer than 128 bytes"));
+
+    /// The name itself.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
-    if name.chars().any(char::is_control) || name.trim() != name {
-        return Err(UserError::InvalidName("control characters or surrounding spaces"));
+}
+
+impl std::fmt::Display for Username {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
-    Ok(())
 }
 
 /// Checks a password's length: 1 to 1024 bytes.
@@ -122,8 +140,8 @@ impl UserStore {
     }
 
     /// Adds `username` with `password`, or with `update` changes the password of an existing user.
-    pub async fn add(&self, username: &str, password: Secret, update: bool) -> Result<(), UserError> {
-        check_username(username)?;
+    pub async fn add(&self, username: &Username, password: Secret, update: bool) -> Result<(), UserError> {
+        let username = username.as_str();
         check_password(password.expose())?;
         let hash = hash_password(password).await?;
         let now = DateTime::now();
@@ -149,8 +167,8 @@ impl UserStore {
     }
 
     /// True when `username` exists and `password` is its password. Unknown users cost one verification too.
-    pub async fn check_credentials(&self, username: &str, password: Secret) -> Result<bool, UserError> {
-        let stored = self.users.find_one(doc! { "username": username }).await?;
+    pub async fn check_credentials(&self, username: &Username, password: Secret) -> Result<bool, UserError> {
+        let stored = self.users.find_one(doc! { "username": username.as_str() }).await?;
         let hash = stored.as_ref().and_then(|d| d.get_str("password_hash").ok()).map(str::to_string);
         // The semaphore is never closed, so acquiring only waits.
         let _permit = self.verifying.acquire().await.ok();
@@ -177,11 +195,11 @@ mod tests {
 
     #[test]
     fn names_and_passwords() {
-        assert!(check_username("alice").is_ok());
-        assert!(check_username("").is_err());
-        assert!(check_username(" alice").is_err());
-        assert!(check_username("al\nice").is_err());
-        assert!(check_username(&"a".repeat(129)).is_err());
+        assert_eq!(Username::parse("alice").unwrap().as_str(), "alice");
+        assert!(Username::parse("").is_err());
+        assert!(Username::parse(" alice").is_err());
+        assert!(Username::parse("al\nice").is_err());
+        assert!(Username::parse(&"a".repeat(129)).is_err());
         assert!(check_password("p").is_ok());
         assert!(check_password("").is_err());
         assert!(check_password(&"p".repeat(1025)).is_err());

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::names::{FieldPath, MongoName};
 use crate::Secret;
 
 /// How both binaries end on a configuration error: a log line, a plain line on stderr for whoever runs the
@@ -40,7 +41,7 @@ pub struct DbSettings {
     /// `DB_PASSWORD`: never pasted into the URI or logged.
     pub password: Option<Secret>,
     /// `DB_NAME`: the database that holds the blacklist.
-    pub database: String,
+    pub database: MongoName,
     /// Server selection and connect timeout (`DB_TIMEOUT_SECONDS`, default 5), so an unreachable database
     /// answers well inside the time budget.
     pub timeout: Duration,
@@ -84,9 +85,9 @@ pub fn db_uri(get: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, C
 }
 
 /// `DB_NAME`, required.
-pub fn db_name(get: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+pub fn db_name(get: &impl Fn(&str) -> Option<String>) -> Result<MongoName, ConfigError> {
     match get("DB_NAME") {
-        Some(name) => checked_name("DB_NAME", name),
+        Some(name) => MongoName::parse("DB_NAME", name),
         None => Err(ConfigError::Missing("DB_NAME", "set it to the database that holds the blacklist")),
     }
 }
@@ -95,7 +96,7 @@ pub fn db_name(get: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigEr
 pub fn db_settings(
     get: &impl Fn(&str) -> Option<String>,
     uri: String,
-    database: String,
+    database: MongoName,
 ) -> Result<DbSettings, ConfigError> {
     let account = get("DB_ACCOUNT");
     let password = get("DB_PASSWORD").map(Secret::new);
@@ -106,16 +107,14 @@ pub fn db_settings(
     Ok(DbSettings { uri: Secret::new(uri), account, password, database, timeout: Duration::from_secs(timeout) })
 }
 
-/// `EXPIRES_FIELD` (default `expires_at`): a plain field path, no `$` operator.
-pub fn expires_field(get: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
-    let field = get("EXPIRES_FIELD").unwrap_or_else(|| "expires_at".into());
-    if field.starts_with('$') || field.contains('\0') || field.split('.').any(str::is_empty) {
-        return Err(ConfigError::Invalid {
-            name: "EXPIRES_FIELD",
-            reason: format!("{field:?} is not a usable field path"),
-        });
-    }
-    Ok(field)
+/// `EXPIRES_FIELD` (default `expires_at`).
+pub fn expires_field(get: &impl Fn(&str) -> Option<String>) -> Result<FieldPath, ConfigError> {
+    FieldPath::parse("EXPIRES_FIELD", get("EXPIRES_FIELD").unwrap_or_else(|| "expires_at".into()))
+}
+
+/// `BLACKLIST_COLLECTION` (default `jwt_blacklist`): the collection both products share.
+pub fn blacklist_collection(get: &impl Fn(&str) -> Option<String>) -> Result<MongoName, ConfigError> {
+    MongoName::parse("BLACKLIST_COLLECTION", get("BLACKLIST_COLLECTION").unwrap_or_else(|| "jwt_blacklist".into()))
 }
 
 /// `JWT_ALGORITHM`: HS256 (default), HS384 or HS512, the algorithms a shared `JWT_SECRET_KEY` can sign with.
@@ -144,15 +143,6 @@ pub fn number(
         Ok(v) if (min..=max).contains(&v) => Ok(v),
         _ => Err(ConfigError::Invalid { name, reason: format!("{raw:?} is not a whole number from {min} to {max}") }),
     }
-}
-
-/// A MongoDB database or collection name.
-pub fn checked_name(name: &'static str, value: String) -> Result<String, ConfigError> {
-    let bad = value.is_empty() || value.len() > 120 || value.chars().any(|c| "/\\. \"$\0".contains(c));
-    if bad {
-        return Err(ConfigError::Invalid { name, reason: format!("{value:?} is not a valid MongoDB name") });
-    }
-    Ok(value)
 }
 
 /// A connection string with any password replaced by `****`, safe to log.

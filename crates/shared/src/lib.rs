@@ -5,6 +5,7 @@
 //! - [`secret`]: [`Secret`], a value whose `Debug` never shows it.
 //! - [`config`]: configuration errors that name the variable, `.env` loading, numbers and names, the direct MongoDB
 //!   settings (`DB_*`) and the JWT algorithm, read the same way by both products.
+//! - [`names`]: database and collection names and field paths, checked once and carried as types.
 //! - [`mongo`]: the MongoDB client both open, and driver errors as messages without secrets.
 //! - [`redact`]: scrubbing secrets out of someone else's text (a driver error, an API's error body).
 //! - [`telemetry`]: logging to stderr, text or JSON lines, filtered by `RUST_LOG`.
@@ -14,6 +15,7 @@
 
 pub mod config;
 pub mod mongo;
+pub mod names;
 pub mod redact;
 pub mod secret;
 pub mod shutdown;

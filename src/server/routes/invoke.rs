@@ -26,7 +26,7 @@ pub async fn invoke(
     let span = tracing::info_span!("invoke", request_id = %id);
     async move {
         tracing::info!("FC Invoke Start RequestId: {id}");
-        let response = run(&state, body, &id).await;
+        let response = sweep_and_answer(&state, body, &id).await;
         tracing::info!(status = response.status().as_u16(), "FC Invoke End RequestId: {id}");
         response
     }
@@ -34,7 +34,7 @@ pub async fn invoke(
     .await
 }
 
-async fn run(state: &AppState, body: Result<Bytes, BytesRejection>, id: &str) -> Response {
+async fn sweep_and_answer(state: &AppState, body: Result<Bytes, BytesRejection>, id: &str) -> Response {
     let started = Utc::now();
     let refuse = |status: StatusCode, error: String| {
         tracing::warn!(%error, "invoke refused");
@@ -51,8 +51,8 @@ async fn run(state: &AppState, body: Result<Bytes, BytesRejection>, id: &str) ->
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e.0),
     };
     let options = SweepOptions::resolve(&state.sweep, &state.legacy, overrides);
-    let store = state.backends.session();
-    match sweep::run(&store, &options, state.verifier.as_deref(), id).await {
+    let store = state.backends.for_run();
+    match sweep::run(&store, &options, state.verifier.as_ref(), id).await {
         Ok(report) => json_response(StatusCode::OK, report.to_json()),
         Err(failure) => {
             tracing::error!(error = %failure.error, cleaned = failure.cleaned_count, "sweep failed");

@@ -15,14 +15,14 @@ use serde_json::{json, Value};
 use super::{issue, json_object};
 use crate::error::ApiError;
 use crate::rate_limit::Scope;
-use crate::server::AuthState;
+use crate::server::AppState;
 use crate::tokens::TokenKind;
-use crate::users::{check_password, check_username};
+use crate::users::{check_password, Username};
 use jtc_shared::Secret;
 
 /// Checks the credentials and issues an access and a refresh token.
 pub async fn login(
-    State(state): State<AuthState>,
+    State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
@@ -30,25 +30,27 @@ pub async fn login(
     let client_ip = state.client_ip(peer, &headers);
     state.limit(Scope::Login, client_ip).await?;
     let mut body = json_object(&body)?;
-    let (Some(Value::String(username)), Some(Value::String(password))) =
+    let (Some(Value::String(raw_name)), Some(Value::String(password))) =
         (body.remove("username"), body.remove("password"))
     else {
         return Err(ApiError::BadRequest("Missing username or password".into()));
     };
     let password = Secret::new(password);
     // Names and passwords no user can have are refused like any other wrong pair, at the cost of a check.
-    let plausible = check_username(&username).is_ok() && check_password(password.expose()).is_ok();
-    let valid = plausible
-        && state.users.check_credentials(&username, password).await.map_err(|e| {
+    let username = Username::parse(&raw_name).ok().filter(|_| check_password(password.expose()).is_ok());
+    let valid = match &username {
+        Some(username) => state.users.check_credentials(username, password).await.map_err(|e| {
             tracing::error!("login: user lookup failed: {e}");
             ApiError::Unavailable
-        })?;
-    if !valid {
-        tracing::warn!(security = "login_failed", username = ?username, client_ip = %client_ip, "failed login");
+        })?,
+        None => false,
+    };
+    let Some(username) = username.filter(|_| valid) else {
+        tracing::warn!(security = "login_failed", username = ?raw_name, client_ip = %client_ip, "failed login");
         return Err(ApiError::InvalidCredentials);
-    }
-    let access_token = issue(&state.keys, &username, TokenKind::Access, true)?;
-    let refresh_token = issue(&state.keys, &username, TokenKind::Refresh, false)?;
-    tracing::info!(username = ?username, client_ip = %client_ip, "login");
+    };
+    let access_token = issue(&state.keys, username.as_str(), TokenKind::Access, true)?;
+    let refresh_token = issue(&state.keys, username.as_str(), TokenKind::Refresh, false)?;
+    tracing::info!(username = ?username.as_str(), client_ip = %client_ip, "login");
     Ok(Json(json!({ "access_token": access_token, "refresh_token": refresh_token })))
 }

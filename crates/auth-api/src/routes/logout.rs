@@ -15,11 +15,11 @@ use serde_json::{json, Value};
 
 use super::json_object;
 use crate::error::ApiError;
-use crate::server::AuthState;
+use crate::server::AppState;
 use crate::tokens::{TokenError, TokenKind};
 
 /// Writes the blacklist entries and answers which tokens were revoked.
-pub async fn logout(State(state): State<AuthState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
     let access = state.verify_bearer(&headers, TokenKind::Access)?;
 
     let refresh_token = if body.iter().all(u8::is_ascii_whitespace) {

@@ -10,12 +10,12 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::rate_limit::Scope;
-use crate::server::AuthState;
+use crate::server::AppState;
 use crate::tokens::TokenKind;
 
 /// Who the token belongs to.
 pub async fn protected(
-    State(state): State<AuthState>,
+    State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {

@@ -7,11 +7,11 @@ use serde_json::{json, Value};
 
 use super::issue;
 use crate::error::ApiError;
-use crate::server::AuthState;
+use crate::server::AppState;
 use crate::tokens::TokenKind;
 
 /// A new access token for the refresh token's user.
-pub async fn refresh(State(state): State<AuthState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let claims = state.authorize(&headers, TokenKind::Refresh).await?;
     let access_token = issue(&state.keys, &claims.sub, TokenKind::Access, false)?;
     Ok(Json(json!({ "access_token": access_token })))

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use auth_api::config::AuthSettings;
 use auth_api::server::Application;
-use auth_api::users::UserStore;
+use auth_api::users::{UserStore, Username};
 use jtc_shared::Secret;
 use mongodb::bson::{doc, Document};
 use reqwest::{Method, StatusCode};
@@ -115,7 +115,7 @@ pub async fn answer(response: reqwest::Response) -> Answer {
 pub async fn add_user(db: &TestDb, username: &str, password: &str) {
     let users = UserStore::new(db.client.database(&db.name).collection("users")).await.expect("store");
     users.ensure_indexes().await.expect("index");
-    users.add(username, Secret::new(password), false).await.expect("add user");
+    users.add(&Username::parse(username).expect("name"), Secret::new(password), false).await.expect("add user");
 }
 
 /// The blacklist entry of `jti`, if any.
