@@ -183,7 +183,8 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+        // No regression files in the work tree: a failure prints its minimal case, which goes into a named test.
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
 
         /// Arbitrary bytes: never a panic; accepted only when blank or a JSON object; refusals always say why.
         #[test]

@@ -28,15 +28,26 @@ use window::Window;
 /// The first window of each lane: a minute of expiries below the cutoff. Later windows follow the density.
 const INITIAL_WINDOW_MS: i64 = 60_000;
 
-/// Runs one sweep against `store`. Legacy entries are examined only with a `verifier` (`JWT_SECRET_KEY`).
+/// Runs one sweep against `store`, now. Legacy entries are examined only with a `verifier` (`JWT_SECRET_KEY`).
 pub async fn run(
     store: &dyn BlacklistStore,
     options: &SweepOptions,
     verifier: Option<&TokenVerifier>,
     request_id: &str,
 ) -> Result<SweepReport, SweepFailure> {
+    run_at(store, options, verifier, request_id, Utc::now()).await
+}
+
+/// [`run`] as if it started at `started_at`: the cutoff is `started_at - grace`. Tests pin the clock with it, to
+/// put entries exactly on the cutoff.
+pub async fn run_at(
+    store: &dyn BlacklistStore,
+    options: &SweepOptions,
+    verifier: Option<&TokenVerifier>,
+    request_id: &str,
+    started_at: chrono::DateTime<Utc>,
+) -> Result<SweepReport, SweepFailure> {
     let started = Instant::now();
-    let started_at = Utc::now();
     let grace_ms = i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX);
     let cutoff_ms = started_at.timestamp_millis().saturating_sub(grace_ms);
     let mut tally = Tally::new();

@@ -10,7 +10,7 @@ use chrono::Utc;
 use mongodb::bson::{doc, DateTime};
 use serde_json::Value;
 
-use crate::helpers::{dead_db_uri, free_port, stop, wait_healthy, CleanerEnv, TestDb};
+use crate::helpers::{dead_db_uri, free_port, stop, wait_healthy, CleanerEnv, TempDir, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jwt-token-cleaner");
 
@@ -24,14 +24,9 @@ fn command(env: &HashMap<String, String>, dir: &std::path::Path) -> Command {
     cmd
 }
 
-fn temp_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("jtc-cli-{}", uuid_like()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn uuid_like() -> String {
-    mongodb::bson::oid::ObjectId::new().to_hex()
+/// An empty directory of its own (no `.env` files), removed when dropped.
+fn temp_dir() -> TempDir {
+    TempDir::new("jtc-cli")
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -119,8 +114,8 @@ async fn serve_logs_request_ids_as_json_lines_and_stops_on_sigterm() {
     let db = TestDb::new().await;
     let port = free_port();
     let env = db.env(&[("PORT", &port.to_string()), ("LOG_FORMAT", "json")]);
-    let mut child =
-        command(&env, &temp_dir()).arg("serve").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let dir = temp_dir();
+    let mut child = command(&env, &dir).arg("serve").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let collected = std::thread::spawn(move || {
         let mut all = String::new();
@@ -169,7 +164,8 @@ async fn serve_defaults_to_text_logs_and_fc_custom_listen_port() {
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     // No subcommand: serve.
-    let mut child = command(&env, &temp_dir()).stderr(Stdio::piped()).spawn().unwrap();
+    let dir = temp_dir();
+    let mut child = command(&env, &dir).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     wait_healthy(port).await;
 

@@ -8,7 +8,7 @@ use chrono::Utc;
 use mongodb::bson::{doc, DateTime, Document};
 use mongodb::{Client, Collection};
 
-use crate::helpers::{settings_from, CleanerEnv, TestApp, TestDb};
+use crate::helpers::{bson_size, settings_from, CleanerEnv, TestApp, TestDb};
 use crate::private_db::PrivateDb;
 
 fn env(uri: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
@@ -154,5 +154,36 @@ async fn ten_simultaneous_invokes_end_like_one_and_never_double_count() {
     }
     assert_eq!(total, 2000, "the cleaned counts add up to what was deleted");
     assert_eq!(db.count().await, 15);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn concurrent_runs_never_claim_more_bytes_than_they_deleted() {
+    let db = TestDb::new().await;
+    let now = Utc::now().timestamp_millis();
+    // Every entry the same BSON size (fixed-width jti, a Date expiry): a run's honest bytes are its count times it.
+    let docs: Vec<Document> = (0..2000)
+        .map(|i| doc! { "jti": format!("e{i:05}"), "expires_at": DateTime::from_millis(now - 120_000 - i * 500) })
+        .collect();
+    let size = bson_size(&db.insert(docs).await[0]);
+    let app = TestApp::spawn(&db.settings(&[])).await;
+    let answers = futures_util::future::join_all((0..10).map(|_| app.invoke(r#"{"batch_size": 150}"#))).await;
+    let (mut cleaned, mut bytes, mut changed_under_it) = (0, 0, 0);
+    for answer in &answers {
+        let data = &answer.json["data"];
+        assert_eq!(answer.status, 200, "{data}");
+        let (count, saved) = (data["cleaned_count"].as_u64().unwrap(), data["memory_saved_bytes"].as_u64().unwrap());
+        if data["memory_saved_exact"] == true {
+            assert_eq!(saved, count * size, "an exact run's bytes are exactly its entries': {data}");
+        } else {
+            changed_under_it += 1;
+            assert!(saved <= count * size, "pro-rated, never more than what it deleted: {data}");
+        }
+        (cleaned, bytes) = (cleaned + count, bytes + saved);
+    }
+    assert_eq!(cleaned, 2000);
+    assert!(bytes <= 2000 * size, "{bytes} bytes claimed for {} deleted", 2000 * size);
+    // The race this guards must really have happened, or the test proves nothing.
+    assert!(changed_under_it > 0, "no run had a batch changed under it");
     db.drop_db().await;
 }

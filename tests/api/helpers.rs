@@ -7,7 +7,7 @@ use jwt_token_cleaner::config::Settings;
 use jwt_token_cleaner::server::Application;
 use serde_json::Value;
 
-pub use jtc_test_support::{bson_size, dead_db_uri, free_port, stop, wait_healthy, TestDb};
+pub use jtc_test_support::{bson_size, dead_db_uri, free_port, stop, wait_healthy, TempDir, TestDb};
 
 /// The cleaner's environment on a test database.
 pub trait CleanerEnv {

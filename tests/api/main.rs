@@ -3,6 +3,7 @@
 
 mod cli;
 mod data_api;
+mod edges;
 mod faults;
 mod helpers;
 mod http_api;

@@ -111,7 +111,13 @@ async fn present_ids(db: &TestDb, collection: &str) -> HashSet<ObjectId> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, max_shrink_iters: 20, ..ProptestConfig::default() })]
+    // No regression files in the work tree: a failure prints its minimal case, which goes into a named test.
+    #![proptest_config(ProptestConfig {
+        cases: 12,
+        max_shrink_iters: 20,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn never_deletes_what_is_not_provably_expired(

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use jtc_test_support::TempDir;
 use std::process::{Command, Output, Stdio};
 
 pub const PASSWORD: &str = "acr-Pa55w0rd-never-in-argv";
@@ -12,6 +14,8 @@ pub const PASSWORD: &str = "acr-Pa55w0rd-never-in-argv";
 pub struct Sandbox {
     pub dir: PathBuf,
     pub env: HashMap<String, String>,
+    /// Everything the sandbox holds; held only to be removed when the sandbox is dropped.
+    _root: TempDir,
 }
 
 /// The stub: records `$0 "$@"` as a JSON array, and stdin when asked to read it; then behaves as told.
@@ -56,7 +60,7 @@ fn real_jq() -> String {
 impl Sandbox {
     /// A sandbox with stubs for `tools` (some of docker, aliyun, jq).
     pub fn new(tools: &[&str]) -> Self {
-        let root = std::env::temp_dir().join(format!("jtc-deploy-{}", mongodb::bson::oid::ObjectId::new().to_hex()));
+        let root = TempDir::new("jtc-deploy");
         let (dir, bin) = (root.join("repo"), root.join("bin"));
         fs::create_dir_all(&dir).unwrap();
         fs::create_dir_all(&bin).unwrap();
@@ -91,7 +95,7 @@ impl Sandbox {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        Self { dir, env }
+        Self { dir, env, _root: root }
     }
 
     pub fn run(&self, args: &[&str]) -> Output {

@@ -70,10 +70,10 @@ pub enum TokenError {
     /// Signed with another key, or altered.
     #[error("Signature verification failed")]
     BadSignature,
-    /// A recognised algorithm other than the configured one.
+    /// Any algorithm but the configured one: `alg: none`, a name no library knows, or another real algorithm.
     #[error("The specified alg value is not allowed")]
     WrongAlgorithm,
-    /// Not a JWT, `alg: none`, an unknown algorithm, or claims missing or of the wrong type.
+    /// Not a JWT (no readable header or no `alg` in it), or claims missing or of the wrong type.
     #[error("Invalid token: {0}")]
     Malformed(String),
     /// A refresh token where an access token is needed, or the other way round.
@@ -137,8 +137,11 @@ impl TokenKeys {
     /// The claims of `token` if it is well formed, signed with our key and algorithm, of `kind`, and alive now.
     /// Revocation is not checked here (see `revocation`).
     pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, TokenError> {
-        // The algorithm is read from the raw header first, so that `none` and names the JWT library does not know
-        // are refused as what they are: an algorithm we do not accept.
+        // Two layers guard the algorithm. This one, the raw header read first, is the only one that answers
+        // `alg: none` and names the JWT library does not know with "The specified alg value is not allowed" (the
+        // library would call them malformed). Another real algorithm (HS512 where we use HS256) is refused here
+        // too, and again by jsonwebtoken's own list (`Validation::algorithms`, ours alone: `InvalidAlgorithm`,
+        // mapped to the same answer below), which is what still guards it should this check ever be loosened.
         match header_alg(token) {
             Some(alg) if alg == format!("{:?}", self.algorithm) => {}
             Some(_) => return Err(TokenError::WrongAlgorithm),

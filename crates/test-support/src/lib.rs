@@ -7,7 +7,10 @@
 //! - [`free_port`], [`dead_db_uri`]: ports, taken or with nothing behind them.
 //! - [`wait_healthy`], [`stop`]: a child server's life, from its first 200 on `/health` to its exit on SIGTERM.
 //! - [`bson_size`]: a document's BSON size, computed here, independently of any server.
+//! - [`TempDir`]: a directory of its own under the system's temp dir, removed when dropped, pass or fail.
 
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
@@ -127,5 +130,34 @@ impl TestDb {
 
     pub async fn drop_db(self) {
         let _ = self.client.database(&self.name).drop().await;
+    }
+}
+
+/// A fresh directory `{temp}/{prefix}-{random}`, removed with everything in it when dropped (also when the test
+/// panics: drops run while unwinding), so no run of the suite leaves directories behind.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", ObjectId::new().to_hex()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

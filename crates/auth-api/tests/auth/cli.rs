@@ -10,16 +10,14 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::support::{env, settings, AuthApp};
-use jtc_test_support::TestDb;
+use jtc_test_support::{TempDir, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-api");
 
-/// The binary with only `vars` (and PATH) in its environment, in an empty directory (no `.env` files).
-fn command(vars: &HashMap<String, String>) -> Command {
-    let dir = std::env::temp_dir().join(format!("auth-api-cli-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// The binary with only `vars` (and PATH) in its environment, in `dir` (an empty one: no `.env` files).
+fn command(vars: &HashMap<String, String>, dir: &TempDir) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.env_clear().current_dir(dir).envs(vars);
+    cmd.env_clear().current_dir(dir.path()).envs(vars);
     if let Ok(path) = std::env::var("PATH") {
         cmd.env("PATH", path);
     }
@@ -27,7 +25,8 @@ fn command(vars: &HashMap<String, String>) -> Command {
 }
 
 fn add_user(vars: &HashMap<String, String>, args: &[&str], stdin: &str) -> Output {
-    let mut child = command(vars)
+    let dir = TempDir::new("auth-api-cli");
+    let mut child = command(vars, &dir)
         .arg("add-user")
         .args(args)
         .stdin(Stdio::piped())
@@ -82,7 +81,8 @@ async fn serve_logs_failed_logins_without_the_password_and_stops_on_sigterm() {
     crate::support::add_user(&db, "alice", "wonderland-42").await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let vars = env(&db, &[("PORT", &port.to_string())]);
-    let child = command(&vars).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let dir = TempDir::new("auth-api-cli");
+    let child = command(&vars, &dir).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let pid = child.id();
 
     let http = reqwest::Client::new();
@@ -118,7 +118,8 @@ fn configuration_errors_exit_2_and_name_the_variable() {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-    let out = command(&vars).stdin(Stdio::null()).output().unwrap();
+    let dir = TempDir::new("auth-api-cli");
+    let out = command(&vars, &dir).stdin(Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("JWT_SECRET_KEY is invalid"), "{stderr}");

@@ -1,24 +1,21 @@
 //! HTTPS with rustls: a self-signed certificate made for the test, a real handshake, and the refusals around it.
 
-use std::path::PathBuf;
-
 use auth_api::server::{Application, StartError};
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::support::{add_user, settings};
-use jtc_test_support::TestDb;
+use jtc_test_support::{TempDir, TestDb};
 
 struct Certificate {
-    dir: PathBuf,
+    dir: TempDir,
     cert_pem: String,
 }
 
 impl Certificate {
     fn new() -> Self {
         let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
-        let dir = std::env::temp_dir().join(format!("auth-api-tls-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("auth-api-tls");
         let cert_pem = made.cert.pem();
         std::fs::write(dir.join("cert.pem"), &cert_pem).unwrap();
         std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem()).unwrap();
@@ -27,12 +24,6 @@ impl Certificate {
 
     fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
-    }
-}
-
-impl Drop for Certificate {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
