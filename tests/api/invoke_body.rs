@@ -23,6 +23,10 @@ async fn bad_bodies_are_refused_and_change_nothing() {
         (br#"{"triggerName":"t","payload":"{\"batch_size\":-1}"}"#.to_vec(), "batch_size"),
         (b"\xff\xfe\xfd".to_vec(), "not UTF-8"),
         (format!("{}1{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(), "body is not valid JSON"),
+        // The last key would win in any JSON parser: a real sweep where the writer may have meant a dry run.
+        (br#"{"dry_run": true, "dry_run": false}"#.to_vec(), "duplicate key \"dry_run\""),
+        (br#"{"triggerName":"t","payload":"{\"dry_run\":true,\"dry_run\":false}"}"#.to_vec(), "duplicate key"),
+        (br#"{"triggerName":"t","triggerName":"u"}"#.to_vec(), "duplicate key \"triggerName\""),
     ];
     for (body, expected) in cases {
         let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).to_string();

@@ -16,6 +16,9 @@ pub enum ApiError {
     /// 400: the request body is not what the route needs.
     #[error("{0}")]
     BadRequest(String),
+    /// 415: a body that is not declared JSON, where JSON is required (Flask's `request.get_json()` answers the same).
+    #[error("Did not attempt to load JSON data because the request Content-Type was not 'application/json'.")]
+    UnsupportedMediaType,
     /// 401: wrong user name or password.
     #[error("Invalid credentials")]
     InvalidCredentials,
@@ -48,6 +51,9 @@ impl IntoResponse for ApiError {
                 response
             }
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, Json(json!({ "msg": msg }))).into_response(),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(json!({ "msg": msg }))).into_response()
+            }
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "msg": msg }))).into_response(),
             ApiError::InvalidCredentials | ApiError::MissingToken(_) | ApiError::Token(_) | ApiError::Revoked => {
                 let mut response = (StatusCode::UNAUTHORIZED, Json(json!({ "msg": msg }))).into_response();

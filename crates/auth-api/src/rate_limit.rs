@@ -1,5 +1,9 @@
-//! Rate limits per client IP: a fixed window that opens at a client's first hit (as Flask-Limiter's fixed window
-//! does), counted in Redis when `REDIS_URL` is set, so every instance shares the counts, and in memory otherwise.
+//! Rate limits: a fixed window that opens at a subject's first hit (as Flask-Limiter's fixed window does), counted
+//! in Redis when `REDIS_URL` is set, so every instance shares the counts, and in memory otherwise.
+//!
+//! A subject is a client address or a user name ([`Subject`]). Addresses are counted the way an attacker cannot
+//! cheaply multiply them: an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`) is its IPv4 address, and an IPv6 address
+//! counts as its /64, the block one subscriber or host is normally given (every address in it was a fresh quota).
 //!
 //! When Redis cannot be reached, the hit is counted in memory instead: the limit still holds per instance, the
 //! service stays up, and an error is logged once per outage (and the recovery once).
@@ -72,17 +76,26 @@ pub enum Decision {
 /// [`Scope::SETTINGS`]; the limiter, the settings and the README's table follow from that row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
-    /// `POST /login`.
+    /// `POST /login`, per client.
     Login,
-    /// `GET /protected`.
+    /// Failed logins per user name, whatever the client: slows a password guess spread over many addresses.
+    LoginFailures,
+    /// `GET /protected`, per client.
     Protected,
+    /// `POST /refresh`, per client.
+    Refresh,
+    /// `POST /logout`, per client.
+    Logout,
 }
 
 impl Scope {
     /// Every scope, with its key in counters, its variable and its default limit.
-    pub const SETTINGS: [(Scope, &'static str, &'static str, &'static str); 2] = [
+    pub const SETTINGS: [(Scope, &'static str, &'static str, &'static str); 5] = [
         (Scope::Login, "login", "RATE_LIMIT_LOGIN", "3/minute"),
+        (Scope::LoginFailures, "login-failures", "RATE_LIMIT_LOGIN_FAILURES_PER_USER", "10/minute"),
         (Scope::Protected, "protected", "RATE_LIMIT_PROTECTED", "5/minute"),
+        (Scope::Refresh, "refresh", "RATE_LIMIT_REFRESH", "10/minute"),
+        (Scope::Logout, "logout", "RATE_LIMIT_LOGOUT", "10/minute"),
     ];
 
     fn row(self) -> (Scope, &'static str, &'static str, &'static str) {
@@ -97,6 +110,40 @@ impl Scope {
     /// The variable that sets its limit.
     pub fn variable(self) -> &'static str {
         self.row().2
+    }
+}
+
+/// Whose hits a counter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// A client address (normalised: see the module doc).
+    Ip(IpAddr),
+    /// A user name.
+    User(&'a str),
+}
+
+impl Subject<'_> {
+    /// The counter key: `ip:1.2.3.4`, `ip:2001:db8:1:2::/64`, `user:alice`.
+    fn key(self) -> String {
+        match self {
+            Subject::Ip(ip) => format!("ip:{}", counted_address(ip)),
+            Subject::User(name) => format!("user:{name}"),
+        }
+    }
+}
+
+/// The address a hit is counted against: IPv4 as is, an IPv4-mapped IPv6 address as its IPv4 address, any other
+/// IPv6 address as its /64.
+pub fn counted_address(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{}/64", std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
     }
 }
 
@@ -160,21 +207,34 @@ impl RateLimiter {
                 manager,
                 prefix: prefix.to_string(),
                 script: redis::Script::new(HIT_SCRIPT),
+                peek_script: redis::Script::new(PEEK_SCRIPT),
                 healthy: AtomicBool::new(true),
             }),
         })
     }
 
-    /// Counts one hit of `client` on `scope` and says whether it is within the scope's limit.
-    pub async fn hit(&self, scope: Scope, client: IpAddr) -> Decision {
+    /// Counts one hit of `subject` on `scope` and says whether it is within the scope's limit.
+    pub async fn hit(&self, scope: Scope, subject: Subject<'_>) -> Decision {
+        self.count(scope, subject, true).await
+    }
+
+    /// Says whether one more hit of `subject` on `scope` would be within the limit, without counting it.
+    pub async fn peek(&self, scope: Scope, subject: Subject<'_>) -> Decision {
+        self.count(scope, subject, false).await
+    }
+
+    async fn count(&self, scope: Scope, subject: Subject<'_>, add: bool) -> Decision {
         let limit = self.limits.get(scope);
+        let key = subject.key();
+        // A peek sees the count as it would be with this hit, so it says "limited" exactly when a hit would.
+        let decide = |window: Window| if add { window } else { Window { count: window.count + 1, ..window } };
         if let Some(redis) = &self.redis {
-            match redis.hit(scope, client, limit).await {
+            match redis.count(scope, &key, limit, add).await {
                 Ok(window) => {
                     if !redis.healthy.swap(true, Ordering::Relaxed) {
                         tracing::info!("rate limiting: Redis answers again; counting there");
                     }
-                    return window.decide(limit);
+                    return decide(window).decide(limit);
                 }
                 Err(e) => {
                     if redis.healthy.swap(false, Ordering::Relaxed) {
@@ -183,7 +243,7 @@ impl RateLimiter {
                 }
             }
         }
-        self.memory.hit(scope, client, limit).decide(limit)
+        decide(self.memory.count(scope, key, limit, add)).decide(limit)
     }
 }
 
@@ -209,7 +269,7 @@ impl Window {
 /// grows, so memory stays bounded by the clients seen within one period.
 #[derive(Default)]
 struct MemoryCounter {
-    windows: Mutex<HashMap<(Scope, IpAddr), OpenWindow>>,
+    windows: Mutex<HashMap<(Scope, String), OpenWindow>>,
 }
 
 /// When a window opened, its length, and the hits in it.
@@ -218,18 +278,20 @@ type OpenWindow = (Instant, Duration, u64);
 impl MemoryCounter {
     const PRUNE_ABOVE: usize = 10_000;
 
-    fn hit(&self, scope: Scope, client: IpAddr, limit: Limit) -> Window {
+    fn count(&self, scope: Scope, key: String, limit: Limit, add: bool) -> Window {
         let now = Instant::now();
         // A poisoned lock only means another hit panicked mid-update; the counts are still usable.
         let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if windows.len() > Self::PRUNE_ABOVE {
             windows.retain(|_, (opened, period, _)| now.duration_since(*opened) < *period);
         }
-        let (opened, period, count) = windows.entry((scope, client)).or_insert((now, limit.period, 0));
+        let (opened, period, count) = windows.entry((scope, key)).or_insert((now, limit.period, 0));
         if now.duration_since(*opened) >= *period {
             (*opened, *period, *count) = (now, limit.period, 0);
         }
-        *count += 1;
+        if add {
+            *count += 1;
+        }
         Window { count: *count, remaining: period.saturating_sub(now.duration_since(*opened)) }
     }
 }
@@ -244,19 +306,29 @@ if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1])
 return {count, ttl}
 "#;
 
+/// The window's count and the milliseconds left, without counting.
+const PEEK_SCRIPT: &str = r#"
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then ttl = 0 end
+return {count, ttl}
+"#;
+
 struct RedisCounter {
     manager: ConnectionManager,
     prefix: String,
     script: redis::Script,
+    peek_script: redis::Script,
     healthy: AtomicBool,
 }
 
 impl RedisCounter {
-    async fn hit(&self, scope: Scope, client: IpAddr, limit: Limit) -> redis::RedisResult<Window> {
-        let key = format!("{}:rl:{}:{}:{}", self.prefix, scope.as_str(), limit.period.as_secs(), client);
+    async fn count(&self, scope: Scope, key: &str, limit: Limit, add: bool) -> redis::RedisResult<Window> {
+        let key = format!("{}:rl:{}:{}:{}", self.prefix, scope.as_str(), limit.period.as_secs(), key);
         let mut connection = self.manager.clone();
+        let script = if add { &self.script } else { &self.peek_script };
         let (count, ttl_ms): (u64, i64) =
-            self.script.key(key).arg(limit.period.as_millis() as u64).invoke_async(&mut connection).await?;
+            script.key(key).arg(limit.period.as_millis() as u64).invoke_async(&mut connection).await?;
         Ok(Window { count, remaining: Duration::from_millis(ttl_ms.max(0) as u64) })
     }
 }
@@ -293,16 +365,38 @@ mod tests {
         let limiter = RateLimiter::in_memory(limits);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        assert_eq!(limiter.hit(Scope::Login, a).await, Decision::Allowed);
-        assert_eq!(limiter.hit(Scope::Login, a).await, Decision::Allowed);
-        match limiter.hit(Scope::Login, a).await {
+        assert_eq!(limiter.hit(Scope::Login, Subject::Ip(a)).await, Decision::Allowed);
+        assert_eq!(limiter.hit(Scope::Login, Subject::Ip(a)).await, Decision::Allowed);
+        match limiter.hit(Scope::Login, Subject::Ip(a)).await {
             Decision::Limited { retry_after } => {
                 assert!(retry_after >= Duration::from_secs(59) && retry_after <= Duration::from_secs(60))
             }
             other => panic!("third hit: {other:?}"),
         }
-        assert_eq!(limiter.hit(Scope::Login, b).await, Decision::Allowed, "another client");
-        assert_eq!(limiter.hit(Scope::Protected, a).await, Decision::Allowed, "another scope");
+        assert_eq!(limiter.hit(Scope::Login, Subject::Ip(b)).await, Decision::Allowed, "another client");
+        assert_eq!(limiter.hit(Scope::Protected, Subject::Ip(a)).await, Decision::Allowed, "another scope");
+    }
+
+    #[test]
+    fn addresses_are_counted_as_an_attacker_cannot_multiply_them() {
+        let counted = |ip: &str| counted_address(ip.parse().unwrap());
+        assert_eq!(counted("127.0.0.1"), "127.0.0.1");
+        assert_eq!(counted("::ffff:127.0.0.1"), "127.0.0.1");
+        assert_eq!(counted("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(counted("2001:db8:1:2:ffff:1:2:3"), "2001:db8:1:2::/64");
+        assert_ne!(counted("2001:db8:1:3::1"), counted("2001:db8:1:2::1"));
+        assert_eq!(counted("::1"), "::/64");
+    }
+
+    #[tokio::test]
+    async fn a_peek_counts_nothing() {
+        let limits = Limits::from_lookup(|_| Some("1/minute".into())).unwrap();
+        let limiter = RateLimiter::in_memory(limits);
+        let bob = Subject::User("bob");
+        assert_eq!(limiter.peek(Scope::LoginFailures, bob).await, Decision::Allowed);
+        assert_eq!(limiter.peek(Scope::LoginFailures, bob).await, Decision::Allowed);
+        assert_eq!(limiter.hit(Scope::LoginFailures, bob).await, Decision::Allowed);
+        assert!(matches!(limiter.peek(Scope::LoginFailures, bob).await, Decision::Limited { .. }));
     }
 
     #[tokio::test]
@@ -311,9 +405,9 @@ mod tests {
         limits.0.insert(Scope::Login, Limit { count: 1, period: Duration::from_millis(200) });
         let limiter = RateLimiter::in_memory(limits);
         let a: IpAddr = "::1".parse().unwrap();
-        assert_eq!(limiter.hit(Scope::Login, a).await, Decision::Allowed);
-        assert!(matches!(limiter.hit(Scope::Login, a).await, Decision::Limited { .. }));
+        assert_eq!(limiter.hit(Scope::Login, Subject::Ip(a)).await, Decision::Allowed);
+        assert!(matches!(limiter.hit(Scope::Login, Subject::Ip(a)).await, Decision::Limited { .. }));
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(limiter.hit(Scope::Login, a).await, Decision::Allowed);
+        assert_eq!(limiter.hit(Scope::Login, Subject::Ip(a)).await, Decision::Allowed);
     }
 }

@@ -17,7 +17,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::config::{AuthSettings, TlsSettings};
 use super::error::ApiError;
-use super::rate_limit::{Decision, RateLimiter, Scope};
+use super::rate_limit::{Decision, RateLimiter, Scope, Subject};
 use super::revocation::RevocationList;
 use super::routes;
 use super::tokens::{Claims, TokenKeys, TokenKind};
@@ -79,15 +79,14 @@ impl AppState {
         super::client_ip::client_ip(peer.ip(), headers, self.trusted_proxy_hops)
     }
 
-    /// Counts a hit of `client` on `scope`; `Err(429)` over the limit.
-    pub async fn limit(&self, scope: Scope, client: IpAddr) -> Result<(), ApiError> {
-        match self.limiter.hit(scope, client).await {
-            Decision::Allowed => Ok(()),
-            Decision::Limited { retry_after } => {
-                tracing::warn!(client_ip = %client, scope = ?scope, "rate limit exceeded");
-                Err(ApiError::TooManyRequests(retry_after))
-            }
-        }
+    /// Counts a hit of `subject` on `scope`; `Err(429)` over the limit.
+    pub async fn limit(&self, scope: Scope, subject: Subject<'_>) -> Result<(), ApiError> {
+        limited(scope, subject, self.limiter.hit(scope, subject).await)
+    }
+
+    /// `Err(429)` when one more hit of `subject` on `scope` would be over the limit; counts nothing.
+    pub async fn over_limit(&self, scope: Scope, subject: Subject<'_>) -> Result<(), ApiError> {
+        limited(scope, subject, self.limiter.peek(scope, subject).await)
     }
 
     /// The claims of the `Authorization: Bearer` token, checked to be of `kind`, alive and not revoked. A
@@ -113,6 +112,16 @@ impl AppState {
                 tracing::error!("revocation lookup failed: {e}");
                 Err(ApiError::Unavailable)
             }
+        }
+    }
+}
+
+fn limited(scope: Scope, subject: Subject<'_>, decision: Decision) -> Result<(), ApiError> {
+    match decision {
+        Decision::Allowed => Ok(()),
+        Decision::Limited { retry_after } => {
+            tracing::warn!(subject = ?subject, scope = scope.as_str(), "rate limit exceeded");
+            Err(ApiError::TooManyRequests(retry_after))
         }
     }
 }

@@ -1,6 +1,10 @@
 //! `POST /login` `{"username", "password"}` → `{"access_token", "refresh_token"}`.
 //!
-//! Rate limited per client IP (`RATE_LIMIT_LOGIN`) before anything else. A failed login is answered 401
+//! Rate limited per client IP (`RATE_LIMIT_LOGIN`) before anything else; the body must be declared JSON (415
+//! otherwise). Failed logins are also counted per user name, whatever the client (`RATE_LIMIT_LOGIN_FAILURES_PER_USER`):
+//! over that limit the name is refused (429) before its password is tried, until the window closes. The window opens
+//! at the first failure and is short (a minute by default), so an attacker can hold a real user out only by failing
+//! all the time, from more addresses than the per-client limit allows each. A failed login is answered 401
 //! `{"msg": "Invalid credentials"}` and logged as a security event with the user name and client IP, never the
 //! password.
 
@@ -12,9 +16,9 @@ use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{issue, json_object};
+use super::{issue, json_object, require_json};
 use crate::error::ApiError;
-use crate::rate_limit::Scope;
+use crate::rate_limit::{Scope, Subject};
 use crate::server::AppState;
 use crate::tokens::TokenKind;
 use crate::users::{check_password, Username};
@@ -28,7 +32,8 @@ pub async fn login(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let client_ip = state.client_ip(peer, &headers);
-    state.limit(Scope::Login, client_ip).await?;
+    state.limit(Scope::Login, Subject::Ip(client_ip)).await?;
+    require_json(&headers)?;
     let mut body = json_object(&body)?;
     let (Some(Value::String(raw_name)), Some(Value::String(password))) =
         (body.remove("username"), body.remove("password"))
@@ -39,14 +44,21 @@ pub async fn login(
     // Names and passwords no user can have are refused like any other wrong pair, at the cost of a check.
     let username = Username::parse(&raw_name).ok().filter(|_| check_password(password.expose()).is_ok());
     let valid = match &username {
-        Some(username) => state.users.check_credentials(username, password).await.map_err(|e| {
-            tracing::error!("login: user lookup failed: {e}");
-            ApiError::Unavailable
-        })?,
+        Some(username) => {
+            // Too many recent failures for this name, from anywhere: refused before the password is even tried.
+            state.over_limit(Scope::LoginFailures, Subject::User(username.as_str())).await?;
+            state.users.check_credentials(username, password).await.map_err(|e| {
+                tracing::error!("login: user lookup failed: {e}");
+                ApiError::Unavailable
+            })?
+        }
         None => false,
     };
     let Some(username) = username.filter(|_| valid) else {
         tracing::warn!(security = "login_failed", username = ?raw_name, client_ip = %client_ip, "failed login");
+        if let Ok(name) = Username::parse(&raw_name) {
+            let _ = state.limiter.hit(Scope::LoginFailures, Subject::User(name.as_str())).await;
+        }
         return Err(ApiError::InvalidCredentials);
     };
     let access_token = issue(&state.keys, username.as_str(), TokenKind::Access, true)?;

@@ -5,21 +5,31 @@
 //! refresh token is a 400 and revokes nothing. An expired refresh token needs no revocation and is skipped.
 //!
 //! The common case, the access token alone, is one database round trip: the write itself says whether the token
-//! was already revoked (then 401 `Token has been revoked`, as for any revoked token).
+//! was already revoked (then 401 `Token has been revoked`, as for any revoked token). Rate limited per client
+//! (`RATE_LIMIT_LOGOUT`): each logout is a database write.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::json_object;
 use crate::error::ApiError;
+use crate::rate_limit::{Scope, Subject};
 use crate::server::AppState;
 use crate::tokens::{TokenError, TokenKind};
 
 /// Writes the blacklist entries and answers which tokens were revoked.
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    state.limit(Scope::Logout, Subject::Ip(state.client_ip(peer, &headers))).await?;
     let access = state.verify_bearer(&headers, TokenKind::Access)?;
 
     let refresh_token = if body.iter().all(u8::is_ascii_whitespace) {

@@ -10,6 +10,20 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 
+/// `Ok` when the request declares a JSON body (`application/json`, or `application/<anything>+json`, as Flask's
+/// `is_json`); 415 otherwise. Requiring it means a cross-site form or a `text/plain` fetch, which a browser sends
+/// without a CORS preflight, can never log anyone in: only a request the CORS policy has allowed can.
+fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let media_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let json =
+        media_type == "application/json" || (media_type.starts_with("application/") && media_type.ends_with("+json"));
+    json.then_some(()).ok_or(ApiError::UnsupportedMediaType)
+}
+
 /// The body as a JSON object, or a clear 400.
 fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {

@@ -9,7 +9,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::rate_limit::Scope;
+use crate::rate_limit::{Scope, Subject};
 use crate::server::AppState;
 use crate::tokens::TokenKind;
 
@@ -19,7 +19,7 @@ pub async fn protected(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    state.limit(Scope::Protected, state.client_ip(peer, &headers)).await?;
+    state.limit(Scope::Protected, Subject::Ip(state.client_ip(peer, &headers))).await?;
     let claims = state.authorize(&headers, TokenKind::Access).await?;
     Ok(Json(json!({ "logged_in_as": claims.sub })))
 }

@@ -70,7 +70,7 @@ async fn redis_counts_are_shared_by_every_instance() {
     // The count really lives in Redis, with the window's expiry.
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let key = format!("{prefix}:rl:login:60:127.0.0.1");
+    let key = format!("{prefix}:rl:login:60:ip:127.0.0.1");
     let count: u64 = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
     let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
     assert_eq!(count, 5);
@@ -94,15 +94,78 @@ async fn with_redis_down_the_limit_still_holds_in_memory() {
 }
 
 async fn login_from(app: &AuthApp, forwarded_for: &str) -> Answer {
+    login_as(app, forwarded_for, "alice", "guess").await
+}
+
+async fn login_as(app: &AuthApp, forwarded_for: &str, username: &str, password: &str) -> Answer {
     let response = app
         .http
         .post(format!("{}/login", app.address))
         .header("x-forwarded-for", forwarded_for)
-        .json(&json!({ "username": "alice", "password": "guess" }))
+        .json(&json!({ "username": username, "password": password }))
         .send()
         .await
         .unwrap();
     crate::support::answer(response).await
+}
+
+#[tokio::test]
+async fn refresh_and_logout_are_limited_too() {
+    let db = TestDb::new().await;
+    add_user(&db, "alice", "wonderland-42").await;
+    let limits = [("RATE_LIMIT_REFRESH", "2/minute"), ("RATE_LIMIT_LOGOUT", "1/minute")];
+    let app = AuthApp::spawn(&settings(&db, &limits)).await;
+    let (access, refresh) = app.tokens("alice", "wonderland-42").await;
+    for _ in 0..2 {
+        assert_eq!(app.call(Method::POST, "/refresh", Some(&refresh), None).await.status, StatusCode::OK);
+    }
+    // One refresh token no longer mints access tokens by the thousand.
+    assert_limited(&app.call(Method::POST, "/refresh", Some(&refresh), None).await, 60);
+    assert_eq!(app.call(Method::POST, "/logout", Some(&access), None).await.status, StatusCode::OK);
+    let (access, _) = app.tokens("alice", "wonderland-42").await;
+    assert_limited(&app.call(Method::POST, "/logout", Some(&access), None).await, 60);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn an_ipv4_address_counts_once_however_it_is_written_and_ipv6_per_64() {
+    let db = TestDb::new().await;
+    add_user(&db, "alice", "wonderland-42").await;
+    let env = [("RATE_LIMIT_LOGIN", "2/minute"), ("TRUSTED_PROXY_HOPS", "1")];
+    let app = AuthApp::spawn(&settings(&db, &env)).await;
+    assert_eq!(login_from(&app, "203.0.113.9").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(login_from(&app, "::ffff:203.0.113.9").await.status, StatusCode::UNAUTHORIZED);
+    assert_limited(&login_from(&app, "::ffff:cb00:7109").await, 60);
+
+    // Every address of one /64 is one client; the next /64 is another.
+    for address in ["2001:db8:0:7::1", "2001:db8:0:7:ffff:ffff:ffff:ffff"] {
+        assert_eq!(login_from(&app, address).await.status, StatusCode::UNAUTHORIZED, "{address}");
+    }
+    assert_limited(&login_from(&app, "2001:db8:0:7:1234::42").await, 60);
+    assert_eq!(login_from(&app, "2001:db8:0:8::1").await.status, StatusCode::UNAUTHORIZED);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn failed_logins_per_user_are_limited_across_clients_for_a_short_while() {
+    let db = TestDb::new().await;
+    add_user(&db, "alice", "wonderland-42").await;
+    add_user(&db, "bob", "builder-7").await;
+    let env = [("RATE_LIMIT_LOGIN_FAILURES_PER_USER", "3/second"), ("TRUSTED_PROXY_HOPS", "1")];
+    let app = AuthApp::spawn(&settings(&db, &env)).await;
+    // Three guesses from three addresses: each address is far under its own limit.
+    for i in 1..=3 {
+        let answer = login_as(&app, &format!("198.51.100.{i}"), "alice", "guess").await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    }
+    // The name is now refused before its password is tried, the right one too, from anywhere.
+    assert_limited(&login_as(&app, "198.51.100.77", "alice", "wonderland-42").await, 1);
+    // Another user is not affected.
+    assert_eq!(login_as(&app, "198.51.100.1", "bob", "builder-7").await.status, StatusCode::OK);
+    // And the lockout ends with the window.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(login_as(&app, "198.51.100.77", "alice", "wonderland-42").await.status, StatusCode::OK);
+    db.drop_db().await;
 }
 
 #[tokio::test]

@@ -56,11 +56,37 @@ async fn malformed_login_bodies_are_400() {
         let answer = app.call(Method::POST, "/login", None, Some(body.clone())).await;
         assert_eq!((answer.status, answer.msg()), (StatusCode::BAD_REQUEST, msg), "{body}");
     }
-    let response = app.http.post(format!("{}/login", app.address)).body("{not json").send().await.unwrap();
+    let post = |body: String, content_type: &'static str| {
+        app.http.post(format!("{}/login", app.address)).header("content-type", content_type).body(body).send()
+    };
+    let response = post("{not json".into(), "application/json").await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let big = "x".repeat(64 * 1024);
-    let response = app.http.post(format!("{}/login", app.address)).body(big).send().await.unwrap();
+    let response = post("x".repeat(64 * 1024), "application/json").await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn login_needs_a_json_content_type() {
+    let (db, app) = app_with_alice(&[]).await;
+    let body = json!({ "username": "alice", "password": "wonderland-42" }).to_string();
+    // What a cross-site form or a `text/plain` fetch sends without a CORS preflight: refused, as Flask refuses it.
+    for content_type in
+        [Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("multipart/form-data"), None]
+    {
+        let mut request = app.http.post(format!("{}/login", app.address)).body(body.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let answer = crate::support::answer(request.send().await.unwrap()).await;
+        assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type:?}: {}", answer.json);
+        assert!(answer.msg().contains("Content-Type was not 'application/json'"), "{}", answer.json);
+    }
+    for content_type in ["application/json", "application/json; charset=utf-8", "application/vnd.api+json"] {
+        let request = app.http.post(format!("{}/login", app.address)).header("content-type", content_type);
+        let answer = crate::support::answer(request.body(body.clone()).send().await.unwrap()).await;
+        assert_eq!(answer.status, StatusCode::OK, "{content_type}: {}", answer.json);
+    }
     db.drop_db().await;
 }
 

@@ -31,6 +31,9 @@ pub fn env(db: &TestDb, extra: &[(&str, &str)]) -> HashMap<String, String> {
         ("PORT", "0"),
         ("RATE_LIMIT_LOGIN", "1000/minute"),
         ("RATE_LIMIT_PROTECTED", "1000/minute"),
+        ("RATE_LIMIT_REFRESH", "1000/minute"),
+        ("RATE_LIMIT_LOGOUT", "1000/minute"),
+        ("RATE_LIMIT_LOGIN_FAILURES_PER_USER", "1000/minute"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
