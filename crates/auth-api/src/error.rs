@@ -28,6 +28,9 @@ pub enum ApiError {
     /// 401: the token is refused.
     #[error("{0}")]
     Token(#[from] TokenError),
+    /// 401: the token's user no longer exists (Flask-JWT-Extended's user lookup answers the same).
+    #[error("Error loading the user {0}")]
+    UnknownUser(String),
     /// 401: the token is in the blacklist.
     #[error("Token has been revoked")]
     Revoked,
@@ -55,7 +58,11 @@ impl IntoResponse for ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(json!({ "msg": msg }))).into_response()
             }
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "msg": msg }))).into_response(),
-            ApiError::InvalidCredentials | ApiError::MissingToken(_) | ApiError::Token(_) | ApiError::Revoked => {
+            ApiError::InvalidCredentials
+            | ApiError::MissingToken(_)
+            | ApiError::Token(_)
+            | ApiError::UnknownUser(_)
+            | ApiError::Revoked => {
                 let mut response = (StatusCode::UNAUTHORIZED, Json(json!({ "msg": msg }))).into_response();
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 response

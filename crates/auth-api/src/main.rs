@@ -1,11 +1,12 @@
-//! The `auth-api` command: `serve` (the default) and `add-user NAME` (password on stdin).
+//! The `auth-api` command: `serve` (the default), `add-user NAME` (password on stdin) and `revoke-user NAME`.
 
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use auth_api::config::AuthSettings;
+use auth_api::revocation::RevocationList;
 use auth_api::server::Application;
-use auth_api::users::{UserStore, Username};
+use auth_api::users::{UserError, UserStore, Username};
 use clap::{Parser, Subcommand};
 use jtc_shared::config;
 use jtc_shared::mongo::connect;
@@ -28,9 +29,14 @@ enum Command {
     AddUser {
         /// The user name.
         name: String,
-        /// Change the password of an existing user instead.
+        /// Change the password of an existing user instead (which also logs them out everywhere).
         #[arg(long)]
         update: bool,
+    },
+    /// Log a user out everywhere: every token of theirs issued until now is refused from now on.
+    RevokeUser {
+        /// The user name (the user document need not exist any more).
+        name: String,
     },
 }
 
@@ -45,6 +51,40 @@ async fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&settings).await,
         Command::AddUser { name, update } => add_user(&settings, &name, update).await,
+        Command::RevokeUser { name } => revoke_user(&settings, &name).await,
+    }
+}
+
+/// The blacklist, as `serve` writes it.
+async fn revocations(settings: &AuthSettings) -> Result<RevocationList, mongodb::error::Error> {
+    let client = connect(&settings.db, "auth-api").await?;
+    let blacklist = client.database(&settings.db.database).collection(&settings.blacklist_collection);
+    Ok(RevocationList::new(blacklist, &settings.expires_field))
+}
+
+/// Every token of `username` issued until now refused; prints when.
+async fn log_out_everywhere(settings: &AuthSettings, username: &Username) -> Result<(), mongodb::error::Error> {
+    let longest = settings.jwt.refresh_ttl.max(settings.jwt.access_ttl);
+    let until = revocations(settings).await?.revoke_user(username.as_str(), longest).await?;
+    let until = until.try_to_rfc3339_string().unwrap_or_default();
+    eprintln!("auth-api: every token of {:?} issued until {until} is refused from now on", username.as_str());
+    Ok(())
+}
+
+async fn revoke_user(settings: &AuthSettings, name: &str) -> ExitCode {
+    let username = match Username::parse(name) {
+        Ok(username) => username,
+        Err(e) => {
+            eprintln!("auth-api: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match log_out_everywhere(settings, &username).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("auth-api: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -91,7 +131,12 @@ async fn add_user(settings: &AuthSettings, name: &str, update: bool) -> ExitCode
         let users =
             UserStore::new(client.database(&settings.db.database).collection(&settings.users_collection)).await?;
         users.ensure_indexes().await?;
-        users.add(&username, password, update).await
+        users.add(&username, password, update).await?;
+        if update {
+            // A new password ends every session the old one opened, access tokens included.
+            log_out_everywhere(settings, &username).await?;
+        }
+        Ok::<(), UserError>(())
     }
     .await;
     match result {

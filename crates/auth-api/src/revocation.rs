@@ -3,6 +3,14 @@
 //! A revoked token is one document `{jti, <EXPIRES_FIELD>: <the token's exp as a Date>, type, user, created_at}`:
 //! exactly what the cleaner needs to delete it once the token has expired, and no sooner. Lookups go through an
 //! index on `jti` (unique when the collection allows it).
+//!
+//! A user logged out everywhere (`auth-api revoke-user`, or a password change) is one more entry of the same shape:
+//! `{jti: "user:NAME", type: "user", user, revoked_before: <Date>, <EXPIRES_FIELD>: revoked_before + the longest
+//! token lifetime}`. Every token of that user issued at or before `revoked_before` is refused; the entry expires
+//! when the last such token has, and the cleaner sweeps it like any other. A token is checked against both entries
+//! (its own `jti` and its user's) in one query on the `jti` index: revocation still costs one indexed lookup.
+
+use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, DateTime, Document};
@@ -12,6 +20,11 @@ use mongodb::{Collection, IndexModel};
 
 use super::tokens::Claims;
 use jtc_shared::mongo::is_duplicate_key;
+
+/// The `jti` of a user's "every token issued until" entry. Token `jti`s are UUIDs: they never look like this.
+fn user_entry_jti(user: &str) -> String {
+    format!("user:{user}")
+}
 
 /// The blacklist, as the auth API uses it.
 #[derive(Clone)]
@@ -79,9 +92,48 @@ impl RevocationList {
         }
     }
 
-    /// True when `jti` is in the blacklist.
-    pub async fn is_revoked(&self, jti: &str) -> Result<bool, MongoError> {
-        let found = self.blacklist.find_one(doc! { "jti": jti }).projection(doc! { "_id": 1 }).await?;
-        Ok(found.is_some())
+    /// True when the token of `claims` is revoked: by its own entry, or by its user's entry written at or after
+    /// the second it was issued in (`iat` has whole seconds, so a token issued in the very second of the revocation
+    /// is refused too: the safe side). One query on the `jti` index.
+    pub async fn is_revoked(&self, claims: &Claims) -> Result<bool, MongoError> {
+        let user_jti = user_entry_jti(&claims.sub);
+        let filter = doc! { "jti": { "$in": [&claims.jti, &user_jti] } };
+        let mut found =
+            self.blacklist.find(filter).projection(doc! { "_id": 0, "jti": 1, "revoked_before": 1 }).await?;
+        let issued_ms = claims.iat.saturating_mul(1000);
+        while let Some(entry) = found.try_next().await? {
+            match entry.get_str("jti") {
+                Ok(jti) if jti == claims.jti => return Ok(true),
+                Ok(_) => {
+                    // A user entry without a readable date revokes everything: fail closed.
+                    let before = entry.get_datetime("revoked_before").map(|d| d.timestamp_millis()).unwrap_or(i64::MAX);
+                    if issued_ms <= before {
+                        return Ok(true);
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(false)
+    }
+
+    /// Logs `user` out everywhere: every token of theirs issued until now is refused from now on (see the module
+    /// doc). `longest_lifetime` is the longest a token lives (the refresh token's), so the entry outlives them all.
+    /// Returns the instant tokens must be issued after.
+    pub async fn revoke_user(&self, user: &str, longest_lifetime: Duration) -> Result<DateTime, MongoError> {
+        let now = DateTime::now();
+        let lifetime_ms = i64::try_from(longest_lifetime.as_millis()).unwrap_or(i64::MAX);
+        let mut set = doc! { "type": "user", "user": user, "revoked_before": now };
+        set.insert(
+            self.expires_field.clone(),
+            DateTime::from_millis(now.timestamp_millis().saturating_add(lifetime_ms)),
+        );
+        let update = doc! { "$set": set, "$setOnInsert": { "created_at": now } };
+        let filter = doc! { "jti": user_entry_jti(user) };
+        match self.blacklist.update_one(filter.clone(), update.clone()).upsert(true).await {
+            // Two revocations at once: one inserted; this one updates what it inserted.
+            Err(e) if is_duplicate_key(&e) => self.blacklist.update_one(filter, update).await.map(|_| now),
+            other => other.map(|_| now),
+        }
     }
 }

@@ -105,7 +105,7 @@ impl AppState {
 
     /// `Err(Revoked)` when `claims.jti` is in the blacklist.
     pub async fn check_not_revoked(&self, claims: &Claims) -> Result<(), ApiError> {
-        match self.revocations.is_revoked(&claims.jti).await {
+        match self.revocations.is_revoked(claims).await {
             Ok(false) => Ok(()),
             Ok(true) => Err(ApiError::Revoked),
             Err(e) => {

@@ -150,7 +150,7 @@ impl UserStore {
                 .users
                 .update_one(
                     doc! { "username": username },
-                    doc! { "$set": { "password_hash": hash, "updated_at": now } },
+                    doc! { "$set": { "password_hash": hash, "updated_at": now, "password_changed_at": now } },
                 )
                 .await?;
             if result.matched_count == 0 {
@@ -164,6 +164,16 @@ impl UserStore {
             Err(e) if is_duplicate_key(&e) => Err(UserError::Exists(username.to_string())),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether `username` exists, and when its password last changed (`None` if never, since it was added).
+    pub async fn password_changed(&self, username: &str) -> Result<Option<Option<DateTime>>, MongoError> {
+        let user = self
+            .users
+            .find_one(doc! { "username": username })
+            .projection(doc! { "_id": 0, "password_changed_at": 1 })
+            .await?;
+        Ok(user.map(|u| u.get_datetime("password_changed_at").ok().copied()))
     }
 
     /// True when `username` exists and `password` is its password. Unknown users cost one verification too.

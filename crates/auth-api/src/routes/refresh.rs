@@ -1,4 +1,6 @@
-//! `POST /refresh` with a refresh token (not revoked) → `{"access_token"}` (not fresh). Rate limited per client
+//! `POST /refresh` with a refresh token (not revoked, its user still there, issued after their last password
+//! change) → `{"access_token"}` (not fresh). Costs the revocation lookup and one lookup of the user by name, both
+//! indexed. Rate limited per client
 //! (`RATE_LIMIT_REFRESH`): one stolen refresh token cannot mint access tokens by the thousand.
 
 use std::net::SocketAddr;
@@ -22,6 +24,19 @@ pub async fn refresh(
 ) -> Result<Json<Value>, ApiError> {
     state.limit(Scope::Refresh, Subject::Ip(state.client_ip(peer, &headers))).await?;
     let claims = state.authorize(&headers, TokenKind::Refresh).await?;
+    // The user must still exist, and the token must be younger than their password (whole seconds, as `iat` is:
+    // a token issued in the very second of the change is refused too).
+    let changed = state.users.password_changed(&claims.sub).await.map_err(|e| {
+        tracing::error!("refresh: user lookup failed: {e}");
+        ApiError::Unavailable
+    })?;
+    match changed {
+        None => return Err(ApiError::UnknownUser(claims.sub)),
+        Some(Some(changed)) if claims.iat.saturating_mul(1000) <= changed.timestamp_millis() => {
+            return Err(ApiError::Revoked)
+        }
+        Some(_) => {}
+    }
     let access_token = issue(&state.keys, &claims.sub, TokenKind::Access, false)?;
     Ok(Json(json!({ "access_token": access_token })))
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::support::{env, settings, AuthApp};
@@ -124,4 +124,67 @@ fn configuration_errors_exit_2_and_name_the_variable() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("JWT_SECRET_KEY is invalid"), "{stderr}");
     assert!(!stderr.contains("too-short"), "{stderr}");
+}
+
+fn revoke_user(vars: &HashMap<String, String>, name: &str) -> Output {
+    let dir = TempDir::new("auth-api-cli");
+    command(vars, &dir).args(["revoke-user", name]).stdin(Stdio::null()).output().expect("revoke-user")
+}
+
+/// Sleeps into the next whole second: `iat` has whole seconds, and a token issued in the very second of a
+/// revocation is refused too.
+async fn next_second() {
+    let into = chrono::Utc::now().timestamp_subsec_millis();
+    tokio::time::sleep(std::time::Duration::from_millis(u64::from(1000 - into) + 20)).await;
+}
+
+#[tokio::test]
+async fn tokens_do_not_outlive_a_password_change_a_revocation_or_the_account() {
+    let db = TestDb::new().await;
+    let vars = env(&db, &[]);
+    for (name, password) in [("alice", "old pass phrase"), ("bob", "builder-7"), ("carol", "carol-pass")] {
+        assert!(add_user(&vars, &[name], &format!("{password}\n")).status.success());
+    }
+    let app = AuthApp::spawn(&settings(&db, &[])).await;
+    let (alice_access, alice_refresh) = app.tokens("alice", "old pass phrase").await;
+    let (bob_access, bob_refresh) = app.tokens("bob", "builder-7").await;
+    let (carol_access, carol_refresh) = app.tokens("carol", "carol-pass").await;
+
+    // A password change ends every session the old password opened.
+    let changed = add_user(&vars, &["alice", "--update"], "new pass phrase\n");
+    assert!(changed.status.success(), "{}", String::from_utf8_lossy(&changed.stderr));
+    assert!(String::from_utf8_lossy(&changed.stderr).contains("is refused from now on"));
+    assert_eq!(app.protected(&alice_access).await.msg(), "Token has been revoked");
+    assert_eq!(app.call(Method::POST, "/refresh", Some(&alice_refresh), None).await.msg(), "Token has been revoked");
+
+    // revoke-user: every token of bob's, access and refresh; nobody else's.
+    let revoked = revoke_user(&vars, "bob");
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    assert_eq!(app.protected(&bob_access).await.msg(), "Token has been revoked");
+    assert_eq!(app.call(Method::POST, "/refresh", Some(&bob_refresh), None).await.msg(), "Token has been revoked");
+    assert_eq!(app.protected(&carol_access).await.status, StatusCode::OK);
+
+    // Tokens issued afterwards work (from the next whole second on).
+    next_second().await;
+    let (access, refresh_token) = app.tokens("alice", "new pass phrase").await;
+    assert_eq!(app.protected(&access).await.status, StatusCode::OK);
+    assert_eq!(app.call(Method::POST, "/refresh", Some(&refresh_token), None).await.status, StatusCode::OK);
+    let (access, _) = app.tokens("bob", "builder-7").await;
+    assert_eq!(app.protected(&access).await.status, StatusCode::OK);
+
+    // A deleted account: its refresh token mints nothing, at once; its access token dies with revoke-user.
+    let users = db.client.database(&db.name).collection::<mongodb::bson::Document>("users");
+    users.delete_one(mongodb::bson::doc! { "username": "carol" }).await.unwrap();
+    let answer = app.call(Method::POST, "/refresh", Some(&carol_refresh), None).await;
+    assert_eq!((answer.status, answer.msg()), (StatusCode::UNAUTHORIZED, "Error loading the user carol"));
+    assert!(revoke_user(&vars, "carol").status.success());
+    assert_eq!(app.protected(&carol_access).await.msg(), "Token has been revoked");
+
+    // The user entries are blacklist entries the cleaner sweeps once every token they cover has expired.
+    let entry = crate::support::entry(&db, "user:bob").await.expect("bob's entry");
+    assert_eq!(entry.get_str("type").unwrap(), "user");
+    let revoked_before = entry.get_datetime("revoked_before").unwrap().timestamp_millis();
+    let expires_at = entry.get_datetime("expires_at").unwrap().timestamp_millis();
+    assert_eq!(expires_at - revoked_before, 7 * 86_400 * 1000, "the longest token lifetime");
+    db.drop_db().await;
 }

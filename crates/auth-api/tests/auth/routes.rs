@@ -216,7 +216,12 @@ async fn lookups_are_indexed_on_jti_and_users_on_username() {
     assert_eq!(jti.options.as_ref().and_then(|o| o.unique), Some(true));
     // And the server uses it for the lookup the API makes (find by jti, _id only).
     let explain = mongodb::bson::doc! {
-        "explain": { "find": "jwt_blacklist", "filter": { "jti": "some-jti" }, "projection": { "_id": 1 } },
+        // The revocation check as it is sent: the token's own jti and its user's entry, in one query.
+        "explain": {
+            "find": "jwt_blacklist",
+            "filter": { "jti": { "$in": ["some-jti", "user:alice"] } },
+            "projection": { "_id": 0, "jti": 1, "revoked_before": 1 },
+        },
         "verbosity": "queryPlanner",
     };
     let plan = db.client.database(&db.name).run_command(explain).await.expect("explain");
