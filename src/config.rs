@@ -90,6 +90,20 @@ pub const MAX_BATCH_SIZE: u32 = 100_000;
 pub const MAX_TIME_BUDGET_SECONDS: u64 = 900;
 
 impl Settings {
+    /// Every secret value these settings carry, for [`jtc_shared::redact::register`]: the database's (see
+    /// [`DbSettings::secret_values`]), `MONGODB_API_KEY`, the credentials of `MONGODB_API_URL` and `JWT_SECRET_KEY`.
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut secrets: Vec<String> = self.db.iter().flat_map(DbSettings::secret_values).collect();
+        if let Some(api) = &self.api {
+            secrets.extend(crate::store::http_api::url_credentials(&api.url));
+            secrets.extend(api.key.iter().map(|k| k.expose().to_string()));
+        }
+        secrets.extend(self.legacy.secret_key.iter().map(|k| k.expose().to_string()));
+        secrets
+    }
+}
+
+impl Settings {
     /// Loads `.env` and `.env.local` when present (`.env.local` wins over `.env`, the real environment over
     /// both), then reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {

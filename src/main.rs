@@ -76,6 +76,7 @@ async fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return jtc_shared::config::exit_on_config_error("jwt-token-cleaner", &e),
     };
+    jtc_shared::redact::register(settings.secret_values());
     match command {
         Command::Serve => serve(&settings).await,
         Command::Sweep { dry_run, batch_size, time_budget_seconds } => {

@@ -9,7 +9,7 @@ use mongodb::bson::{doc, DateTime, Document};
 use mongodb::{Client, Collection};
 
 use crate::helpers::{bson_size, settings_from, CleanerEnv, TestApp, TestDb};
-use crate::private_db::PrivateDb;
+use jtc_test_support::PrivateDb;
 
 fn env(uri: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
     [("DB_URI", uri), ("DB_NAME", "faults"), ("PORT", "0"), ("DB_TIMEOUT_SECONDS", "2")]

@@ -1,5 +1,6 @@
 //! Integration tests: the real server (port 0) against a real MongoDB-compatible server (`MONGODB_TEST_URI`), the
-//! test HTTP API in front of it, and private servers for the tests that stop or lock down their database.
+//! test HTTP API in front of it, and private servers (`jtc_test_support::PrivateDb`) for the tests that stop or lock
+//! down their database.
 
 mod cli;
 mod data_api;
@@ -10,7 +11,6 @@ mod http_api;
 mod invoke_body;
 mod legacy;
 mod lifecycle;
-mod private_db;
 mod properties;
 mod secrets;
 mod sweep;

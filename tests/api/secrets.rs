@@ -11,7 +11,7 @@ use mongodb::bson::{doc, DateTime};
 
 use crate::data_api::{DataApi, Fault};
 use crate::helpers::{free_port, stop, wait_healthy};
-use crate::private_db::PrivateDb;
+use jtc_test_support::{awkward_uris, leaks, PrivateDb};
 
 const DB_PASSWORD: &str = "Db-Pa55-7f3a91";
 const URI_PASSWORD: &str = "Uri-Pa55-c0ffee";
@@ -151,4 +151,34 @@ async fn no_secret_reaches_a_log_line_or_an_answer() {
         assert!(!logs.contains(leak) && !answers.iter().any(|a| a.contains(leak)), "{leak} leaked: {}", answers[0]);
     }
     assert_clean(&logs, &answers);
+}
+
+#[tokio::test]
+async fn awkward_and_unreachable_uris_never_show_their_password() {
+    let dead_port = crate::helpers::free_port();
+    for (uri, password) in awkward_uris(dead_port) {
+        let env: HashMap<String, String> = [("DB_URI", uri.as_str()), ("DB_NAME", "s"), ("DB_TIMEOUT_SECONDS", "1")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (logs, answers) = capture(env, &[""]).await;
+        assert!(answers[0].contains(r#""status":"error""#), "{uri}: the run failed: {}", answers[0]);
+        for leak in leaks(password) {
+            assert!(!logs.contains(&leak), "{uri}: {leak} in the logs:\n{logs}");
+            assert!(!answers.iter().any(|a| a.contains(&leak)), "{uri}: {leak} in an answer: {answers:?}");
+        }
+        // And `sweep`, whose error goes to stdout as JSON and to stderr as a log line.
+        let out = Command::new(env!("CARGO_BIN_EXE_jwt-token-cleaner"))
+            .arg("sweep")
+            .env_clear()
+            .envs([("DB_URI", uri.as_str()), ("DB_NAME", "s"), ("DB_TIMEOUT_SECONDS", "1"), ("RUST_LOG", "debug")])
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "{uri}");
+        for leak in leaks(password) {
+            assert!(!printed.contains(&leak), "{uri}: {leak} in {printed}");
+        }
+    }
 }

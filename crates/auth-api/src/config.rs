@@ -91,6 +91,19 @@ pub struct AuthSettings {
 }
 
 impl AuthSettings {
+    /// Every secret value these settings carry, for [`jtc_shared::redact::register`]: the database's,
+    /// `JWT_SECRET_KEY` and the credentials of `REDIS_URL`.
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut secrets = self.db.secret_values();
+        secrets.push(self.jwt.secret.expose().to_string());
+        if let Some(url) = &self.rate_limits.redis_url {
+            secrets.extend(jtc_shared::redact::uri_credentials(url.expose()));
+        }
+        secrets
+    }
+}
+
+impl AuthSettings {
     /// Loads `.env.local` and `.env` when present (the real environment wins), then reads the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(jtc_shared::config::env_lookup())

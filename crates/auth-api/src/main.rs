@@ -10,6 +10,7 @@ use auth_api::users::{UserError, UserStore, Username};
 use clap::{Parser, Subcommand};
 use jtc_shared::config;
 use jtc_shared::mongo::connect;
+use jtc_shared::redact::scrub_registered;
 use jtc_shared::shutdown::shutdown_signal;
 use jtc_shared::telemetry;
 use jtc_shared::Secret;
@@ -48,6 +49,7 @@ async fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return config::exit_on_config_error("auth-api", &e),
     };
+    jtc_shared::redact::register(settings.secret_values());
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&settings).await,
         Command::AddUser { name, update } => add_user(&settings, &name, update).await,
@@ -75,14 +77,14 @@ async fn revoke_user(settings: &AuthSettings, name: &str) -> ExitCode {
     let username = match Username::parse(name) {
         Ok(username) => username,
         Err(e) => {
-            eprintln!("auth-api: {e}");
+            eprintln!("auth-api: {}", scrub_registered(&e.to_string()));
             return ExitCode::FAILURE;
         }
     };
     match log_out_everywhere(settings, &username).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("auth-api: {e}");
+            eprintln!("auth-api: {}", scrub_registered(&e.to_string()));
             ExitCode::FAILURE
         }
     }
@@ -93,7 +95,7 @@ async fn serve(settings: &AuthSettings) -> ExitCode {
         Ok(app) => app,
         Err(e) => {
             tracing::error!("cannot start: {e}");
-            eprintln!("auth-api: cannot start: {e}");
+            eprintln!("auth-api: cannot start: {}", scrub_registered(&e.to_string()));
             return ExitCode::FAILURE;
         }
     };
@@ -112,7 +114,7 @@ async fn add_user(settings: &AuthSettings, name: &str, update: bool) -> ExitCode
     let username = match Username::parse(name) {
         Ok(username) => username,
         Err(e) => {
-            eprintln!("auth-api: {e}");
+            eprintln!("auth-api: {}", scrub_registered(&e.to_string()));
             return ExitCode::FAILURE;
         }
     };
@@ -145,7 +147,7 @@ async fn add_user(settings: &AuthSettings, name: &str, update: bool) -> ExitCode
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("auth-api: {e}");
+            eprintln!("auth-api: {}", scrub_registered(&e.to_string()));
             ExitCode::FAILURE
         }
     }

@@ -47,6 +47,17 @@ pub struct DbSettings {
     pub timeout: Duration,
 }
 
+impl DbSettings {
+    /// Every secret these settings carry, in every form a message may quote it: `DB_PASSWORD`, the credentials of
+    /// `DB_URI` (see [`crate::redact::uri_credentials`]) and a `DB_ACCOUNT` long enough to scrub.
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut secrets = crate::redact::uri_credentials(self.uri.expose());
+        secrets.extend(self.password.iter().map(|p| p.expose().to_string()));
+        secrets.extend(self.account.iter().filter(|a| a.len() >= crate::redact::MIN_SCRUBBED_NAME).cloned());
+        secrets
+    }
+}
+
 impl fmt::Debug for DbSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DbSettings")

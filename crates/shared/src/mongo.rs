@@ -10,6 +10,11 @@ use crate::config::DbSettings;
 /// server-selection and connect timeouts. The driver connects lazily, on the first operation.
 pub async fn connect(settings: &DbSettings, app_name: &str) -> Result<Client, MongoError> {
     let mut options = ClientOptions::parse(settings.uri.expose()).await?;
+    // The credential as the driver itself read it, however the URI spelled it: scrubbed from every log line.
+    if let Some(credential) = &options.credential {
+        let name = credential.username.iter().filter(|n| n.len() >= crate::redact::MIN_SCRUBBED_NAME);
+        crate::redact::register(name.chain(credential.password.iter()).cloned());
+    }
     options.app_name = Some(app_name.into());
     options.server_selection_timeout = Some(settings.timeout);
     options.connect_timeout = Some(settings.timeout);
@@ -32,34 +37,14 @@ pub fn is_duplicate_key(e: &MongoError) -> bool {
 }
 
 /// A driver error as one line without secrets: the error's kind alone (the full error also dumps the raw server
-/// reply), with every credential of `settings` scrubbed out.
+/// reply), with every credential of `settings` and every registered secret scrubbed out. Every driver error either
+/// binary shows anyone goes through here.
 pub fn describe(error: &MongoError, settings: &DbSettings) -> String {
     let message = match &*error.kind {
         ErrorKind::Command(c) => format!("{} ({}): {}", c.code_name, c.code, c.message),
         kind => kind.to_string(),
     };
-    let mut secrets: Vec<&str> = settings.password.iter().map(|p| p.expose()).collect();
-    let uri_password = uri_password(settings.uri.expose());
-    secrets.extend(uri_password.as_deref());
-    crate::redact::scrub(&message, &secrets)
-}
-
-/// The password part of a connection string, if any.
-fn uri_password(uri: &str) -> Option<String> {
-    let rest = &uri[uri.find("://")? + 3..];
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    userinfo.split_once(':').map(|(_, password)| password.to_string()).filter(|p| !p.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_uri_password() {
-        assert_eq!(uri_password("mongodb://u:p%40ss@h:1/db").as_deref(), Some("p%40ss"));
-        assert_eq!(uri_password("mongodb://u@h/db"), None);
-        assert_eq!(uri_password("mongodb://h/db?x=a@b"), None);
-    }
+    let secrets = settings.secret_values();
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    crate::redact::scrub_registered(&crate::redact::scrub(&message, &secrets))
 }

@@ -4,6 +4,36 @@
 //! from a URL's user and password) are replaced wherever they appear, and the values of credential-bearing header
 //! names (`Authorization`, `Cookie`, `apiKey`, ...) are replaced whatever they hold, since a server that echoes
 //! our request headers may also echo ones we did not know were secret (a proxy's cookie, a gateway's token).
+//!
+//! Each binary registers its secrets once at start ([`register`]); from then on every log line is scrubbed of them
+//! on its way out (see `telemetry`), and every message built from someone else's text goes through [`scrub`] or
+//! [`scrub_registered`]. One scrubber, whatever the path.
+
+use std::sync::{PoisonError, RwLock};
+
+/// The secrets of this process, registered at start.
+static REGISTERED: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// The shortest user name that is scrubbed: shorter ones are common words (`sa`, `u`) that would blank out half a
+/// message, and say little on their own.
+pub const MIN_SCRUBBED_NAME: usize = 3;
+
+/// Adds `secrets` to the ones every log line and [`scrub_registered`] remove (empty ones are ignored).
+pub fn register(secrets: impl IntoIterator<Item = String>) {
+    let mut registered = REGISTERED.write().unwrap_or_else(PoisonError::into_inner);
+    for secret in secrets {
+        if !secret.is_empty() && !registered.contains(&secret) {
+            registered.push(secret);
+        }
+    }
+}
+
+/// [`scrub`] with every registered secret.
+pub fn scrub_registered(text: &str) -> String {
+    let registered = REGISTERED.read().unwrap_or_else(PoisonError::into_inner);
+    let secrets: Vec<&str> = registered.iter().map(String::as_str).collect();
+    scrub(text, &secrets)
+}
 
 /// What replaces a secret.
 pub const MASK: &str = "****";
@@ -19,6 +49,44 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     let known = secrets.iter().fold(text.to_string(), |t, s| t.replace(s, MASK));
     scrub_credential_values(&known)
+}
+
+/// The user names and passwords a connection string may carry, in every form they may come back in (raw and
+/// percent-decoded), read leniently: the user-info part ends at the last `@` before the first `/`, or, when the
+/// password holds an unescaped `/`, at the last `@` of all. A `?` or `#` in a password does not end it here, as it
+/// may in a driver's reading: scrubbing too much is harmless, too little is a leak. User names shorter than
+/// [`MIN_SCRUBBED_NAME`] are left out.
+pub fn uri_credentials(uri: &str) -> Vec<String> {
+    let Some(start) = uri.find("://") else { return Vec::new() };
+    let rest = &uri[start + 3..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let mut found = Vec::new();
+    // The lenient reading only when the strict one finds no user-info, and only when what it finds has a `:`
+    // before any `/` (a user and a password), not a host and a path with an `@` in the query.
+    let lenient = rest.rfind('@').filter(|&end| {
+        let candidate = &rest[..end];
+        authority.rfind('@').is_none() && candidate[..candidate.find('/').unwrap_or(candidate.len())].contains(':')
+    });
+    for end in [authority.rfind('@'), lenient].into_iter().flatten() {
+        let userinfo = &rest[..end];
+        let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+        for value in [password.to_string(), percent_decode(password)] {
+            // A driver that misreads the URI quotes the pieces it cut the password into (`Pass?word` becomes a
+            // port `Pass`): each piece long enough to mean something is scrubbed too.
+            found.extend(
+                value.split(['?', '/', '#', '@', ':']).filter(|p| p.len() >= MIN_SCRUBBED_NAME).map(str::to_string),
+            );
+            found.push(value);
+        }
+        for value in [user.to_string(), percent_decode(user)] {
+            if value.len() >= MIN_SCRUBBED_NAME {
+                found.push(value);
+            }
+        }
+    }
+    found.retain(|v| !v.is_empty());
+    found.dedup();
+    found
 }
 
 /// `%XX` escapes decoded (bytes that are not UTF-8 are kept as they were).
@@ -107,6 +175,40 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(scrub(input, &[]), expected, "{input}");
         }
+    }
+
+    /// The awkward connection strings: what each must never let through.
+    #[test]
+    fn every_credential_of_an_awkward_uri_is_found() {
+        let table: [(&str, &[&str]); 10] = [
+            ("mongodb://admin:Pass?@db.example/", &["Pass?", "Pass", "admin"]),
+            ("mongodb://admin:Qm4rk?Pa55@db.example/", &["Qm4rk?Pa55", "Qm4rk", "Pa55"]),
+            ("mongodb://admin:pa@ss@db.example/app", &["pa@ss"]),
+            ("mongodb://admin:pa/ss@db.example/app?authSource=admin", &["pa/ss"]),
+            ("mongodb://admin:pa#ss@db.example:27017", &["pa#ss"]),
+            ("mongodb://admin:p%40ss%2Fw%3F@db.example/", &["p%40ss%2Fw%3F", "p@ss/w?"]),
+            ("mongodb+srv://svc-user:Srv-Pa55@cluster0.example.net/app?retryWrites=true", &["Srv-Pa55", "svc-user"]),
+            ("mongodb://us%40er:pw123@h1:1,h2:2/?replicaSet=rs", &["pw123", "us%40er", "us@er"]),
+            ("mongodb://onlyuser@db.example/", &["onlyuser"]),
+            ("mongodb://db.example/app?x=a@b", &[]),
+        ];
+        for (uri, secrets) in table {
+            let found = uri_credentials(uri);
+            for secret in secrets {
+                assert!(found.iter().any(|f| f == secret), "{uri}: {secret:?} not in {found:?}");
+                let message = format!("error connecting to {uri}: bad auth for {secret}");
+                let scrubbed = scrub(&message, &found.iter().map(String::as_str).collect::<Vec<_>>());
+                assert!(!scrubbed.contains(secret), "{uri}: {scrubbed}");
+            }
+            assert!(!found.iter().any(|f| f.contains("db.example")), "{uri}: the host is no secret: {found:?}");
+        }
+        assert!(uri_credentials("mongodb://u:pw@h/").iter().all(|f| f != "u"), "names under 3 bytes are kept");
+    }
+
+    #[test]
+    fn registered_secrets_are_scrubbed() {
+        register(["Reg-Secret-1".to_string(), String::new()]);
+        assert_eq!(scrub_registered("x Reg-Secret-1 y"), "x **** y");
     }
 
     #[test]

@@ -7,12 +7,18 @@
 //! - [`free_port`], [`dead_db_uri`]: ports, taken or with nothing behind them.
 //! - [`wait_healthy`], [`stop`]: a child server's life, from its first 200 on `/health` to its exit on SIGTERM.
 //! - [`bson_size`]: a document's BSON size, computed here, independently of any server.
+//! - [`PrivateDb`]: a SecantusDB server of a test's own (`SECANTUS_BIN`), to stop, restart or lock down.
+//! - [`awkward_uris`], [`leaks`]: connection strings whose passwords drivers mangle, and what must never show.
 //! - [`TempDir`]: a directory of its own under the system's temp dir, removed when dropped, pass or fail.
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
+
+mod private_db;
+
+pub use private_db::PrivateDb;
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, oid::ObjectId, Document};
@@ -75,6 +81,27 @@ pub fn stop(child: &mut Child, patience: Duration) -> Option<ExitStatus> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The connection strings a driver chokes on or cannot reach, each with a password that must appear nowhere: an
+/// unescaped `?` (the driver cuts the URI there), `@`, `/` and `#`, a percent escape, and an unreachable host.
+pub fn awkward_uris(dead_port: u16) -> Vec<(String, &'static str)> {
+    let host = format!("127.0.0.1:{dead_port}");
+    vec![
+        (format!("mongodb://admin:Qm4rk?Pa55@{host}/?directConnection=true"), "Qm4rk?Pa55"),
+        (format!("mongodb://admin:At@Pa55-x@{host}/?directConnection=true"), "At@Pa55-x"),
+        (format!("mongodb://admin:Sl/Pa55-y@{host}/?directConnection=true"), "Sl/Pa55-y"),
+        (format!("mongodb://admin:Hs#Pa55-z@{host}/?directConnection=true"), "Hs#Pa55-z"),
+        (format!("mongodb://admin:Pc%25Pa55-w@{host}/?directConnection=true"), "Pc%Pa55-w"),
+        (format!("mongodb://svc-user:Unreach-Pa55-v@{host}/?directConnection=true"), "Unreach-Pa55-v"),
+    ]
+}
+
+/// What must not appear when `password` is to stay secret: the password, and each piece a driver may cut it into
+/// (at `?`, `/`, `#`, `@`, `%`) long enough to mean something.
+pub fn leaks(password: &str) -> Vec<String> {
+    let pieces = password.split(['?', '/', '#', '@', '%']).filter(|p| p.len() >= 3);
+    pieces.chain([password]).map(str::to_string).collect()
 }
 
 /// A database of its own on the test server, dropped by [`TestDb::drop_db`].

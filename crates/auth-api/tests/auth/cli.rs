@@ -188,3 +188,47 @@ async fn tokens_do_not_outlive_a_password_change_a_revocation_or_the_account() {
     assert_eq!(expires_at - revoked_before, 7 * 86_400 * 1000, "the longest token lifetime");
     db.drop_db().await;
 }
+
+/// What a run printed, on both streams.
+fn printed(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[tokio::test]
+async fn no_driver_error_shows_a_password_at_start_or_in_add_user() {
+    let dead_port = jtc_test_support::free_port();
+    let db = TestDb::new().await;
+    for (uri, password) in jtc_test_support::awkward_uris(dead_port) {
+        let vars = env(&db, &[("DB_URI", &uri), ("DB_TIMEOUT_SECONDS", "1"), ("RUST_LOG", "debug")]);
+        let out = add_user(&vars, &["bob"], "a pass phrase\n");
+        assert_eq!(out.status.code(), Some(1), "{uri}: {}", printed(&out));
+        // serve: whatever it says at start (it may fail at once, or log the unreachable database and serve).
+        let dir = TempDir::new("auth-api-cli");
+        let port = jtc_test_support::free_port().to_string();
+        let mut vars = vars.clone();
+        vars.insert("PORT".into(), port);
+        let mut child = command(&vars, &dir).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        jtc_test_support::stop(&mut child, Duration::from_secs(10));
+        let serve = child.wait_with_output().expect("output");
+        for leak in jtc_test_support::leaks(password) {
+            assert!(!printed(&out).contains(&leak), "{uri}: add-user showed {leak}: {}", printed(&out));
+            assert!(!printed(&serve).contains(&leak), "{uri}: serve showed {leak}: {}", printed(&serve));
+        }
+    }
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_wrong_database_password_is_never_shown() {
+    let private = jtc_test_support::PrivateDb::start(Some(("svc", "Right-Pa55-k"))).await;
+    let wrong = "Wrong-Pa55-k";
+    let uri = format!("mongodb://svc:{wrong}@127.0.0.1:{}/?directConnection=true&authSource=admin", private.port);
+    let db = TestDb::new().await;
+    let vars = env(&db, &[("DB_URI", &uri), ("DB_TIMEOUT_SECONDS", "2"), ("RUST_LOG", "debug")]);
+    let out = add_user(&vars, &["bob"], "a pass phrase\n");
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
+    assert!(printed(&out).to_lowercase().contains("auth"), "an authentication error: {}", printed(&out));
+    assert!(!printed(&out).contains(wrong), "{}", printed(&out));
+    db.drop_db().await;
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mongodb::bson::doc;
 
-use crate::helpers::{free_port, stop};
+use crate::{free_port, stop};
 
 pub struct PrivateDb {
     pub port: u16,
