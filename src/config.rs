@@ -12,6 +12,7 @@ use jtc_shared::config::{
 };
 pub use jtc_shared::config::{ConfigError, DbSettings};
 pub use jtc_shared::names::{FieldPath, MongoName};
+pub use jtc_shared::serve::ConnectionLimits;
 pub use jtc_shared::Secret;
 
 /// The team's DB-operation HTTP API (MongoDB Atlas Data API v1 shape).
@@ -82,6 +83,8 @@ pub struct Settings {
     pub legacy: LegacySettings,
     /// Listening port: `FC_CUSTOM_LISTEN_PORT`, else `PORT`, else 9000.
     pub port: u16,
+    /// The connection limits of the HTTP server (`HTTP_*`; see `jtc_shared::serve`).
+    pub connections: ConnectionLimits,
 }
 
 /// Upper bounds shared by the environment and the invoke body.
@@ -156,6 +159,9 @@ impl Settings {
         };
         let scan_limit = number(&get, "LEGACY_SCAN_LIMIT", 10_000, 0, 1_000_000)?;
 
+        // A shutdown lets the invocation in flight finish: it may take the whole time budget.
+        let drain = Duration::from_secs(time_budget + 15);
+        let connections = ConnectionLimits::from_lookup(&get, drain)?;
         let port = match get("FC_CUSTOM_LISTEN_PORT") {
             Some(_) => number(&get, "FC_CUSTOM_LISTEN_PORT", 9000, 0, 65535)?,
             None => number(&get, "PORT", 9000, 0, 65535)?,
@@ -187,6 +193,7 @@ impl Settings {
                 scan_limit,
             },
             port,
+            connections,
         })
     }
 }

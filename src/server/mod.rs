@@ -17,7 +17,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::config::{LegacySettings, Settings, SweepSettings};
+use jtc_shared::serve::Plain;
+
+use crate::config::{ConnectionLimits, LegacySettings, Settings, SweepSettings};
 use crate::store::fallback::Backends;
 use crate::sweep::TokenVerifier;
 
@@ -76,6 +78,7 @@ pub fn router(state: AppState) -> Router {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    limits: ConnectionLimits,
 }
 
 impl Application {
@@ -83,7 +86,7 @@ impl Application {
     pub async fn build(settings: &Settings) -> std::io::Result<Self> {
         let backends = Backends::from_settings(settings).map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], settings.port))).await?;
-        Ok(Self { listener, router: router(AppState::new(settings, backends)) })
+        Ok(Self { listener, router: router(AppState::new(settings, backends)), limits: settings.connections })
     }
 
     /// The port really bound (useful with port 0).
@@ -91,8 +94,9 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// Serves until `shutdown` completes, then lets requests in flight finish.
+    /// Serves until `shutdown` completes, then lets requests in flight finish, with the connection limits of
+    /// `jtc_shared::serve` (a cap, header, idle and body deadlines).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await
+        jtc_shared::serve::serve(self.listener, self.router, self.limits, Plain, shutdown).await
     }
 }

@@ -73,3 +73,49 @@ async fn invoke_with_the_database_down_answers_an_error_within_the_budget() {
     assert_eq!(json["data"]["request_id"], "test-request-1");
     assert!(json["data"]["timestamp"].as_str().unwrap().ends_with('Z'));
 }
+
+/// The socket address of an app's `http://127.0.0.1:PORT`.
+fn socket(app: &TestApp) -> std::net::SocketAddr {
+    app.address.trim_start_matches("http://").parse().expect("an address")
+}
+
+#[tokio::test]
+async fn slow_idle_and_short_bodied_connections_are_closed_while_health_answers() {
+    let db = TestDb::new().await;
+    let limits = [("HTTP_HEADER_TIMEOUT_SECONDS", "1"), ("HTTP_BODY_TIMEOUT_SECONDS", "1")];
+    let app = TestApp::spawn(&db.settings(&limits)).await;
+    let give_up = std::time::Duration::from_secs(10);
+    let (dribbled, idled, shorted, health) = tokio::join!(
+        jtc_test_support::dribble_headers(socket(&app), give_up),
+        jtc_test_support::idle_after_one_request(socket(&app), give_up),
+        jtc_test_support::short_body(socket(&app), "/invoke", give_up),
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            app.call(Method::GET, "/health", "".into(), None).await
+        },
+    );
+    assert_eq!(health.status, 200, "the server answers others meanwhile");
+    // Closed by the 1 s deadlines, long before the client would have given up (generous slack for a slow machine).
+    for (what, closed) in [("dribbling headers", dribbled), ("idle", idled), ("short body", shorted)] {
+        let closed = closed.unwrap_or_else(|| panic!("{what}: still open after {give_up:?}"));
+        assert!(closed < std::time::Duration::from_secs(5), "{what}: closed after {closed:?}");
+    }
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_the_next_client_waits_for_a_free_slot() {
+    let db = TestDb::new().await;
+    let limits = [("HTTP_MAX_CONNECTIONS", "2"), ("HTTP_HEADER_TIMEOUT_SECONDS", "2")];
+    let app = TestApp::spawn(&db.settings(&limits)).await;
+    // Two silent clients take both slots.
+    let _a = tokio::net::TcpStream::connect(socket(&app)).await.unwrap();
+    let _b = tokio::net::TcpStream::connect(socket(&app)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let quick = reqwest::Client::builder().timeout(std::time::Duration::from_millis(700)).build().unwrap();
+    assert!(quick.get(format!("{}/health", app.address)).send().await.is_err(), "no third connection is served");
+    // Their header deadline frees the slots, and the next client is served.
+    let answer = app.call(Method::GET, "/health", "".into(), None).await;
+    assert_eq!(answer.status, 200);
+    db.drop_db().await;
+}

@@ -10,6 +10,7 @@ use jtc_shared::config::{
 };
 
 use jtc_shared::names::{FieldPath, MongoName};
+use jtc_shared::serve::ConnectionLimits;
 use jtc_shared::Secret;
 
 use super::rate_limit::Limits;
@@ -88,6 +89,8 @@ pub struct AuthSettings {
     pub tls: Option<TlsSettings>,
     /// `PORT` (default 5000); the server listens on `0.0.0.0`.
     pub port: u16,
+    /// The connection limits of the HTTP server (`HTTP_*`; see `jtc_shared::serve`).
+    pub connections: ConnectionLimits,
 }
 
 impl AuthSettings {
@@ -199,6 +202,7 @@ impl AuthSettings {
             cors_allowed_origins,
             tls,
             port,
+            connections: ConnectionLimits::from_lookup(&get, Duration::from_secs(10))?,
         })
     }
 }

@@ -10,9 +10,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::routing::{get, post};
 use axum::Router;
-use axum_server::tls_rustls::RustlsConfig;
+use jtc_shared::serve::{serve, ConnectionLimits, Handshake, Plain};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::config::{AuthSettings, TlsSettings};
@@ -165,7 +166,8 @@ pub fn router(state: AppState, cors_allowed_origins: &[String]) -> Router {
 pub struct Application {
     listener: std::net::TcpListener,
     router: Router,
-    tls: Option<RustlsConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: ConnectionLimits,
 }
 
 impl Application {
@@ -213,7 +215,8 @@ impl Application {
         let listener = std::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], settings.port)))
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| StartError::Bind(settings.port, e))?;
-        Ok(Self { listener, router: router(state, &settings.cors_allowed_origins), tls })
+        let (router, limits) = (router(state, &settings.cors_allowed_origins), settings.connections);
+        Ok(Self { listener, router, tls, limits })
     }
 
     /// The port really bound (useful with port 0).
@@ -226,25 +229,31 @@ impl Application {
         self.tls.is_some()
     }
 
-    /// Serves until `shutdown` completes, then lets requests in flight finish (up to 10 s).
+    /// Serves until `shutdown` completes, then lets requests in flight finish (up to 10 s), with the connection
+    /// limits of `jtc_shared::serve` (a cap, header, idle and body deadlines; the TLS handshake within the header
+    /// deadline).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let handle = axum_server::Handle::new();
-        let stopper = handle.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing requests in flight");
-            stopper.graceful_shutdown(Some(Duration::from_secs(10)));
-        });
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let listener = tokio::net::TcpListener::from_std(self.listener)?;
         match self.tls {
-            Some(config) => axum_server::from_tcp_rustls(self.listener, config)?.handle(handle).serve(service).await,
-            None => axum_server::from_tcp(self.listener)?.handle(handle).serve(service).await,
+            Some(config) => serve(listener, self.router, self.limits, Tls(TlsAcceptor::from(config)), shutdown).await,
+            None => serve(listener, self.router, self.limits, Plain, shutdown).await,
         }
     }
 }
 
+/// The TLS handshake, for [`serve`].
+#[derive(Clone)]
+struct Tls(TlsAcceptor);
+
+impl Handshake for Tls {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    async fn handshake(&self, tcp: tokio::net::TcpStream) -> std::io::Result<Self::Io> {
+        self.0.accept(tcp).await
+    }
+}
+
 /// A rustls server configuration (ring, TLS 1.2 and 1.3) from the PEM files.
-fn tls_config(files: &TlsSettings) -> Result<RustlsConfig, StartError> {
+fn tls_config(files: &TlsSettings) -> Result<Arc<rustls::ServerConfig>, StartError> {
     let shown = |p: &std::path::Path| p.display().to_string();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_file)
         .and_then(|certs| certs.collect::<Result<_, _>>())
@@ -262,5 +271,5 @@ fn tls_config(files: &TlsSettings) -> Result<RustlsConfig, StartError> {
         .with_single_cert(certs, key)
         .map_err(|e| StartError::Tls(format!("the certificate and key do not make a usable pair: {e}")))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(RustlsConfig::from_config(Arc::new(config)))
+    Ok(Arc::new(config))
 }

@@ -9,6 +9,7 @@
 //! - [`mongo`]: the MongoDB client both open, and driver errors as messages without secrets.
 //! - [`redact`]: scrubbing secrets out of someone else's text (a driver error, an API's error body).
 //! - [`telemetry`]: logging to stderr, text or JSON lines, filtered by `RUST_LOG`.
+//! - [`serve`]: HTTP/1.1 with a connection cap and header, idle and body deadlines, for both servers.
 //! - [`shutdown`]: SIGTERM and SIGINT, for a graceful stop.
 //!
 //! Neither product imports the other; a piece moves here only when both use it.
@@ -18,6 +19,7 @@ pub mod mongo;
 pub mod names;
 pub mod redact;
 pub mod secret;
+pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -188,3 +188,61 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A slow client: connects to `address`, sends a request line and then one header line every 200 ms, never ending
+/// the head. Returns how long the server took to close the connection (or `None` if it was still open after
+/// `give_up`).
+pub async fn dribble_headers(address: std::net::SocketAddr, give_up: Duration) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let started = Instant::now();
+    stream.write_all(b"GET /health HTTP/1.1\r\nHost: slow\r\n").await.ok()?;
+    let mut buf = [0u8; 1024];
+    for i in 0.. {
+        if started.elapsed() > give_up {
+            return None;
+        }
+        // A closed connection shows as a failed write, or as a read of 0 bytes (or a 408 the server sent first).
+        if stream.write_all(format!("X-Slow-{i}: x\r\n").as_bytes()).await.is_err() {
+            return Some(started.elapsed());
+        }
+        match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {}
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+/// An idle client: sends one whole request, reads the answer, then sends nothing. Returns how long after the answer
+/// the server closed the connection (or `None` if it was still open after `give_up`).
+pub async fn idle_after_one_request(address: std::net::SocketAddr, give_up: Duration) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    stream.write_all(b"GET /health HTTP/1.1\r\nHost: idle\r\n\r\n").await.expect("request");
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).await.expect("answer");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "the request was answered");
+    let started = Instant::now();
+    match tokio::time::timeout(give_up, stream.read(&mut buf)).await {
+        Ok(Ok(0) | Err(_)) => Some(started.elapsed()),
+        Ok(Ok(_)) | Err(_) => None,
+    }
+}
+
+/// A client that promises a body and sends only part of it. Returns how long the server took to answer or close.
+pub async fn short_body(address: std::net::SocketAddr, path: &str, give_up: Duration) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: short\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).await.expect("request");
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    match tokio::time::timeout(give_up, stream.read(&mut buf)).await {
+        Ok(_) => Some(started.elapsed()),
+        Err(_) => None,
+    }
+}

@@ -3,6 +3,7 @@
 //! end-to-end story with the cleaner (run in-process: a dev-dependency of these tests, never of auth-api).
 
 mod cli;
+mod connections;
 mod cors;
 mod end_to_end;
 mod logout;
