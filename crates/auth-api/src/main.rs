@@ -43,6 +43,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    return_freed_memory();
     let cli = Cli::parse();
     telemetry::init(telemetry::json_requested());
     let settings = match AuthSettings::from_env() {
@@ -150,5 +151,19 @@ async fn add_user(settings: &AuthSettings, name: &str, update: bool) -> ExitCode
             eprintln!("auth-api: {}", scrub_registered(&e.to_string()));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Every password verification allocates argon2id's 19 MiB of memory and frees it. glibc's malloc serves such a
+/// block with `mmap` at first, but after the first free it raises its mmap threshold to the block's size, and from
+/// then on serves and keeps the blocks in its per-thread arenas: measured, 200 concurrent failed logins took the
+/// process from 10 MB to 715 MB, and it never went back (`scripts/bench auth-memory`, BENCHMARKS.md). A fixed
+/// threshold of 1 MiB keeps every argon2 block in an `mmap` of its own, returned to the system the moment it is
+/// freed: the peak is the verifications in flight (at most two per core), and the memory comes back at once.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes a malloc tuning parameter; it is called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }

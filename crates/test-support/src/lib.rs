@@ -246,3 +246,24 @@ pub async fn short_body(address: std::net::SocketAddr, path: &str, give_up: Dura
         Err(_) => None,
     }
 }
+
+/// Writes `report` into the markdown file `out` between `<!-- {name}:start -->` and `<!-- {name}:end -->`
+/// (appended with the markers when they are not there yet), leaving the rest of the file as it was.
+pub fn splice_report(out: &Path, name: &str, report: &str) {
+    let (start, end) = (format!("<!-- {name}:start -->"), format!("<!-- {name}:end -->"));
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    let block = format!("{start}\n{report}{end}");
+    let text = match (text.find(&start), text.find(&end)) {
+        (Some(a), Some(b)) if a < b => format!("{}{block}{}", &text[..a], &text[b + end.len()..]),
+        _ => format!("{text}\n{block}\n"),
+    };
+    std::fs::write(out, text).expect("write the report");
+}
+
+/// The resident set size of process `pid` in bytes (`VmRSS`), if it is still running.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
