@@ -68,6 +68,15 @@ pub struct SweepSettings {
     pub batch_size: u32,
     /// `CLEANUP_TIME_BUDGET_SECONDS` (default 50): no batch starts after it.
     pub time_budget: Duration,
+    /// `CLEANUP_PAUSE_RATIO` (default 0): after each batch, sleep this many times the batch's own duration.
+    pub pause_ratio: f64,
+    /// `CLEANUP_MAX_OPERATION_MS` (default none): windows shrink so that no measure or delete is expected to take
+    /// longer.
+    pub max_operation: Option<Duration>,
+    /// `CLEANUP_COLLECTION_STATS` (default true): the one statistics call at the end of a run.
+    pub collection_stats: bool,
+    /// `CLEANUP_EXACT_BYTES` (default true): measure each batch's exact bytes before deleting it.
+    pub exact_bytes: bool,
 }
 
 /// Everything the cleaner needs, read from the environment. At least one of `api` and `db` is set.
@@ -142,21 +151,30 @@ impl Settings {
         let grace = number(&get, "CLEANUP_GRACE_SECONDS", 60, 0, 365 * 24 * 3600)?;
         let batch_size = number(&get, "CLEANUP_BATCH_SIZE", 5000, 1, MAX_BATCH_SIZE as u64)? as u32;
         let time_budget = number(&get, "CLEANUP_TIME_BUDGET_SECONDS", 50, 1, MAX_TIME_BUDGET_SECONDS)?;
+        let pause_ratio = match get("CLEANUP_PAUSE_RATIO") {
+            None => 0.0,
+            Some(raw) => match raw.trim().parse::<f64>() {
+                Ok(ratio) if (0.0..=100.0).contains(&ratio) => ratio,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "CLEANUP_PAUSE_RATIO",
+                        reason: format!("{raw:?} is not a number from 0 to 100"),
+                    })
+                }
+            },
+        };
+        let max_operation = match get("CLEANUP_MAX_OPERATION_MS") {
+            None => None,
+            Some(_) => Some(Duration::from_millis(number(&get, "CLEANUP_MAX_OPERATION_MS", 0, 1, 600_000)?)),
+        };
+        let collection_stats = flag(&get, "CLEANUP_COLLECTION_STATS", true)?;
+        let exact_bytes = flag(&get, "CLEANUP_EXACT_BYTES", true)?;
 
         let api_timeout = number(&get, "MONGODB_API_TIMEOUT_SECONDS", 10, 1, 120)?;
         let data_source = get("MONGODB_API_DATA_SOURCE").unwrap_or_else(|| "mongodb".into());
 
         let algorithm = jwt_algorithm(&get)?;
-        let backfill = match get("BACKFILL_EXPIRES_AT").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-            None | Some("false" | "0" | "no") => false,
-            Some("true" | "1" | "yes") => true,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "BACKFILL_EXPIRES_AT",
-                    reason: format!("{other:?} is not true or false"),
-                })
-            }
-        };
+        let backfill = flag(&get, "BACKFILL_EXPIRES_AT", false)?;
         let scan_limit = number(&get, "LEGACY_SCAN_LIMIT", 10_000, 0, 1_000_000)?;
 
         // A shutdown lets the invocation in flight finish: it may take the whole time budget.
@@ -185,6 +203,10 @@ impl Settings {
                 grace: Duration::from_secs(grace),
                 batch_size,
                 time_budget: Duration::from_secs(time_budget),
+                pause_ratio,
+                max_operation,
+                collection_stats,
+                exact_bytes,
             },
             legacy: LegacySettings {
                 secret_key: get("JWT_SECRET_KEY").map(Secret::new),
@@ -195,6 +217,16 @@ impl Settings {
             port,
             connections,
         })
+    }
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`), `default` when unset.
+fn flag(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match get(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(other) => Err(ConfigError::Invalid { name, reason: format!("{other:?} is not true or false") }),
     }
 }
 
@@ -255,6 +287,12 @@ mod tests {
         assert!(e.to_string().starts_with("BACKFILL_EXPIRES_AT is invalid"), "{e}");
         let e = settings(&[("DB_URI", "postgres://x"), ("DB_NAME", "app")]).unwrap_err();
         assert!(e.to_string().starts_with("DB_URI is invalid"), "{e}");
+        let e = settings(&[BASE[0], BASE[1], ("CLEANUP_PAUSE_RATIO", "-1")]).unwrap_err();
+        assert!(e.to_string().starts_with("CLEANUP_PAUSE_RATIO is invalid"), "{e}");
+        let e = settings(&[BASE[0], BASE[1], ("CLEANUP_MAX_OPERATION_MS", "0")]).unwrap_err();
+        assert!(e.to_string().starts_with("CLEANUP_MAX_OPERATION_MS is invalid"), "{e}");
+        let e = settings(&[BASE[0], BASE[1], ("CLEANUP_EXACT_BYTES", "maybe")]).unwrap_err();
+        assert!(e.to_string().starts_with("CLEANUP_EXACT_BYTES is invalid"), "{e}");
         let e = settings(&[BASE[0], BASE[1], ("CLEANUP_BATCH_SIZE", "0")]).unwrap_err();
         assert!(e.to_string().starts_with("CLEANUP_BATCH_SIZE is invalid"), "{e}");
         let e = settings(&[BASE[0], BASE[1], ("CLEANUP_TIME_BUDGET_SECONDS", "ten")]).unwrap_err();

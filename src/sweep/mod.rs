@@ -101,8 +101,9 @@ pub async fn run_at(
     if options.dry_run {
         tally.expired_remaining += tally.would_clean;
     }
-    // One statistics call, at the end: on some servers it costs a pass over the collection.
-    let after = store.stats().await.map_err(|e| fail(&tally, e))?;
+    // One statistics call, at the end: on some servers it costs a pass over the collection (and holds the server
+    // while it runs), so it is made once per run at most, and not at all with `CLEANUP_COLLECTION_STATS=false`.
+    let after = if options.collection_stats { Some(store.stats().await.map_err(|e| fail(&tally, e))?) } else { None };
     let report = SweepReport::new(
         &tally,
         RunEnd {
@@ -129,6 +130,12 @@ pub async fn run_at(
 
 /// Sweeps one lane. Returns the part of the lane left unswept when the budget ran out, or `None` when the lane is
 /// done.
+///
+/// Gentleness (see the README's "Gentle sweeps"): after each batch the sweep pauses `pause_ratio` times the batch's
+/// own duration, inside the budget; with a `max_operation` bound, the window target follows the measured cost per
+/// entry ([`OperationClock`]) so that no single measure or delete is expected to run longer. Without `exact_bytes`,
+/// a window is deleted without being measured first (only the first window with entries is measured, for the
+/// average entry size), and the next window is sized from what the delete removed.
 async fn sweep_lane(
     store: &dyn BlacklistStore,
     options: &SweepOptions,
@@ -138,29 +145,110 @@ async fn sweep_lane(
     tally: &mut Tally,
 ) -> Result<Option<ExpiryRange>, StoreError> {
     let mut window = Window::new(lane, cutoff_ms, INITIAL_WINDOW_MS, options.batch_size);
+    let mut clock = OperationClock::default();
     loop {
         let range = window.range();
         if started.elapsed() >= options.time_budget {
             return Ok(Some(ExpiryRange { lane, lo_ms: lane.floor_ms(), hi_ms: range.hi_ms }));
         }
-        let measured = store.measure(&range).await?;
-        if window.too_crowded(measured.count) {
-            window.shrink(measured.count);
-            continue;
-        }
-        if measured.count > 0 {
-            tally.batches += 1;
-            if options.dry_run {
-                tally.would_delete(measured.count, measured.bytes);
+        let batch_started = Instant::now();
+        let estimate = !options.exact_bytes && tally.average_bytes().is_some();
+        let count = if estimate {
+            // Estimate mode: no measuring read. A dry run still has to count what it would delete.
+            let count = if options.dry_run {
+                let at = Instant::now();
+                let count = store.count(&range).await?;
+                clock.measured(at.elapsed(), count);
+                count
             } else {
+                let at = Instant::now();
                 let deleted = store.delete(&range).await?;
-                tally.deleted(measured.count, measured.bytes, deleted);
-                tracing::debug!(?lane, lo = range.lo_ms, hi = range.hi_ms, deleted, "batch deleted");
+                clock.deleted(at.elapsed(), deleted);
+                tally.deleted_estimated(deleted);
+                if deleted > 0 {
+                    tally.batches += 1;
+                }
+                deleted
+            };
+            if options.dry_run && count > 0 {
+                tally.batches += 1;
+                tally.would_delete_estimated(count);
             }
+            count
+        } else {
+            let at = Instant::now();
+            let measured = store.measure(&range).await?;
+            clock.measured(at.elapsed(), measured.count);
+            if window.too_crowded(measured.count) {
+                window.shrink(measured.count);
+                continue;
+            }
+            if measured.count > 0 {
+                tally.batches += 1;
+                if options.dry_run {
+                    tally.would_delete(measured.count, measured.bytes);
+                } else {
+                    let at = Instant::now();
+                    let deleted = store.delete(&range).await?;
+                    clock.deleted(at.elapsed(), deleted);
+                    tally.deleted(measured.count, measured.bytes, deleted);
+                    tracing::debug!(?lane, lo = range.lo_ms, hi = range.hi_ms, deleted, "batch deleted");
+                }
+            }
+            measured.count
+        };
+        if let Some(bound) = options.max_operation {
+            window.set_target(clock.target(bound, options.batch_size));
+        }
+        if count > 0 && options.pause_ratio > 0.0 {
+            let left = options.time_budget.saturating_sub(started.elapsed());
+            let pause = batch_started.elapsed().mul_f64(options.pause_ratio).min(left);
+            tokio::time::sleep(pause).await;
+            tally.paused += pause;
         }
         if window.is_last() {
             return Ok(None);
         }
-        window.advance(measured.count);
+        window.advance(count);
+    }
+}
+
+/// What one entry costs a measure or a delete, learned from the operations so far (the slower of the two, each
+/// an average that weighs the latest operation as much as all before it), for the time bound.
+#[derive(Debug, Default)]
+struct OperationClock {
+    measure_ms_per_entry: Option<f64>,
+    delete_ms_per_entry: Option<f64>,
+}
+
+impl OperationClock {
+    fn measured(&mut self, took: std::time::Duration, entries: u64) {
+        Self::record(&mut self.measure_ms_per_entry, took, entries);
+    }
+
+    fn deleted(&mut self, took: std::time::Duration, entries: u64) {
+        Self::record(&mut self.delete_ms_per_entry, took, entries);
+    }
+
+    fn record(slot: &mut Option<f64>, took: std::time::Duration, entries: u64) {
+        if entries == 0 {
+            return;
+        }
+        let per_entry = took.as_secs_f64() * 1000.0 / entries as f64;
+        *slot = Some(slot.map_or(per_entry, |old| (old + per_entry) / 2.0));
+    }
+
+    /// The window target that keeps one operation under `bound`: from the batch size until something is known,
+    /// never above it, never below one entry.
+    fn target(&self, bound: std::time::Duration, batch_size: u32) -> u64 {
+        let per_entry = match (self.measure_ms_per_entry, self.delete_ms_per_entry) {
+            (None, None) => return u64::from(batch_size),
+            (a, b) => a.unwrap_or(0.0).max(b.unwrap_or(0.0)),
+        };
+        if per_entry <= 0.0 {
+            return u64::from(batch_size);
+        }
+        let fits = (bound.as_secs_f64() * 1000.0 / per_entry).floor() as u64;
+        fits.clamp(1, u64::from(batch_size))
     }
 }

@@ -33,6 +33,14 @@ pub struct SweepOptions {
     pub legacy_scan_limit: u64,
     /// Write the expiry of verified, unexpired legacy entries.
     pub legacy_backfill: bool,
+    /// After each batch, sleep this many times its duration (within the budget).
+    pub pause_ratio: f64,
+    /// Size windows so that no measure or delete is expected to take longer.
+    pub max_operation: Option<Duration>,
+    /// Make the one statistics call at the end.
+    pub collection_stats: bool,
+    /// Measure each batch's exact bytes before deleting it (else: estimate them).
+    pub exact_bytes: bool,
 }
 
 impl SweepOptions {
@@ -46,6 +54,10 @@ impl SweepOptions {
             expires_field: settings.expires_field.clone(),
             legacy_scan_limit: legacy.scan_limit,
             legacy_backfill: legacy.backfill,
+            pause_ratio: settings.pause_ratio,
+            max_operation: settings.max_operation,
+            collection_stats: settings.collection_stats,
+            exact_bytes: settings.exact_bytes,
         }
     }
 }

@@ -25,6 +25,9 @@ pub(crate) struct Tally {
     pub complete: bool,
     pub expired_remaining: u64,
     pub warnings: Vec<String>,
+    pub paused: Duration,
+    /// Batches whose bytes were estimated (count times the average entry size), not measured.
+    pub estimated_batches: u64,
 }
 
 impl Tally {
@@ -43,7 +46,35 @@ impl Tally {
             complete: true,
             expired_remaining: 0,
             warnings: Vec::new(),
+            paused: Duration::ZERO,
+            estimated_batches: 0,
         }
+    }
+
+    /// The average BSON size of the entries measured so far, once there are any.
+    pub fn average_bytes(&self) -> Option<u64> {
+        let (count, bytes) = (self.cleaned + self.would_clean, self.bytes + self.would_free);
+        (count > 0).then(|| bytes / count)
+    }
+
+    /// Accounts `deleted` entries deleted without a measure: their bytes are estimated.
+    pub fn deleted_estimated(&mut self, deleted: u64) {
+        let average = self.average_bytes().unwrap_or(0);
+        self.cleaned += deleted;
+        self.bytes += deleted * average;
+        if deleted > 0 {
+            self.exact = false;
+            self.estimated_batches += 1;
+        }
+    }
+
+    /// Accounts `count` entries a dry run would delete, counted without a measure.
+    pub fn would_delete_estimated(&mut self, count: u64) {
+        let average = self.average_bytes().unwrap_or(0);
+        self.would_clean += count;
+        self.would_free += count * average;
+        self.exact = false;
+        self.estimated_batches += 1;
     }
 
     /// Accounts a batch a dry run would delete.
@@ -75,7 +106,8 @@ impl Tally {
 pub(crate) struct RunEnd {
     pub started_at: DateTime<Utc>,
     pub duration: Duration,
-    pub after: CollectionStats,
+    /// The statistics call's answer; `None` when it is off.
+    pub after: Option<CollectionStats>,
     pub dry_run: bool,
     pub backend: String,
     pub fallback_reason: Option<String>,
@@ -89,23 +121,26 @@ pub struct SweepReport {
     pub success: bool,
     /// Entries this run really deleted (the servers' `deletedCount`s, summed).
     pub cleaned_count: u64,
-    /// Entries in the collection after the run.
-    pub remaining_tokens: u64,
-    /// BSON bytes of the entries that remain (collection statistics).
-    pub estimated_memory_usage: u64,
+    /// Entries in the collection after the run; null when the statistics call is off
+    /// (`CLEANUP_COLLECTION_STATS=false`).
+    pub remaining_tokens: Option<u64>,
+    /// BSON bytes of the entries that remain (collection statistics); null when unknown: the statistics call is
+    /// off, or the server reports no sizes and this run measured nothing to average.
+    pub estimated_memory_usage: Option<u64>,
     /// Exact BSON size of the entries deleted (a `$bsonSize` sum over each batch's range).
     pub memory_saved_bytes: u64,
     /// `memory_saved_bytes` in MiB, two decimals.
     pub memory_saved_mb: f64,
-    /// False only when a concurrent writer changed a batch between measuring and deleting it; the bytes of
-    /// that batch are then pro-rated by the count really deleted.
+    /// False when a concurrent writer changed a batch between measuring and deleting it (the bytes of that batch
+    /// are then pro-rated by the count really deleted), or in estimate mode (`CLEANUP_EXACT_BYTES=false`: bytes are
+    /// the count times the average entry size).
     pub memory_saved_exact: bool,
     /// Start of the run, RFC 3339 UTC.
     pub timestamp: String,
     /// Start of the run, `YYYY-MM-DD HH:MM:SS` UTC.
     pub execution_time: String,
-    /// Entries in the collection before the run.
-    pub total_tokens_before: u64,
+    /// Entries in the collection before the run (`remaining_tokens + cleaned_count`); null without statistics.
+    pub total_tokens_before: Option<u64>,
     /// Expired entries still in the collection after the run, counted after the sweep (0 when `complete`).
     pub expired_remaining: u64,
     /// True when every expired entry was swept, as a count of each lane below the cutoff confirmed after the sweep
@@ -133,6 +168,8 @@ pub struct SweepReport {
     pub fallback_reason: Option<String>,
     /// Wall time of the run.
     pub duration_ms: u64,
+    /// Of that, time spent pausing between batches (`CLEANUP_PAUSE_RATIO`).
+    pub paused_ms: u64,
     /// The invocation's request id.
     pub request_id: String,
 }
@@ -157,24 +194,21 @@ pub struct SweepFailure {
 impl SweepReport {
     /// The report of a run that ended with `tally`.
     pub(crate) fn new(tally: &Tally, end: RunEnd) -> Self {
-        let measured = tally.cleaned + tally.would_clean;
-        let estimated_memory_usage = match end.after.size_bytes {
-            Some(size) => size,
-            // The server reports no sizes: the remaining entries at the average size of the ones this run measured.
-            None if measured > 0 => end.after.count * (tally.bytes + tally.would_free) / measured,
-            None => 0,
-        };
+        // Where the server reports no sizes: the remaining entries at the average size of the ones this run
+        // measured, when it measured any.
+        let estimated_memory_usage =
+            end.after.and_then(|after| after.size_bytes.or_else(|| tally.average_bytes().map(|a| a * after.count)));
         Self {
             success: true,
             cleaned_count: tally.cleaned,
-            remaining_tokens: end.after.count,
+            remaining_tokens: end.after.map(|after| after.count),
             estimated_memory_usage,
             memory_saved_bytes: tally.bytes,
             memory_saved_mb: megabytes(tally.bytes),
             memory_saved_exact: tally.exact,
             timestamp: rfc3339(end.started_at),
             execution_time: execution_time(end.started_at),
-            total_tokens_before: end.after.count + tally.cleaned,
+            total_tokens_before: end.after.map(|after| after.count + tally.cleaned),
             expired_remaining: tally.expired_remaining,
             complete: tally.complete,
             batches: tally.batches,
@@ -188,6 +222,7 @@ impl SweepReport {
             backend: end.backend,
             fallback_reason: end.fallback_reason,
             duration_ms: u64::try_from(end.duration.as_millis()).unwrap_or(u64::MAX),
+            paused_ms: u64::try_from(tally.paused.as_millis()).unwrap_or(u64::MAX),
             request_id: end.request_id,
         }
     }
@@ -205,6 +240,11 @@ impl SweepFailure {
             backend,
         }
     }
+}
+
+/// `1 expired token`, `2 expired tokens`.
+fn tokens(count: u64) -> String {
+    format!("{count} expired token{}", if count == 1 { "" } else { "s" })
 }
 
 /// `2024-01-15T10:30:00Z`.
@@ -226,13 +266,12 @@ impl SweepReport {
     /// The one-line summary.
     pub fn message(&self) -> String {
         let mut message = if self.dry_run {
-            format!("Dry run: {} expired tokens would be cleaned", self.would_clean_count)
+            format!("Dry run: {} would be cleaned", tokens(self.would_clean_count))
         } else {
-            format!("Cleaned {} expired tokens", self.cleaned_count)
+            format!("Cleaned {}", tokens(self.cleaned_count))
         };
         if !self.complete {
-            message
-                .push_str(&format!(" (incomplete: {} expired tokens remain for the next run)", self.expired_remaining));
+            message.push_str(&format!(" (incomplete: {} remain for the next run)", tokens(self.expired_remaining)));
         }
         message
     }
@@ -296,6 +335,13 @@ mod tests {
         assert_eq!(execution_time(at), "2024-01-15 10:30:00");
         assert_eq!(megabytes(7500), 0.01);
         assert_eq!(megabytes(3 * 1_048_576 / 2), 1.5);
+    }
+
+    #[test]
+    fn messages_count_in_the_singular_and_the_plural() {
+        assert_eq!(tokens(0), "0 expired tokens");
+        assert_eq!(tokens(1), "1 expired token");
+        assert_eq!(tokens(2), "2 expired tokens");
     }
 
     #[test]

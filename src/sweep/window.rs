@@ -40,6 +40,12 @@ impl Window {
         self.range().lo_ms == self.lane.floor_ms()
     }
 
+    /// Aims the following windows at `target` entries (at least one): the time bound lowers it when operations run
+    /// long, and raises it again, never above the batch size, when they run fast.
+    pub fn set_target(&mut self, target: u64) {
+        self.target = target.max(1);
+    }
+
     /// True when a window holding `count` entries is too crowded to delete and can still shrink.
     pub fn too_crowded(&self, count: u64) -> bool {
         count > self.target.saturating_mul(2) && self.width_ms > self.lane.unit_ms()

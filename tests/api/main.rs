@@ -6,6 +6,7 @@ mod cli;
 mod data_api;
 mod edges;
 mod faults;
+mod gentle;
 mod helpers;
 mod http_api;
 mod invoke_body;

@@ -175,7 +175,7 @@ proptest! {
                         }
                     }
                 }
-                prop_assert_eq!(report.remaining_tokens, present.len() as u64);
+                prop_assert_eq!(report.remaining_tokens, Some(present.len() as u64));
             }
             let _ = db.drop_db().await;
             Ok(())

@@ -1,0 +1,180 @@
+//! Gentle sweeps: the pause is taken and counted in the budget, windows shrink when operations run long, estimate
+//! mode deletes exactly what exact mode deletes, and statistics are null (not 0) when they are off or unknown. The
+//! mechanisms are checked by what they do; no test asserts a time.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use jwt_token_cleaner::store::mongo::MongoStore;
+use jwt_token_cleaner::store::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
+use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides};
+use mongodb::bson::{doc, Bson, DateTime, Document};
+
+use crate::helpers::{CleanerEnv, TestApp, TestDb};
+
+/// `expired` Date entries a second apart (the first an hour ago), a numeric one, and a few that must stay; and
+/// the index on the expiry, as `create-index` makes it.
+async fn seed(db: &TestDb, expired: i64) {
+    let now = Utc::now().timestamp_millis();
+    db.blacklist()
+        .create_index(mongodb::IndexModel::builder().keys(doc! { "expires_at": 1 }).build())
+        .await
+        .expect("index");
+    let mut docs: Vec<Document> = (0..expired)
+        .map(|i| doc! { "jti": format!("e{i:06}"), "expires_at": DateTime::from_millis(now - 3_600_000 - i * 1000) })
+        .collect();
+    docs.push(doc! { "jti": "e-numeric", "expires_at": Bson::Int64(now / 1000 - 7200) });
+    docs.push(doc! { "jti": "v-future", "expires_at": DateTime::from_millis(now + 3_600_000) });
+    docs.push(doc! { "jti": "v-in-grace", "expires_at": DateTime::from_millis(now - 5_000) });
+    docs.push(doc! { "jti": "v-missing" });
+    docs.push(doc! { "jti": "v-array", "expires_at": [DateTime::from_millis(0)] });
+    db.insert(docs).await;
+}
+
+#[tokio::test]
+async fn the_pause_is_taken_and_counted_in_the_budget() {
+    let db = TestDb::new().await;
+    seed(&db, 2000).await;
+    // Paused 50 times each batch's own duration, a 2 s budget cannot cover 20 batches.
+    let app =
+        TestApp::spawn(&db.settings(&[("CLEANUP_PAUSE_RATIO", "50"), ("CLEANUP_TIME_BUDGET_SECONDS", "2")])).await;
+    let data = app.invoke(r#"{"batch_size": 100}"#).await.json["data"].clone();
+    assert!(data["paused_ms"].as_u64().unwrap() > 0, "{data}");
+    assert!(data["batches"].as_u64().unwrap() > 0, "it did start: {data}");
+    assert_eq!(data["complete"], false, "the pauses spent the budget: {data}");
+    assert!(data["expired_remaining"].as_u64().unwrap() > 0, "{data}");
+
+    // Without a pause ratio, no pause, and the same data is swept in full.
+    let app = TestApp::spawn(&db.settings(&[])).await;
+    let data = app.invoke(r#"{"batch_size": 100}"#).await.json["data"].clone();
+    assert_eq!(data["paused_ms"], 0);
+    assert_eq!(data["complete"], true, "{data}");
+    db.drop_db().await;
+}
+
+/// The real store, slowed down by a fixed cost per entry on every measure and delete (as a loaded server would
+/// be), recording how many entries each delete removed.
+struct Slowed {
+    inner: MongoStore,
+    per_entry: Duration,
+    deletes: Mutex<Vec<u64>>,
+}
+
+#[async_trait::async_trait]
+impl BlacklistStore for Slowed {
+    fn backend(&self) -> String {
+        self.inner.backend()
+    }
+    async fn check(&self) -> Result<(), StoreError> {
+        self.inner.check().await
+    }
+    async fn stats(&self) -> Result<CollectionStats, StoreError> {
+        self.inner.stats().await
+    }
+    async fn measure(&self, range: &ExpiryRange) -> Result<Measure, StoreError> {
+        let measured = self.inner.measure(range).await?;
+        tokio::time::sleep(self.per_entry * measured.count as u32).await;
+        Ok(measured)
+    }
+    async fn delete(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
+        let deleted = self.inner.delete(range).await?;
+        tokio::time::sleep(self.per_entry * deleted as u32).await;
+        self.deletes.lock().unwrap().push(deleted);
+        Ok(deleted)
+    }
+    async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
+        self.inner.count(range).await
+    }
+    async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {
+        self.inner.expiry_indexed().await
+    }
+    async fn legacy_page(&self, after: Option<&Bson>, limit: u32) -> Result<Vec<LegacyEntry>, StoreError> {
+        self.inner.legacy_page(after, limit).await
+    }
+    async fn delete_legacy(&self, ids: &[Bson]) -> Result<u64, StoreError> {
+        self.inner.delete_legacy(ids).await
+    }
+    async fn backfill_expiry(&self, id: &Bson, expires_ms: i64) -> Result<bool, StoreError> {
+        self.inner.backfill_expiry(id, expires_ms).await
+    }
+}
+
+async fn slowed_sweep(db: &TestDb, extra: &[(&str, &str)]) -> (serde_json::Value, Vec<u64>) {
+    let settings = db.settings(extra);
+    let inner =
+        MongoStore::new(settings.db.clone().unwrap(), &settings.sweep.collection, &settings.sweep.expires_field);
+    let store = Arc::new(Slowed { inner, per_entry: Duration::from_millis(1), deletes: Mutex::new(Vec::new()) });
+    let overrides = SweepOverrides { batch_size: Some(1000), ..SweepOverrides::default() };
+    let options = SweepOptions::resolve(&settings.sweep, &settings.legacy, overrides);
+    let report = sweep::run(store.as_ref(), &options, None, "gentle").await.expect("sweep");
+    let deletes = store.deletes.lock().unwrap().clone();
+    (serde_json::to_value(report).unwrap(), deletes)
+}
+
+#[tokio::test]
+async fn windows_shrink_when_operations_run_long() {
+    // 1 ms per entry, a 40 ms bound: after the first window teaches the cost, windows hold about 40 entries.
+    let db = TestDb::new().await;
+    seed(&db, 2000).await;
+    let (report, deletes) = slowed_sweep(&db, &[("CLEANUP_MAX_OPERATION_MS", "40")]).await;
+    assert_eq!(report["cleaned_count"], 2001, "{report}");
+    assert_eq!(report["complete"], true);
+    // The first window is measured before anything is known; every later one fits the bound.
+    let later = &deletes[1..];
+    assert!(later.len() > 20 && later.iter().all(|n| *n <= 80), "bounded windows: {deletes:?}");
+
+    // Without the bound, the same data goes in windows of the batch size.
+    let db2 = TestDb::new().await;
+    seed(&db2, 2000).await;
+    let (report, deletes) = slowed_sweep(&db2, &[]).await;
+    assert_eq!(report["cleaned_count"], 2001);
+    assert!(deletes.iter().any(|n| *n > 500), "unbounded windows: {deletes:?}");
+    db.drop_db().await;
+    db2.drop_db().await;
+}
+
+#[tokio::test]
+async fn estimate_mode_deletes_exactly_what_exact_mode_deletes() {
+    let (exact_db, estimate_db) = (TestDb::new().await, TestDb::new().await);
+    seed(&exact_db, 1500).await;
+    seed(&estimate_db, 1500).await;
+    let exact = TestApp::spawn(&exact_db.settings(&[])).await.invoke(r#"{"batch_size": 200}"#).await;
+    let estimated = TestApp::spawn(&estimate_db.settings(&[("CLEANUP_EXACT_BYTES", "false")]))
+        .await
+        .invoke(r#"{"batch_size": 200}"#)
+        .await;
+    let (exact, estimated) = (&exact.json["data"], &estimated.json["data"]);
+    assert_eq!(exact["cleaned_count"], 1501);
+    assert_eq!(estimated["cleaned_count"], exact["cleaned_count"], "{estimated}");
+    assert_eq!(estimate_db.remaining_jtis().await, exact_db.remaining_jtis().await);
+    assert_eq!(
+        (exact["memory_saved_exact"].as_bool(), estimated["memory_saved_exact"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(estimated["complete"], true);
+    assert!(estimated["memory_saved_bytes"].as_u64().unwrap() > 0, "{estimated}");
+    exact_db.drop_db().await;
+    estimate_db.drop_db().await;
+}
+
+#[tokio::test]
+async fn statistics_are_null_when_off_or_unknown() {
+    let db = TestDb::new().await;
+    seed(&db, 10).await;
+    let app = TestApp::spawn(&db.settings(&[("CLEANUP_COLLECTION_STATS", "false")])).await;
+    let data = app.invoke("").await.json["data"].clone();
+    assert_eq!(data["cleaned_count"], 11);
+    for field in ["remaining_tokens", "estimated_memory_usage", "total_tokens_before"] {
+        assert_eq!(data[field], serde_json::Value::Null, "{field}: {data}");
+    }
+    // Statistics on, nothing measured, and a server that reports no sizes (the test server): the count is known,
+    // the size is not, and it says so.
+    let app = TestApp::spawn(&db.settings(&[])).await;
+    let data = app.invoke("").await.json["data"].clone();
+    assert_eq!(data["remaining_tokens"], 4, "{data}");
+    if std::env::var("JTC_SERVER_REPORTS_SIZES").is_err() {
+        assert_eq!(data["estimated_memory_usage"], serde_json::Value::Null, "{data}");
+    }
+    db.drop_db().await;
+}
