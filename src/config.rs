@@ -94,6 +94,8 @@ pub struct Settings {
     pub port: u16,
     /// The connection limits of the HTTP server (`HTTP_*`; see `jtc_shared::serve`).
     pub connections: ConnectionLimits,
+    /// `CLEANUP_PROGRESS_SECONDS` (default 5): a long sweep logs its progress at most this often (0: every batch).
+    pub progress_every: Duration,
 }
 
 /// Upper bounds shared by the environment and the invoke body.
@@ -216,6 +218,7 @@ impl Settings {
             },
             port,
             connections,
+            progress_every: Duration::from_secs(number(&get, "CLEANUP_PROGRESS_SECONDS", 5, 0, 3600)?),
         })
     }
 }

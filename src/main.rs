@@ -15,7 +15,15 @@ use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides, TokenVerifier
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser)]
-#[command(version, about = "Sweeps expired JWT revocation entries out of a MongoDB blacklist.")]
+#[command(
+    version,
+    about = "Sweeps expired JWT revocation entries out of a MongoDB blacklist.",
+    after_help = "Required settings (environment, or .env / .env.local in the working directory):\n  \
+                  DB_URI           mongodb:// or mongodb+srv:// connection string (and/or MONGODB_API_URL)\n  \
+                  MONGODB_API_URL  the DB-operation HTTP API, tried first (and/or DB_URI)\n  \
+                  DB_NAME          the database that holds the blacklist\n\
+                  Every other setting has a default; see the README's configuration table."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -135,12 +143,65 @@ async fn sweep_once(settings: &Settings, overrides: SweepOverrides) -> ExitCode 
     };
     let verifier = TokenVerifier::from_settings(&settings.legacy);
     let store = backends.for_run();
-    let (json, code) = match sweep::run(&store, &options, verifier.as_ref(), &request_id).await {
+    let started = chrono::Utc::now();
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        Some(ProgressBar::start(&store, &options, started).await)
+    } else {
+        None
+    };
+    let lines = sweep::LogLines::new(settings.progress_every);
+    let progress: &dyn sweep::Progress = match &bar {
+        Some(bar) => bar,
+        None => &lines,
+    };
+    let result = sweep::run_at(&store, &options, verifier.as_ref(), &request_id, started, progress).await;
+    if let Some(bar) = bar {
+        bar.0.finish_and_clear();
+    }
+    let (json, code) = match result {
         Ok(report) => (report.to_json(), ExitCode::SUCCESS),
-        Err(failure) => (failure.to_json(chrono::Utc::now(), &request_id), ExitCode::FAILURE),
+        Err(failure) => {
+            // stdout carries the error JSON for scripts; stderr says it for whoever runs the command.
+            tracing::error!(error = %failure.error, cleaned = failure.cleaned_count, "sweep failed");
+            (failure.to_json(started, &request_id), ExitCode::FAILURE)
+        }
     };
     println!("{}", serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string()));
     code
+}
+
+/// A progress bar on stderr for a sweep run from a terminal: entries deleted out of the expired count (counted
+/// first, one indexed count per lane), the rate, the elapsed time and the ETA.
+struct ProgressBar(indicatif::ProgressBar);
+
+impl ProgressBar {
+    async fn start(
+        store: &dyn jwt_token_cleaner::store::BlacklistStore,
+        options: &SweepOptions,
+        started: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        use jwt_token_cleaner::store::{ExpiryRange, Lane};
+        let grace = i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = started.timestamp_millis().saturating_sub(grace);
+        let mut total = 0;
+        for lane in Lane::ALL {
+            total += store.count(&ExpiryRange { lane, lo_ms: lane.floor_ms(), hi_ms: cutoff }).await.unwrap_or(0);
+        }
+        let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+        let verb = if options.dry_run { "counted" } else { "deleted" };
+        let template =
+            format!("{{bar:40}} {{pos}}/{{len}} expired entries {verb}, {{per_sec}}, {{elapsed}}, ETA {{eta}}");
+        if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+            bar.set_style(style);
+        }
+        Self(bar)
+    }
+}
+
+impl sweep::Progress for ProgressBar {
+    fn batch(&self, done: sweep::Done) {
+        self.0.set_position(done.entries);
+    }
 }
 
 async fn create_index(settings: &Settings, ttl: Option<u64>) -> ExitCode {

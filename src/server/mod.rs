@@ -41,6 +41,8 @@ pub struct Shared {
     pub legacy: LegacySettings,
     /// Verifies legacy tokens, when `JWT_SECRET_KEY` is set.
     pub verifier: Option<TokenVerifier>,
+    /// How often a long sweep logs its progress.
+    pub progress_every: std::time::Duration,
 }
 
 impl std::ops::Deref for AppState {
@@ -58,6 +60,7 @@ impl AppState {
             sweep: settings.sweep.clone(),
             legacy: settings.legacy.clone(),
             verifier: TokenVerifier::from_settings(&settings.legacy),
+            progress_every: settings.progress_every,
         }))
     }
 }

@@ -50,14 +50,36 @@ impl MongoStore {
         self.classify(error).to_string()
     }
 
-    /// Creates the index on the expiry field (a TTL index with `ttl_seconds`); returns its name.
+    /// Creates the index on the expiry field (a TTL index with `ttl_seconds`); returns its name. An existing index
+    /// on the field with other TTL options (a plain one from an earlier `create-index`, say) is converted in place
+    /// with `collMod` rather than refused.
     pub async fn create_expiry_index(&self, ttl_seconds: Option<u64>) -> Result<String, StoreError> {
         let options = mongodb::options::IndexOptions::builder()
             .expire_after(ttl_seconds.map(std::time::Duration::from_secs))
             .build();
         let model = mongodb::IndexModel::builder().keys(doc! { &self.field: 1 }).options(options).build();
-        let created = self.raw_collection().await?.create_index(model).await.map_err(|e| self.classify(e))?;
-        Ok(created.index_name)
+        let collection = self.raw_collection().await?;
+        match collection.create_index(model).await {
+            Ok(created) => Ok(created.index_name),
+            // IndexOptionsConflict (85) or IndexKeySpecsConflict (86): an index on the field exists, TTL or not.
+            Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if c.code == 85 || c.code == 86) => {
+                let Some(ttl) = ttl_seconds else {
+                    return Err(StoreError::Query(format!(
+                        "a TTL index on {} already exists; drop it first to make a plain one",
+                        self.field
+                    )));
+                };
+                let db = self.client().await?.database(&self.settings.database);
+                let expire = i64::try_from(ttl).unwrap_or(i64::MAX);
+                let command = doc! {
+                    "collMod": &*self.collection_name,
+                    "index": { "keyPattern": { &self.field: 1 }, "expireAfterSeconds": expire },
+                };
+                db.run_command(command).await.map_err(|e| self.classify(e))?;
+                Ok(format!("{}_1 (converted to TTL)", self.field))
+            }
+            Err(e) => Err(self.classify(e)),
+        }
     }
 
     async fn aggregate(&self, pipeline: Vec<Document>) -> Result<Vec<Document>, StoreError> {

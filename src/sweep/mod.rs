@@ -10,6 +10,7 @@
 
 pub mod legacy;
 pub mod options;
+pub mod progress;
 pub mod report;
 pub mod window;
 
@@ -19,6 +20,7 @@ use chrono::Utc;
 
 pub use legacy::TokenVerifier;
 pub use options::{SweepOptions, SweepOverrides};
+pub use progress::{Done, LogLines, Progress, Silent};
 pub use report::{SweepFailure, SweepReport};
 
 use crate::store::{BlacklistStore, ExpiryRange, Lane, StoreError};
@@ -35,17 +37,18 @@ pub async fn run(
     verifier: Option<&TokenVerifier>,
     request_id: &str,
 ) -> Result<SweepReport, SweepFailure> {
-    run_at(store, options, verifier, request_id, Utc::now()).await
+    run_at(store, options, verifier, request_id, Utc::now(), &Silent).await
 }
 
-/// [`run`] as if it started at `started_at`: the cutoff is `started_at - grace`. Tests pin the clock with it, to
-/// put entries exactly on the cutoff.
+/// [`run`] as if it started at `started_at` (the cutoff is `started_at - grace`: tests pin the clock with it, to
+/// put entries exactly on the cutoff), telling `progress` after each batch.
 pub async fn run_at(
     store: &dyn BlacklistStore,
     options: &SweepOptions,
     verifier: Option<&TokenVerifier>,
     request_id: &str,
     started_at: chrono::DateTime<Utc>,
+    progress: &dyn Progress,
 ) -> Result<SweepReport, SweepFailure> {
     let started = Instant::now();
     let grace_ms = i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX);
@@ -70,7 +73,7 @@ pub async fn run_at(
     // The count is one index-bounded query per lane that normally matches nothing, so it costs next to nothing.
     let mut remaining: Vec<(ExpiryRange, bool)> = Vec::new();
     for lane in Lane::ALL {
-        match sweep_lane(store, options, lane, cutoff_ms, started, &mut tally).await {
+        match sweep_lane(store, options, lane, cutoff_ms, started, &mut tally, progress).await {
             Ok(None) if options.dry_run => {}
             Ok(None) => remaining.push((ExpiryRange { lane, lo_ms: lane.floor_ms(), hi_ms: cutoff_ms }, true)),
             Ok(Some(rest)) => {
@@ -143,6 +146,7 @@ async fn sweep_lane(
     cutoff_ms: i64,
     started: Instant,
     tally: &mut Tally,
+    progress: &dyn Progress,
 ) -> Result<Option<ExpiryRange>, StoreError> {
     let mut window = Window::new(lane, cutoff_ms, INITIAL_WINDOW_MS, options.batch_size);
     let mut clock = OperationClock::default();
@@ -197,6 +201,9 @@ async fn sweep_lane(
             }
             measured.count
         };
+        if count > 0 {
+            progress.batch(Done { entries: tally.cleaned + tally.would_clean, batches: tally.batches });
+        }
         if let Some(bound) = options.max_operation {
             window.set_target(clock.target(bound, options.batch_size));
         }

@@ -71,6 +71,9 @@ fn sweep_with_the_database_down_exits_1_with_the_error_json() {
     assert_eq!(report["status"], "error");
     assert_eq!(report["data"]["success"], false);
     assert_eq!(report["data"]["cleaned_count"], 0);
+    // And whoever runs it sees why, on stderr, without debug logging.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sweep failed") && stderr.contains("database unreachable"), "{stderr}");
 }
 
 #[test]
@@ -78,7 +81,8 @@ fn configuration_errors_name_the_variable() {
     let env: HashMap<String, String> = [("DB_URI".to_string(), "mongodb://h/".to_string())].into();
     let out = run(command(&env, &temp_dir()).arg("sweep"));
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("DB_NAME is not set"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("DB_NAME is not set").count(), 1, "said once: {stderr}");
     assert!(out.stdout.is_empty());
 
     let env: HashMap<String, String> = [("DB_URI", "mongodb://h/"), ("DB_NAME", "x"), ("CLEANUP_GRACE_SECONDS", "-1")]
@@ -178,4 +182,35 @@ async fn serve_defaults_to_text_logs_and_fc_custom_listen_port() {
 
     let down = run(command(&env, &temp_dir()).arg("healthcheck"));
     assert_eq!(down.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn a_sweep_without_a_terminal_logs_its_progress_and_keeps_stdout_for_the_report() {
+    let db = TestDb::new().await;
+    let old = Utc::now().timestamp_millis() - 3_600_000;
+    db.insert(
+        (0..300)
+            .map(|i| doc! { "jti": format!("e{i}"), "expires_at": DateTime::from_millis(old - i * 1000) })
+            .collect(),
+    )
+    .await;
+    let env = db.env(&[("CLEANUP_PROGRESS_SECONDS", "0")]);
+    let out = run(command(&env, &temp_dir()).args(["sweep", "--batch-size", "50"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is the report alone");
+    assert_eq!(report["data"]["cleaned_count"], 300);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("sweep progress:")).collect();
+    assert!(lines.len() >= 2, "a line per batch with CLEANUP_PROGRESS_SECONDS=0: {stderr}");
+    assert!(lines.last().unwrap().contains("sweep progress: 300 entries"), "{stderr}");
+    db.drop_db().await;
+}
+
+#[test]
+fn help_names_the_required_settings() {
+    let out = run(command(&HashMap::new(), &temp_dir()).arg("--help"));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for variable in ["DB_URI", "MONGODB_API_URL", "DB_NAME"] {
+        assert!(help.contains(variable), "{variable} is not in --help: {help}");
+    }
 }

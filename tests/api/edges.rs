@@ -38,7 +38,7 @@ async fn sweep_pinned(db: &TestDb, dry_run: bool) -> serde_json::Value {
     let overrides = SweepOverrides { dry_run: Some(dry_run), batch_size: Some(37), time_budget_seconds: None };
     let options = SweepOptions::resolve(&settings.sweep, &settings.legacy, overrides);
     let now = Utc.timestamp_millis_opt(NOW_MS).single().unwrap();
-    let report = sweep::run_at(&store, &options, None, "edges", now).await.expect("sweep");
+    let report = sweep::run_at(&store, &options, None, "edges", now, &sweep::Silent).await.expect("sweep");
     serde_json::to_value(report).unwrap()
 }
 

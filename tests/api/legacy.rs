@@ -185,15 +185,22 @@ async fn a_missing_index_is_a_warning_and_create_index_fixes_it() {
 }
 
 #[tokio::test]
-async fn create_index_with_ttl_makes_a_ttl_index() {
+async fn create_index_with_ttl_makes_a_ttl_index_even_over_a_plain_one() {
     let db = TestDb::new().await;
-    let out = Command::new(env!("CARGO_BIN_EXE_jwt-token-cleaner"))
-        .env_clear()
-        .envs(db.env(&[]))
-        .current_dir(std::env::temp_dir())
-        .args(["create-index", "--ttl", "3600"])
-        .output()
-        .unwrap();
+    let create = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_jwt-token-cleaner"))
+            .env_clear()
+            .envs(db.env(&[]))
+            .current_dir(std::env::temp_dir())
+            .arg("create-index")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // A plain index first, as an earlier `create-index` made it; then --ttl converts it rather than failing.
+    let plain = create(&[]);
+    assert!(plain.status.success(), "{}", String::from_utf8_lossy(&plain.stderr));
+    let out = create(&["--ttl", "3600"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let indexes: Vec<mongodb::IndexModel> = db.blacklist().list_indexes().await.unwrap().try_collect().await.unwrap();
     let ttl = indexes

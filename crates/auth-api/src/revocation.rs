@@ -72,6 +72,21 @@ impl RevocationList {
         self.blacklist.create_index(plain).await.map(|_| JtiIndex::NonUnique)
     }
 
+    /// Makes sure the expiry field is indexed, as the cleaner's `create-index` would: every sweep of this blacklist
+    /// walks it by ranges of that field. An index already there (a TTL one included) is left as it is.
+    pub async fn ensure_expiry_index(&self) -> Result<(), MongoError> {
+        let index = IndexModel::builder().keys(doc! { &self.expires_field: 1 }).build();
+        match self.blacklist.create_index(index).await {
+            Ok(_) => Ok(()),
+            // IndexOptionsConflict (85) / IndexKeySpecsConflict (86): an index on the field exists with other
+            // options (a TTL index): it serves the sweep as well.
+            Err(e) if matches!(&*e.kind, mongodb::error::ErrorKind::Command(c) if c.code == 85 || c.code == 86) => {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Records `claims` as revoked, in one round trip; true when this call revoked it, false when it already was.
     /// Revoking twice is harmless: the first entry stays as it was.
     pub async fn revoke(&self, claims: &Claims) -> Result<bool, MongoError> {

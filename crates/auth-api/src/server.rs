@@ -180,7 +180,11 @@ impl Application {
         let users = UserStore::new(database.collection(&settings.users_collection)).await?;
         let revocations =
             RevocationList::new(database.collection(&settings.blacklist_collection), &settings.expires_field);
-        let (users_index, jti_index) = tokio::join!(users.ensure_indexes(), revocations.ensure_index());
+        let (users_index, jti_index, expiry_index) =
+            tokio::join!(users.ensure_indexes(), revocations.ensure_index(), revocations.ensure_expiry_index());
+        if let Err(e) = expiry_index {
+            tracing::error!("could not index the blacklist on {}: {e}", settings.expires_field);
+        }
         if let Err(e) = users_index {
             tracing::error!("could not make the unique index on users.username: {e}");
         }

@@ -7,10 +7,9 @@ use std::time::Duration;
 use crate::names::{FieldPath, MongoName};
 use crate::Secret;
 
-/// How both binaries end on a configuration error: a log line, a plain line on stderr for whoever runs the
-/// command, and exit code 2.
+/// How both binaries end on a configuration error: one line on stderr (which is where the logs go too, so a
+/// log line as well would say it twice), and exit code 2.
 pub fn exit_on_config_error(program: &str, error: &ConfigError) -> std::process::ExitCode {
-    tracing::error!("configuration error: {error}");
     eprintln!("{program}: configuration error: {error}");
     std::process::ExitCode::from(2)
 }

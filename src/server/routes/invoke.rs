@@ -52,7 +52,8 @@ async fn sweep_and_answer(state: &AppState, body: Result<Bytes, BytesRejection>,
     };
     let options = SweepOptions::resolve(&state.sweep, &state.legacy, overrides);
     let store = state.backends.for_run();
-    match sweep::run(&store, &options, state.verifier.as_ref(), id).await {
+    let progress = sweep::LogLines::new(state.progress_every);
+    match sweep::run_at(&store, &options, state.verifier.as_ref(), id, started, &progress).await {
         Ok(report) => json_response(StatusCode::OK, report.to_json()),
         Err(failure) => {
             tracing::error!(error = %failure.error, cleaned = failure.cleaned_count, "sweep failed");

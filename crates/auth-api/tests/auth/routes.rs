@@ -227,6 +227,12 @@ async fn lookups_are_indexed_on_jti_and_users_on_username() {
     let plan = db.client.database(&db.name).run_command(explain).await.expect("explain");
     let plan = plan.get_document("queryPlanner").map(|p| p.to_string()).unwrap_or_default();
     assert!(plan.contains("IXSCAN") && plan.contains("jti_unique"), "not an index scan: {plan}");
+    // The expiry field is indexed at start too, so the cleaner's sweeps of this blacklist never scan it.
+    let blacklist: Vec<_> = db.blacklist().list_indexes().await.unwrap().try_collect().await.unwrap();
+    assert!(
+        blacklist.iter().any(|i| i.keys == mongodb::bson::doc! { "expires_at": 1 }),
+        "no expires_at index: {blacklist:?}"
+    );
     let users = db.client.database(&db.name).collection::<mongodb::bson::Document>("users");
     let indexes: Vec<_> = users.list_indexes().await.unwrap().try_collect().await.unwrap();
     assert!(indexes.iter().any(|i| i.keys.keys().next().map(String::as_str) == Some("username")
