@@ -16,10 +16,11 @@ Options:
   --cron "EXPR"    the timer's schedule: 6 fields "Seconds Minutes Hours Day-of-month Month Day-of-week" (UTC),
                    optionally prefixed "CRON_TZ=Asia/Shanghai ", or "@every 30m"
                    (default: trigger.cronExpression in fc-config.json)
-  --dry-run        print every command instead of running it
+  --dry-run        print every command and request body instead of running it, secrets as ****
+                   (needs neither docker nor aliyun installed)
   -h, --help       this help
 
-Needs: docker (build and push), aliyun (deploy; configured with `aliyun configure`), jq.
+Needs: docker (build and push), aliyun 3.x with --body-file (deploy; configured with `aliyun configure`), jq.
 Environment (a .env file in this directory is read first; the real environment wins):
   ACR_USERNAME, ACR_PASSWORD   registry credentials for the push (the password goes to docker on stdin)
   IMAGE_VERSION                overrides acr.imageVersion
@@ -88,11 +89,49 @@ need() {
   esac
 }
 need jq
-$SKIP_BUILD || need docker
-$SKIP_DEPLOY || need aliyun
+# A dry run runs neither docker nor aliyun, so it needs neither installed.
+$SKIP_BUILD || $DRY_RUN || need docker
+$SKIP_DEPLOY || $DRY_RUN || need aliyun
 
 [ -f fc-config.json ] || die "fc-config.json not found: run this script from the repository root"
 jq empty fc-config.json 2>/dev/null || die "fc-config.json is not valid JSON"
+
+# The configuration is checked whole before any command runs; each message names the field.
+# True when the jq filter $1 yields a value (not null or false) in fc-config.json.
+q() { jq -er "$1" fc-config.json >/dev/null 2>&1; }
+check_config() {
+  local namespace image
+  namespace="$(jq -r '.acr.namespace // ""' fc-config.json)"
+  image="$(jq -r '.acr.imageName // ""' fc-config.json)"
+  [ -n "$namespace" ] || die "fc-config.json: acr.namespace is empty: set your Container Registry namespace"
+  [ "$namespace" != "your-namespace" ] \
+    || die "fc-config.json: acr.namespace is still the placeholder \"your-namespace\": set your Container Registry namespace"
+  [ -n "$image" ] || die "fc-config.json: acr.imageName is empty"
+  if q '.function.vpcConfig'; then
+    q '.function.vpcConfig.vpcId | select(type == "string" and . != "")' \
+      || die "fc-config.json: function.vpcConfig.vpcId is missing"
+    q '.function.vpcConfig.vSwitchIds | select(type == "array" and length > 0 and all(type == "string" and . != ""))' \
+      || die "fc-config.json: function.vpcConfig.vSwitchIds is missing or empty (at least one vSwitch in the VPC)"
+    q '.function.vpcConfig.securityGroupId | select(type == "string" and . != "")' \
+      || die "fc-config.json: function.vpcConfig.securityGroupId is missing (a security group that reaches the database)"
+  fi
+  if q '.function.logConfig'; then
+    q '.function.logConfig.project | select(type == "string" and . != "")' \
+      || die "fc-config.json: function.logConfig.project is missing"
+    q '.function.logConfig.logstore | select(type == "string" and . != "")' \
+      || die "fc-config.json: function.logConfig.logstore is missing"
+    q '.function.role | select(type == "string" and . != "")' \
+      || die "fc-config.json: function.logConfig needs function.role: FC writes to Log Service with the function's role"
+  fi
+  local hook
+  for hook in initializer preStop; do
+    if q ".function.instanceLifecycleConfig.$hook"; then
+      q ".function.instanceLifecycleConfig.$hook.timeout | select(type == \"number\" and . >= 1)" \
+        || die "fc-config.json: function.instanceLifecycleConfig.$hook.timeout is missing (seconds, at least 1)"
+    fi
+  done
+}
+check_config
 
 # .env: KEY=VALUE lines, never executed; variables already set in the environment win.
 if [ -f .env ]; then
@@ -122,19 +161,69 @@ TRIGGER="$(cfg .trigger.name)"
 CRON="${CRON:-$(cfg .trigger.cronExpression)}"
 IMAGE="$ACR_DOMAIN/$ACR_NAMESPACE/$IMAGE_NAME:$IMAGE_VERSION"
 
+# A database or API that is reachable only inside a VPC, and a function outside any VPC: it would never reach it.
+if ! jq -e '.function.vpcConfig' fc-config.json >/dev/null 2>&1; then
+  for name in DB_URI MONGODB_API_URL; do
+    value="${!name:-}"
+    if [[ "$value" == *-vpc.* || "$value" == *.mongodb.rds.aliyuncs.com* || "$value" == *vpc.fcapp.run* ]]; then
+      info "warning: $name points at a VPC-only address, but fc-config.json has no function.vpcConfig: the function will not reach it"
+    fi
+  done
+fi
+
 valid_cron "$CRON" || die "invalid cron expression \"$CRON\": FC wants 6 fields (Seconds Minutes Hours Day-of-month Month Day-of-week), e.g. \"0 0 * * * *\" for hourly"
 
-# Runs a command, or prints it (on stderr, like the progress lines) with --dry-run.
+# Every secret value a printed command could hold: replaced by **** in anything --dry-run prints.
+SECRETS=()
+for name in DB_PASSWORD MONGODB_API_KEY JWT_SECRET_KEY ACR_PASSWORD; do
+  [ -n "${!name:-}" ] && SECRETS+=("${!name}")
+done
+# The password inside a connection string: mongodb[+srv]://user:PASSWORD@host.
+if [[ "${DB_URI:-}" =~ ^mongodb(\+srv)?://[^:/@]*:(.+)@[^@]*$ ]]; then
+  SECRETS+=("${BASH_REMATCH[2]}")
+fi
+mask() {
+  local text="$1" secret
+  for secret in "${SECRETS[@]+"${SECRETS[@]}"}"; do
+    text="${text//"$secret"/****}"
+  done
+  printf '%s' "$text"
+}
+
+# Runs a command, or prints it (on stderr, like the progress lines, with every secret masked) with --dry-run.
 run() {
   if $DRY_RUN; then
-    {
-      printf '+'
-      printf ' %q' "$@"
-      printf '\n'
-    } >&2
+    local line
+    line="$(printf ' %q' "$@")"
+    printf '+%s\n' "$(mask "$line")" >&2
   else
     "$@"
   fi
+}
+
+# An aliyun call with a JSON body: the body goes in a file readable by this user alone (--body-file), so the
+# function's secrets never reach argv, where any user of the machine could read them; --dry-run prints the body.
+BODY_DIR=""
+cleanup_bodies() {
+  if [ -n "$BODY_DIR" ]; then
+    rm -rf "$BODY_DIR"
+  fi
+}
+trap cleanup_bodies EXIT
+aliyun_with_body() {
+  local body="$1"
+  shift
+  if $DRY_RUN; then
+    run "$@" --body "$body"
+    return 0
+  fi
+  [ -n "$BODY_DIR" ] || BODY_DIR="$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/fc-deploy.XXXXXX")"
+  local file="$BODY_DIR/body.json"
+  (umask 077 && printf '%s' "$body" >"$file")
+  "$@" --body-file "$file"
+  local status=$?
+  rm -f "$file"
+  return $status
 }
 
 if ! $SKIP_BUILD; then
@@ -160,14 +249,18 @@ if ! $SKIP_DEPLOY; then
   ENV_JSON="$(jq -n '{}')"
   while IFS= read -r name; do
     if [ -n "${!name:-}" ]; then
-      ENV_JSON="$(jq -c --arg k "$name" --arg v "${!name}" '. + {($k): $v}' <<<"$ENV_JSON")"
+      # The value is read by jq from the environment (env[$k]), never passed on its command line.
+      export "${name?}"
+      ENV_JSON="$(jq -c --arg k "$name" '. + {($k): env[$k]}' <<<"$ENV_JSON")"
     fi
   done < <(jq -r '.function.environmentVariables[]' fc-config.json)
   ENV_JSON="$(jq -c --argjson fixed "$(jq -c '.function.fixedEnvironment // {}' fc-config.json)" '. + $fixed' <<<"$ENV_JSON")"
   jq -e 'has("DB_NAME") and (has("DB_URI") or has("MONGODB_API_URL"))' <<<"$ENV_JSON" >/dev/null \
     || die "set DB_NAME and DB_URI or MONGODB_API_URL (environment or .env): the function cannot start without them"
 
-  FUNCTION_BODY="$(jq -c --arg image "$IMAGE" --argjson env "$ENV_JSON" '
+  # The environment (secrets included) reaches jq through its own environment, not its command line.
+  export DEPLOY_FUNCTION_ENV="$ENV_JSON"
+  FUNCTION_BODY="$(jq -c --arg image "$IMAGE" '(env.DEPLOY_FUNCTION_ENV | fromjson) as $env |
     .function as $f | .container as $c | {
       functionName: $f.name,
       description: $f.description,
@@ -185,7 +278,10 @@ if ! $SKIP_DEPLOY; then
         port: $c.port,
         healthCheckConfig: $c.healthCheckConfig
       }
-    } + (if ($f.role // "") != "" then {role: $f.role} else {} end)' fc-config.json)"
+    }
+    # Optional, in both the create and the update body; a key that is absent or empty is left out, never sent empty.
+    + ($f | {role, vpcConfig, logConfig, instanceLifecycleConfig}
+          | with_entries(select(.value != null and .value != "" and .value != {} and .value != [])))' fc-config.json)"
 
   API="/2023-03-30/functions"
   # GET: exit 0 = exists; an answer naming FunctionNotFound = create; anything else is an error.
@@ -209,12 +305,12 @@ if ! $SKIP_DEPLOY; then
     local path="$1" collection="$2" update_body="$3" create_body="$4" what="$5"
     if exists "$path"; then
       info "updating $what"
-      run aliyun fc PUT "$path" --region "$REGION" --header "Content-Type=application/json;" --body "$update_body" \
+      aliyun_with_body "$update_body" aliyun fc PUT "$path" --region "$REGION" --header "Content-Type=application/json;" \
         >/dev/null || die "updating $what failed"
     else
       info "creating $what"
-      run aliyun fc POST "$collection" --region "$REGION" --header "Content-Type=application/json;" \
-        --body "$create_body" >/dev/null || die "creating $what failed"
+      aliyun_with_body "$create_body" aliyun fc POST "$collection" --region "$REGION" \
+        --header "Content-Type=application/json;" >/dev/null || die "creating $what failed"
     fi
   }
 
@@ -244,5 +340,9 @@ Invoke it now (the answer is the sweep report):
   aliyun fc POST /2023-03-30/functions/$FUNCTION/invocations --region $REGION \\
     --header "x-fc-invocation-type=Sync" --header "x-fc-log-type=Tail" --body '{"dry_run": true}'
 Read its logs:
-  https://fcnext.console.aliyun.com/$REGION/functions/$FUNCTION/logs (or the Log Service logstore in logConfig)
+  $(if jq -e '.function.logConfig' fc-config.json >/dev/null 2>&1; then
+    jq -r '"Log Service: project \(.function.logConfig.project), logstore \(.function.logConfig.logstore)"' fc-config.json
+  else
+    echo "https://fcnext.console.aliyun.com/$REGION/functions/$FUNCTION/logs (set function.logConfig to keep them in Log Service)"
+  fi)
 EOF

@@ -80,6 +80,10 @@ fn s_yaml_has_the_same_settings() {
     assert_eq!(props["cpu"].as_f64(), c["function"]["cpu"].as_f64());
     assert_eq!(props["runtime"], serde_yaml::Value::from("custom-container"));
     assert_eq!(props["customContainerConfig"]["port"].as_u64(), Some(9000));
+    for hook in ["initializer", "preStop"] {
+        let timeout = props["instanceLifecycleConfig"][hook]["timeout"].as_u64();
+        assert_eq!(timeout, c["function"]["instanceLifecycleConfig"][hook]["timeout"].as_u64(), "{hook}");
+    }
     let trigger = &props["triggers"][0];
     assert_eq!(trigger["triggerType"], serde_yaml::Value::from("timer"));
     assert_eq!(trigger["triggerName"].as_str(), c["trigger"]["name"].as_str());

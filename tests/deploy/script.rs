@@ -4,26 +4,36 @@ use serde_json::Value;
 
 use crate::stubs::{Sandbox, PASSWORD};
 
-const IMAGE: &str = "registry.cn-shanghai.aliyuncs.com/your-namespace/jwt-token-cleaner:latest";
+const IMAGE: &str = "registry.cn-shanghai.aliyuncs.com/team-ns/jwt-token-cleaner:latest";
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).to_string()
 }
 
-/// The `--body` of a recorded aliyun call, parsed.
+/// The body of a recorded aliyun call (the content of its `--body-file`, recorded by the stub), parsed.
 fn body(call: &[String]) -> Value {
-    let at = call.iter().position(|a| a == "--body").expect("--body");
-    serde_json::from_str(&call[at + 1]).expect("body is JSON")
+    let content = call.iter().find_map(|a| a.strip_prefix('@')).expect("a --body-file");
+    serde_json::from_str(content).expect("body is JSON")
+}
+
+/// The argument vector as the process list shows it (without the stub's record of the body file's content).
+fn argv(call: &[String]) -> Vec<&String> {
+    call.iter().filter(|a| !a.starts_with('@')).collect()
 }
 
 fn method_and_path(call: &[String]) -> (String, String) {
     (call[2].clone(), call[3].clone())
 }
 
-fn assert_no_password_in_argv(sandbox: &Sandbox) {
+/// No secret on any command line: not the registry password, not the function's own secrets (those travel in
+/// a body file readable by the user alone, removed right after).
+fn assert_no_secret_in_argv(sandbox: &Sandbox) {
     for call in sandbox.calls() {
-        assert!(!call.iter().any(|a| a.contains(PASSWORD)), "password in argv: {call:?}");
+        for secret in [PASSWORD, "db-secret"] {
+            assert!(!argv(&call).iter().any(|a| a.contains(secret)), "{secret} in argv: {call:?}");
+        }
     }
+    assert!(sandbox.temp_left().is_empty(), "body files left behind: {:?}", sandbox.temp_left());
 }
 
 #[test]
@@ -69,6 +79,13 @@ fn create_path_builds_pushes_and_creates_function_and_trigger() {
     assert_eq!(env["LOG_FORMAT"], "json");
     assert!(env.get("ACR_PASSWORD").is_none() && env.get("ACR_USERNAME").is_none(), "{env}");
     assert!(env.get("MONGODB_API_URL").is_none(), "unset variables are not passed: {env}");
+    assert_eq!(env["DB_PASSWORD"], "db-secret", "secrets reach the function through the body file");
+    // The lifecycle hooks of the checked-in config; no role, VPC or log config unless configured.
+    assert_eq!(function["instanceLifecycleConfig"]["initializer"]["timeout"], 10);
+    assert_eq!(function["instanceLifecycleConfig"]["preStop"]["timeout"], 10);
+    for absent in ["role", "vpcConfig", "logConfig"] {
+        assert!(function.get(absent).is_none(), "{absent} is sent only when configured: {function}");
+    }
 
     let trigger = body(&calls[3]);
     assert_eq!(trigger["triggerName"], "jwt-cleanup-hourly");
@@ -83,7 +100,8 @@ fn create_path_builds_pushes_and_creates_function_and_trigger() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("https://fcnext.console.aliyun.com/cn-shanghai/functions/jwt-token-cleaner"), "{stdout}");
     assert!(stdout.contains("aliyun fc POST /2023-03-30/functions/jwt-token-cleaner/invocations"), "{stdout}");
-    assert_no_password_in_argv(&sandbox);
+    assert_no_secret_in_argv(&sandbox);
+    assert_eq!(sandbox.body_file_mode().as_deref(), Some("600"), "the body file is the user's alone");
 }
 
 #[test]
@@ -219,22 +237,128 @@ fn dot_env_is_read_and_the_environment_wins() {
 }
 
 #[test]
-fn dry_run_prints_every_command_and_runs_none() {
-    let sandbox = Sandbox::new(&["docker", "aliyun", "jq"]);
+fn dry_run_prints_every_request_with_every_secret_masked_and_needs_no_docker_or_aliyun() {
+    // Only jq on PATH: no docker, no aliyun.
+    let mut sandbox = Sandbox::new(&["jq"]);
+    let secrets = [
+        ("DB_PASSWORD", "Db-Pa55-dry"),
+        ("MONGODB_API_KEY", "Api-K3y-dry"),
+        ("JWT_SECRET_KEY", "Jwt-K3y-dry-0123456789abcdef0123456789"),
+        ("ACR_PASSWORD", "Acr-Pa55-dry"),
+    ];
+    for (name, value) in secrets {
+        sandbox.env.insert(name.into(), value.into());
+    }
+    sandbox.env.insert("DB_URI".into(), "mongodb://svc:Uri-Pa55-dry@db.example:27017/app".into());
+    sandbox.env.insert("MONGODB_API_URL".into(), "https://db-api.example/app/data/v1".into());
     let out = sandbox.run(&["--dry-run"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(sandbox.calls_to("docker").is_empty() && sandbox.calls_to("aliyun").is_empty());
-    let stdout = text(&out.stderr);
+    assert!(sandbox.calls().iter().all(|c| c[0] == "jq"), "nothing but jq ran");
+    let printed = format!("{}{}", text(&out.stdout), text(&out.stderr));
     for expected in [
         "+ docker build --platform linux/amd64",
         "+ docker login --username deployer --password-stdin",
         "+ docker push",
         "+ aliyun fc GET /2023-03-30/functions/jwt-token-cleaner",
         "+ aliyun fc POST /2023-03-30/functions",
+        "--body",
+        "****",
     ] {
-        assert!(stdout.contains(expected), "missing {expected:?} in {stdout}");
+        assert!(printed.contains(expected), "missing {expected:?} in {printed}");
     }
-    assert!(!stdout.contains(PASSWORD) && !text(&out.stderr).contains(PASSWORD));
+    for secret in secrets.iter().map(|(_, v)| *v).chain(["Uri-Pa55-dry"]) {
+        assert!(!printed.contains(secret), "{secret} printed: {printed}");
+    }
+}
+
+#[test]
+fn vpc_log_role_and_lifecycle_settings_go_into_both_bodies() {
+    let vpc = serde_json::json!({ "vpcId": "vpc-1", "vSwitchIds": ["vsw-1", "vsw-2"], "securityGroupId": "sg-1" });
+    let log = serde_json::json!({
+        "project": "jtc-logs", "logstore": "cleaner", "enableRequestMetrics": true,
+        "enableInstanceMetrics": true, "logBeginRule": "DefaultRegex",
+    });
+    for exists in [false, true] {
+        let mut sandbox = Sandbox::new(&["aliyun", "jq"]);
+        sandbox.edit_config(|c| {
+            c["function"]["vpcConfig"] = vpc.clone();
+            c["function"]["logConfig"] = log.clone();
+            c["function"]["role"] = "acs:ram::123:role/jtc-fc".into();
+        });
+        if exists {
+            sandbox.env.insert("STUB_FUNCTION_EXISTS".into(), "1".into());
+        }
+        let out = sandbox.run(&["--skip-build"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let calls = sandbox.calls_to("aliyun");
+        assert_eq!(calls[1][2], if exists { "PUT" } else { "POST" });
+        let function = body(&calls[1]);
+        assert_eq!(function["vpcConfig"], vpc, "{exists}");
+        assert_eq!(function["logConfig"], log);
+        assert_eq!(function["role"], "acs:ram::123:role/jtc-fc");
+        assert_eq!(function["instanceLifecycleConfig"]["initializer"]["timeout"], 10);
+        assert!(text(&out.stdout).contains("Log Service: project jtc-logs, logstore cleaner"), "{}", text(&out.stdout));
+    }
+}
+
+#[test]
+fn invalid_deploy_configurations_are_refused_before_any_command() {
+    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+        (
+            Box::new(|c| c["function"]["vpcConfig"] = serde_json::json!({ "vpcId": "v", "securityGroupId": "sg" })),
+            "function.vpcConfig.vSwitchIds",
+        ),
+        (
+            Box::new(|c| {
+                c["function"]["vpcConfig"] =
+                    serde_json::json!({ "vpcId": "v", "vSwitchIds": [], "securityGroupId": "sg" })
+            }),
+            "function.vpcConfig.vSwitchIds",
+        ),
+        (
+            Box::new(|c| c["function"]["vpcConfig"] = serde_json::json!({ "vpcId": "v", "vSwitchIds": ["s"] })),
+            "function.vpcConfig.securityGroupId",
+        ),
+        (
+            Box::new(|c| c["function"]["logConfig"] = serde_json::json!({ "project": "p", "logstore": "l" })),
+            "function.logConfig needs function.role",
+        ),
+        (
+            Box::new(|c| c["function"]["instanceLifecycleConfig"]["preStop"] = serde_json::json!({ "handler": "x" })),
+            "function.instanceLifecycleConfig.preStop.timeout",
+        ),
+        (Box::new(|c| c["acr"]["namespace"] = "your-namespace".into()), "acr.namespace is still the placeholder"),
+        (Box::new(|c| c["acr"]["imageName"] = "".into()), "acr.imageName is empty"),
+    ];
+    for (edit, expected) in cases {
+        let sandbox = Sandbox::new(&["docker", "aliyun", "jq"]);
+        sandbox.edit_config(edit);
+        for args in [&[][..], &["--dry-run"][..]] {
+            let out = sandbox.run(args);
+            assert_eq!(out.status.code(), Some(1), "{expected}");
+            assert!(text(&out.stderr).contains(expected), "{expected}: {}", text(&out.stderr));
+            assert!(sandbox.calls().iter().all(|c| c[0] == "jq"), "{expected}: a command ran: {:?}", sandbox.calls());
+        }
+    }
+}
+
+#[test]
+fn a_vpc_only_database_without_a_vpc_config_is_warned_about() {
+    for (name, value) in [
+        ("DB_URI", "mongodb://svc@dds-abc.mongodb.rds.aliyuncs.com:3717/app"),
+        ("MONGODB_API_URL", "https://db-operation-xxxx.cn-shanghai-vpc.fcapp.run"),
+    ] {
+        let mut sandbox = Sandbox::new(&["aliyun", "jq"]);
+        sandbox.env.insert(name.into(), value.into());
+        let out = sandbox.run(&["--skip-build"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(&format!("warning: {name} points at a VPC-only address")), "{stderr}");
+        let vpc = serde_json::json!({ "vpcId": "v", "vSwitchIds": ["s"], "securityGroupId": "sg" });
+        sandbox.edit_config(|c| c["function"]["vpcConfig"] = vpc);
+        let out = sandbox.run(&["--skip-build"]);
+        assert!(!text(&out.stderr).contains("warning"), "{}", text(&out.stderr));
+    }
 }
 
 #[test]

@@ -18,15 +18,24 @@ pub struct Sandbox {
     _root: TempDir,
 }
 
-/// The stub: records `$0 "$@"` as a JSON array, and stdin when asked to read it; then behaves as told.
+/// The stub: records `$0 "$@"` as a JSON array (and, after it, `@` and the content of a `--body-file`, which the
+/// script removes right after the call), and stdin when asked to read it; then behaves as told.
 const STUB: &str = r#"#!/bin/bash
 name="$(basename "$0")"
+esc() { local a="$1"; a="${a//\\/\\\\}"; a="${a//\"/\\\"}"; a="${a//$'\n'/\\n}"; printf '%s' "$a"; }
 {
   printf '["%s"' "$name"
+  body_file=""
+  previous=""
   for a in "$@"; do
-    a="${a//\\/\\\\}"; a="${a//\"/\\\"}"; a="${a//$'\n'/\\n}"
-    printf ',"%s"' "$a"
+    printf ',"%s"' "$(esc "$a")"
+    [ "$previous" = "--body-file" ] && body_file="$a"
+    previous="$a"
   done
+  if [ -n "$body_file" ]; then
+    printf ',"@%s"' "$(esc "$(cat "$body_file")")"
+    printf '%s' "$(stat -c %a "$body_file")" > "$STUB_LOG.mode"
+  fi
   printf ']\n'
 } >> "$STUB_LOG"
 if [ "$name" = docker ] && [[ " $* " == *" --password-stdin "* ]]; then
@@ -63,17 +72,20 @@ impl Sandbox {
         let root = TempDir::new("jtc-deploy");
         let (dir, bin) = (root.join("repo"), root.join("bin"));
         fs::create_dir_all(&dir).unwrap();
+        fs::create_dir_all(root.join("tmp")).unwrap();
         fs::create_dir_all(&bin).unwrap();
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         fs::copy(manifest.join("deploy_container.sh"), dir.join("deploy_container.sh")).unwrap();
-        fs::copy(manifest.join("fc-config.json"), dir.join("fc-config.json")).unwrap();
+        // The checked-in config with a real namespace in place of the placeholder, as a user sets it.
+        let config = fs::read_to_string(manifest.join("fc-config.json")).unwrap();
+        fs::write(dir.join("fc-config.json"), config.replace("\"your-namespace\"", "\"team-ns\"")).unwrap();
         for tool in tools {
             let path = bin.join(tool);
             fs::write(&path, STUB).unwrap();
             fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
         }
         // Only what the script needs from the system, so that a real docker or aliyun elsewhere is never found.
-        for tool in ["bash", "cat", "basename", "seq", "env"] {
+        for tool in ["bash", "cat", "basename", "seq", "env", "mktemp", "rm", "stat"] {
             for prefix in ["/usr/bin", "/bin"] {
                 let real = Path::new(prefix).join(tool);
                 if real.exists() && !bin.join(tool).exists() {
@@ -91,6 +103,7 @@ impl Sandbox {
             ("DB_URI", "mongodb://db.example:27017".into()),
             ("DB_NAME", "app".into()),
             ("DB_PASSWORD", "db-secret".into()),
+            ("TMPDIR", root.join("tmp").display().to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -114,6 +127,27 @@ impl Sandbox {
     pub fn calls(&self) -> Vec<Vec<String>> {
         let log = fs::read_to_string(&self.env["STUB_LOG"]).unwrap_or_default();
         log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record {l}: {e}"))).collect()
+    }
+
+    /// Changes the sandbox's fc-config.json.
+    pub fn edit_config(&self, edit: impl FnOnce(&mut serde_json::Value)) {
+        let path = self.dir.join("fc-config.json");
+        let mut config: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        edit(&mut config);
+        fs::write(path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    }
+
+    /// What is left in the sandbox's TMPDIR (the script's body files must be gone).
+    pub fn temp_left(&self) -> Vec<String> {
+        let tmp = Path::new(&self.env["TMPDIR"]);
+        fs::read_dir(tmp)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().display().to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The permission bits of the last body file, as the stub saw it.
+    pub fn body_file_mode(&self) -> Option<String> {
+        fs::read_to_string(format!("{}.mode", self.env["STUB_LOG"])).ok()
     }
 
     pub fn calls_to(&self, tool: &str) -> Vec<Vec<String>> {
