@@ -301,9 +301,12 @@ fn vpc_log_role_and_lifecycle_settings_go_into_both_bodies() {
     }
 }
 
+/// A change to fc-config.json.
+type ConfigEdit = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn invalid_deploy_configurations_are_refused_before_any_command() {
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+    let cases: Vec<(ConfigEdit, &str)> = vec![
         (
             Box::new(|c| c["function"]["vpcConfig"] = serde_json::json!({ "vpcId": "v", "securityGroupId": "sg" })),
             "function.vpcConfig.vSwitchIds",
