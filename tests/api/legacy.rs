@@ -93,15 +93,21 @@ fn through(db: &TestDb, api: Option<&DataApi>, extra: &[(&str, &str)]) -> jwt_to
     settings_from(env)
 }
 
+/// The legacy entries on a database of their own, and the app with the key and backfill on, through the
+/// documented test Data API alone or the direct connection.
+async fn backfilling_app(via_api: bool) -> (TestDb, DataApi, TestApp) {
+    let db = TestDb::new().await;
+    seed_legacy(&db).await;
+    let api = DataApi::spawn(&db.uri, None).await;
+    let settings = through(&db, via_api.then_some(&api), &[("JWT_SECRET_KEY", KEY), ("BACKFILL_EXPIRES_AT", "true")]);
+    let app = TestApp::spawn(&settings).await;
+    (db, api, app)
+}
+
 #[tokio::test]
 async fn backfill_writes_the_expiry_of_verified_valid_entries() {
     for via_api in [false, true] {
-        let db = TestDb::new().await;
-        seed_legacy(&db).await;
-        let api = DataApi::spawn(&db.uri, None).await;
-        let settings =
-            through(&db, via_api.then_some(&api), &[("JWT_SECRET_KEY", KEY), ("BACKFILL_EXPIRES_AT", "true")]);
-        let app = TestApp::spawn(&settings).await;
+        let (db, _api, app) = backfilling_app(via_api).await;
         let data = app.invoke("").await.json["data"].clone();
         assert_eq!(data["backend"], if via_api { "http_api" } else { "mongodb" });
         assert_eq!(data["backfilled"], 2, "valid and in-grace: {data}");
@@ -120,12 +126,7 @@ async fn backfill_writes_the_expiry_of_verified_valid_entries() {
 #[tokio::test]
 async fn dry_run_counts_legacy_entries_without_deleting_or_writing() {
     for via_api in [false, true] {
-        let db = TestDb::new().await;
-        seed_legacy(&db).await;
-        let api = DataApi::spawn(&db.uri, None).await;
-        let settings =
-            through(&db, via_api.then_some(&api), &[("JWT_SECRET_KEY", KEY), ("BACKFILL_EXPIRES_AT", "true")]);
-        let app = TestApp::spawn(&settings).await;
+        let (db, _api, app) = backfilling_app(via_api).await;
         let data = app.invoke(r#"{"dry_run": true}"#).await.json["data"].clone();
         assert_eq!(data["backend"], if via_api { "http_api" } else { "mongodb" });
         assert_eq!(data["would_clean_count"], 1);
