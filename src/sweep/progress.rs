@@ -55,8 +55,9 @@ impl Progress for LogLines {
         tracing::info!(
             entries = done.entries,
             batches = done.batches,
-            "sweep progress: {} entries in {elapsed:.1} s ({rate:.0}/s)",
-            done.entries
+            "sweep progress: {} entr{} in {elapsed:.1} s ({rate:.0}/s)",
+            done.entries,
+            if done.entries == 1 { "y" } else { "ies" }
         );
     }
 }
