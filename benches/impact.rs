@@ -309,9 +309,10 @@ async fn main() {
                 exact / bare
             );
         }
+        // Written after each size, so a long run's first table is kept even if the next one is stopped.
+        if let Some(out) = &args.out {
+            jtc_test_support::splice_report(out, "impact", &report);
+        }
     }
     println!("{report}");
-    if let Some(out) = args.out {
-        jtc_test_support::splice_report(&out, "impact", &report);
-    }
 }
