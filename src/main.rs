@@ -209,7 +209,9 @@ async fn create_index(settings: &Settings, ttl: Option<u64>) -> ExitCode {
         Ok(store) => store,
         Err(code) => return code,
     };
-    match store.create_expiry_index(ttl).await {
+    let created = store.create_expiry_index(ttl).await;
+    store.shutdown().await;
+    match created {
         Ok(name) => {
             eprintln!("index {name} on {} is in place", settings.sweep.expires_field);
             ExitCode::SUCCESS
@@ -240,6 +242,7 @@ async fn seed_sample(settings: &Settings, count: u64, expired_percent: u8, edge_
             (Err(e), _) | (_, Err(e)) => Err(e),
         };
     }
+    store.shutdown().await;
     match result {
         Ok(seeded) => {
             eprintln!(

@@ -40,6 +40,14 @@ impl MongoStore {
             .await
     }
 
+    /// Closes the connection pool and waits for the driver's background tasks, for one-shot commands: a process
+    /// that exits with them still running may see the driver panic in one of them as the runtime goes away.
+    pub async fn shutdown(&self) {
+        if let Some(client) = self.client.get() {
+            client.clone().shutdown().await;
+        }
+    }
+
     /// The blacklist collection itself, for tools that seed or inspect it (not used by the sweep).
     pub async fn raw_collection(&self) -> Result<Collection<Document>, StoreError> {
         Ok(self.client().await?.database(&self.settings.database).collection(&self.collection_name))
