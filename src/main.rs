@@ -181,11 +181,10 @@ impl ProgressBar {
         started: chrono::DateTime<chrono::Utc>,
     ) -> Self {
         use jwt_token_cleaner::store::{ExpiryRange, Lane};
-        let grace = i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = started.timestamp_millis().saturating_sub(grace);
+        let cutoff = options.cutoff_ms(started);
         let mut total = 0;
         for lane in Lane::ALL {
-            total += store.count(&ExpiryRange { lane, lo_ms: lane.floor_ms(), hi_ms: cutoff }).await.unwrap_or(0);
+            total += store.count(&ExpiryRange::expired(lane, cutoff)).await.unwrap_or(0);
         }
         let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
         let verb = if options.dry_run { "counted" } else { "deleted" };

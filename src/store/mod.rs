@@ -69,6 +69,13 @@ pub struct ExpiryRange {
     pub hi_ms: i64,
 }
 
+impl ExpiryRange {
+    /// Everything of `lane` below `cutoff_ms`: every expired entry of the lane.
+    pub fn expired(lane: Lane, cutoff_ms: i64) -> Self {
+        Self { lane, lo_ms: lane.floor_ms(), hi_ms: cutoff_ms }
+    }
+}
+
 /// Count and exact BSON size of the entries in a range.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Measure {

@@ -51,8 +51,7 @@ pub async fn run_at(
     progress: &dyn Progress,
 ) -> Result<SweepReport, SweepFailure> {
     let started = Instant::now();
-    let grace_ms = i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX);
-    let cutoff_ms = started_at.timestamp_millis().saturating_sub(grace_ms);
+    let cutoff_ms = options.cutoff_ms(started_at);
     let mut tally = Tally::new();
     let fail = |tally: &Tally, error: StoreError| SweepFailure::new(tally, error, store.backend());
 
@@ -75,7 +74,7 @@ pub async fn run_at(
     for lane in Lane::ALL {
         match sweep_lane(store, options, lane, cutoff_ms, started, &mut tally, progress).await {
             Ok(None) if options.dry_run => {}
-            Ok(None) => remaining.push((ExpiryRange { lane, lo_ms: lane.floor_ms(), hi_ms: cutoff_ms }, true)),
+            Ok(None) => remaining.push((ExpiryRange::expired(lane, cutoff_ms), true)),
             Ok(Some(rest)) => {
                 tally.complete = false;
                 remaining.push((rest, false));
@@ -153,30 +152,26 @@ async fn sweep_lane(
     loop {
         let range = window.range();
         if started.elapsed() >= options.time_budget {
-            return Ok(Some(ExpiryRange { lane, lo_ms: lane.floor_ms(), hi_ms: range.hi_ms }));
+            return Ok(Some(ExpiryRange::expired(lane, range.hi_ms)));
         }
         let batch_started = Instant::now();
         let estimate = !options.exact_bytes && tally.average_bytes().is_some();
         let count = if estimate {
             // Estimate mode: no measuring read. A dry run still has to count what it would delete.
-            let count = if options.dry_run {
-                let at = Instant::now();
-                let count = store.count(&range).await?;
+            let at = Instant::now();
+            let count = if options.dry_run { store.count(&range).await? } else { store.delete(&range).await? };
+            if options.dry_run {
                 clock.measured(at.elapsed(), count);
-                count
             } else {
-                let at = Instant::now();
-                let deleted = store.delete(&range).await?;
-                clock.deleted(at.elapsed(), deleted);
-                tally.deleted_estimated(deleted);
-                if deleted > 0 {
-                    tally.batches += 1;
-                }
-                deleted
-            };
-            if options.dry_run && count > 0 {
+                clock.deleted(at.elapsed(), count);
+            }
+            if count > 0 {
                 tally.batches += 1;
-                tally.would_delete_estimated(count);
+                if options.dry_run {
+                    tally.would_delete_estimated(count);
+                } else {
+                    tally.deleted_estimated(count);
+                }
             }
             count
         } else {

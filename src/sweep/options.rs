@@ -44,6 +44,13 @@ pub struct SweepOptions {
 }
 
 impl SweepOptions {
+    /// The cutoff of a run started at `started_at`, in milliseconds since the epoch: an entry is expired when its
+    /// expiry lies before it.
+    pub fn cutoff_ms(&self, started_at: chrono::DateTime<chrono::Utc>) -> i64 {
+        let grace_ms = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
+        started_at.timestamp_millis().saturating_sub(grace_ms)
+    }
+
     /// The configured defaults with `overrides` applied.
     pub fn resolve(settings: &SweepSettings, legacy: &LegacySettings, overrides: SweepOverrides) -> Self {
         Self {
