@@ -171,6 +171,14 @@ if ! jq -e '.function.vpcConfig' fc-config.json >/dev/null 2>&1; then
   done
 fi
 
+# A run ends within CLEANUP_TIME_BUDGET_SECONDS plus the cleaner's call margin (5 s, src/store/deadline.rs); a
+# function timeout shorter than that would let FC kill a run mid-batch, its report lost.
+FUNCTION_TIMEOUT="$(cfg .function.timeout)"
+BUDGET="${CLEANUP_TIME_BUDGET_SECONDS:-50}"
+[[ "$BUDGET" =~ ^[0-9]+$ ]] || die "CLEANUP_TIME_BUDGET_SECONDS=\"$BUDGET\" is not a whole number of seconds"
+[ $((BUDGET + 5)) -le "$FUNCTION_TIMEOUT" ] \
+  || die "CLEANUP_TIME_BUDGET_SECONDS ($BUDGET s) plus the 5 s call margin does not fit function.timeout ($FUNCTION_TIMEOUT s) in fc-config.json: lower the budget or raise the timeout"
+
 valid_cron "$CRON" || die "invalid cron expression \"$CRON\": FC wants 6 fields (Seconds Minutes Hours Day-of-month Month Day-of-week), e.g. \"0 0 * * * *\" for hourly"
 
 # Every secret value a printed command could hold: replaced by **** in anything --dry-run prints.

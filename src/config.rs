@@ -28,6 +28,8 @@ pub struct ApiSettings {
     pub database: MongoName,
     /// `MONGODB_API_TIMEOUT_SECONDS` (default 10): connect and whole-request timeout.
     pub timeout: Duration,
+    /// `MONGODB_API_MAX_ANSWER_BYTES` (default 8 MiB): a larger answer is refused as a contract failure.
+    pub max_answer_bytes: u64,
 }
 
 impl fmt::Debug for ApiSettings {
@@ -38,6 +40,7 @@ impl fmt::Debug for ApiSettings {
             .field("data_source", &self.data_source)
             .field("database", &self.database)
             .field("timeout", &self.timeout)
+            .field("max_answer_bytes", &self.max_answer_bytes)
             .finish()
     }
 }
@@ -102,6 +105,8 @@ pub struct Settings {
 pub const MAX_BATCH_SIZE: u32 = 100_000;
 /// The largest time budget, in seconds (FC functions may run longer than the default 60 s).
 pub const MAX_TIME_BUDGET_SECONDS: u64 = 900;
+/// The default cap on one HTTP API answer: 8 MiB, far above the largest real one (a page of 500 legacy entries).
+pub const DEFAULT_MAX_ANSWER_BYTES: u64 = 8 * 1024 * 1024;
 
 impl Settings {
     /// Every secret value these settings carry, for [`jtc_shared::redact::register`]: the database's (see
@@ -173,6 +178,8 @@ impl Settings {
         let exact_bytes = flag(&get, "CLEANUP_EXACT_BYTES", true)?;
 
         let api_timeout = number(&get, "MONGODB_API_TIMEOUT_SECONDS", 10, 1, 120)?;
+        let max_answer_bytes =
+            number(&get, "MONGODB_API_MAX_ANSWER_BYTES", DEFAULT_MAX_ANSWER_BYTES, 65_536, 256 * 1024 * 1024)?;
         let data_source = get("MONGODB_API_DATA_SOURCE").unwrap_or_else(|| "mongodb".into());
 
         let algorithm = jwt_algorithm(&get)?;
@@ -194,6 +201,7 @@ impl Settings {
                 data_source,
                 database: database.clone(),
                 timeout: Duration::from_secs(api_timeout),
+                max_answer_bytes,
             }),
             db: match uri {
                 Some(uri) => Some(db_settings(&get, uri, database)?),

@@ -4,8 +4,9 @@
 //! - empty (or only white space): a default sweep;
 //! - a JSON object of options (`dry_run`, `batch_size`, `time_budget_seconds`), as sent by a manual invoke;
 //! - a timer event `{"triggerTime","triggerName","payload"}` whose `payload` string may hold the same JSON options.
-//!   A payload that is not JSON is ignored with a log line (a cron payload is free text); other fields FC may add
-//!   to the event are ignored too.
+//!   A payload that is not JSON is ignored with a log line (a cron payload is free text), unless it starts with
+//!   `{`: that one was meant as options, and an unreadable one (malformed, or nested too deeply) is refused. Other
+//!   fields FC may add to the event are ignored.
 //!
 //! Anything else is an [`EventError`] (HTTP 400) and no sweep runs, a key that appears twice in one object
 //! included: `{"dry_run": true, "dry_run": false}` would otherwise run a real sweep (the last key wins in JSON
@@ -60,7 +61,9 @@ fn parse_timer_event(event: &Map<String, Value>) -> Result<SweepOverrides, Event
         Some(Value::Object(options)) => parse_options(options, "timer payload"),
         Some(Value::String(payload)) if payload.trim().is_empty() => Ok(SweepOverrides::default()),
         Some(Value::String(payload)) => match strict_json(payload) {
-            Err(e) if e.to_string().starts_with(DUPLICATE) => {
+            // Meant as options (it starts like an object), but unreadable: running a default sweep instead would
+            // act on input nobody can vouch for.
+            Err(e) if e.to_string().starts_with(DUPLICATE) || payload.trim_start().starts_with('{') => {
                 Err(EventError(format!("timer payload is not valid JSON: {e}")))
             }
             Ok(Value::Object(options)) => parse_options(&options, "timer payload"),
@@ -241,6 +244,8 @@ mod tests {
         let base = r#"{"triggerTime":"2023-12-26T07:49:00Z","triggerName":"timer-trigger","payload":"#;
         assert_eq!(ok(&format!("{base}\"\"}}")), SweepOverrides::default());
         assert_eq!(ok(&format!("{base}\"hourly cleanup\"}}")), SweepOverrides::default());
+        assert_eq!(ok(&format!("{base}\"[daily] cleanup\"}}")), SweepOverrides::default());
+        assert!(err(format!(r#"{base}" {{\"dry_run\":"}}"#).as_bytes()).contains("timer payload is not valid JSON"));
         let o = ok(&format!(r#"{base}"{{\"dry_run\":true}}"}}"#));
         assert_eq!(o.dry_run, Some(true));
         assert!(err(format!(r#"{base}"{{\"drop\":1}}"}}"#).as_bytes())

@@ -137,8 +137,8 @@ impl BlacklistStore for Fallback {
         with_fallback!(self, |s| s.measure(range))
     }
 
-    async fn delete(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
-        with_fallback!(self, |s| s.delete(range))
+    async fn delete(&self, range: &ExpiryRange, at_most: u64) -> Result<u64, StoreError> {
+        with_fallback!(self, |s| s.delete(range, at_most))
     }
 
     async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError> {

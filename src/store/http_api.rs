@@ -35,8 +35,21 @@
 //! cached, and every call probes again until the collection holds an entry (a `$limit: 1` on an empty collection
 //! costs nothing anywhere).
 //!
+//! # What the client refuses
+//! - **Redirects.** The Data API never redirects a correct request, and following one would send the key (in
+//!   `apiKey` and `api-key`, which an HTTP client does not strip as it does `Authorization`) and the request to
+//!   whatever host the `Location` names. No redirect is followed: a 3xx is a [`StoreError::Contract`] naming the
+//!   target's origin (never its path or query), and the chain falls back.
+//! - **Oversized answers.** An answer is read up to `MONGODB_API_MAX_ANSWER_BYTES` (default 8 MiB; the largest
+//!   real answer, a page of 500 legacy entries, is far below it), checked first against `Content-Length` and then
+//!   counted as it streams in: an 800 MB answer once took the process from 7 MB to 797 MB, past FC's smallest
+//!   instance. A larger answer is a contract failure.
+//! - **Impossible counts.** A `deletedCount` above what the deleted range was measured to hold (or, unmeasured,
+//!   above the batch size it was sized for) is a contract failure: the sweep would otherwise report entries nobody
+//!   deleted (a lying `9223372036854775807` once made the report claim 4 TB freed).
+//!
 //! Error messages never carry the key or the URL's credentials, nor any credential header a server echoes back
-//! ([`crate::redact`]).
+//! ([`jtc_shared::redact`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -76,6 +89,7 @@ impl HttpApiStore {
             .connect_timeout(settings.timeout)
             .timeout(settings.timeout)
             .user_agent(concat!("jwt-token-cleaner/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| StoreError::Query(format!("cannot build the HTTP client: {}", e.without_url())))?;
         let mut secrets = url_credentials(&settings.url);
@@ -129,7 +143,10 @@ impl HttpApiStore {
         }
         let response = request.send().await.map_err(|e| transport(action, e))?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| transport(action, e))?;
+        if status.is_redirection() {
+            return Err(redirected(action, status, response.url(), response.headers()));
+        }
+        let text = self.read_capped(action, response).await?;
         if !status.is_success() {
             return Err(http_status(action, status, &self.excerpt(&text)));
         }
@@ -139,6 +156,42 @@ impl HttpApiStore {
                 Err(StoreError::Protocol(format!("{action}: the answer is not a JSON object: {}", self.excerpt(&text))))
             }
         }
+    }
+
+    /// The answer's body as text, refused as soon as it is known to exceed the cap (see the module doc).
+    async fn read_capped(&self, action: &str, mut response: reqwest::Response) -> Result<String, StoreError> {
+        let cap = self.settings.max_answer_bytes;
+        let too_large = || {
+            StoreError::Contract(format!(
+                "HTTP API {action}: the answer is larger than {cap} bytes (MONGODB_API_MAX_ANSWER_BYTES); no answer \
+                 to this cleaner's requests is that large"
+            ))
+        };
+        if response.content_length().is_some_and(|length| length > cap) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport(action, e))? {
+            if (body.len() + chunk.len()) as u64 > cap {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// A `deletedCount` read from `fields`, refused when it is more than `at_most`, what the call could have
+    /// deleted (see the module doc).
+    async fn deleted(&self, fields: Value, at_most: u64) -> Result<u64, StoreError> {
+        let deleted = self.counted("deleteMany", fields, "deletedCount").await?;
+        if deleted > at_most {
+            let error = StoreError::Contract(format!(
+                "HTTP API deleteMany: deletedCount {deleted} is more than the {at_most} entries the range could hold"
+            ));
+            self.forget_proof(&error);
+            return Err(error);
+        }
+        Ok(deleted)
     }
 
     /// The start of someone else's text, scrubbed of every secret, on one line.
@@ -292,6 +345,26 @@ fn ext_json(value: Bson) -> Value {
     value.into_relaxed_extjson()
 }
 
+/// The error for a 3xx: it names the status and the origin the server pointed at, never the path or the query
+/// (either may carry a token).
+fn redirected(
+    action: &str,
+    status: StatusCode,
+    from: &reqwest::Url,
+    headers: &reqwest::header::HeaderMap,
+) -> StoreError {
+    let target = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|location| location.to_str().ok())
+        .and_then(|location| from.join(location).ok())
+        .map_or_else(|| "no readable Location".to_string(), |url| url.origin().ascii_serialization());
+    StoreError::Contract(format!(
+        "HTTP API {action}: HTTP {} redirect to {target}, not followed: the Data API never redirects a correct \
+         request, and a redirect would carry the key to another host",
+        status.as_u16()
+    ))
+}
+
 fn transport(action: &str, error: reqwest::Error) -> StoreError {
     let kind = if error.is_timeout() {
         "timed out"
@@ -341,9 +414,9 @@ impl BlacklistStore for HttpApiStore {
         measure_answer(self.aggregate(measure_pipeline(&self.field, range)).await)
     }
 
-    async fn delete(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
+    async fn delete(&self, range: &ExpiryRange, at_most: u64) -> Result<u64, StoreError> {
         let filter = ext_json(Bson::Document(range_filter(&self.field, range)));
-        self.counted("deleteMany", json!({ "filter": filter }), "deletedCount").await
+        self.deleted(json!({ "filter": filter }), at_most).await
     }
 
     async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
@@ -374,7 +447,7 @@ impl BlacklistStore for HttpApiStore {
 
     async fn delete_legacy(&self, ids: &[Bson]) -> Result<u64, StoreError> {
         let filter = ext_json(Bson::Document(legacy_ids_filter(&self.field, ids)));
-        self.counted("deleteMany", json!({ "filter": filter }), "deletedCount").await
+        self.deleted(json!({ "filter": filter }), ids.len() as u64).await
     }
 
     async fn backfill_expiry(&self, id: &Bson, expires_ms: i64) -> Result<bool, StoreError> {

@@ -4,8 +4,10 @@
 //! [`ExpiryRange`], a half-open interval of one [`Lane`] of expiry values, and to report collection statistics.
 //! [`filter`] turns a range into the MongoDB filter and pipeline both backends send; [`mongo`] is the direct
 //! driver backend, [`http_api`] the DB-operation HTTP API (Atlas Data API v1 shape), and [`fallback`] chains them:
-//! the API first, the direct connection when the API fails.
+//! the API first, the direct connection when the API fails. [`deadline`] wraps whichever store a run uses so that
+//! no call outlives the run's time budget by more than a stated margin.
 
+pub mod deadline;
 pub mod fallback;
 pub mod filter;
 pub mod http_api;
@@ -147,8 +149,10 @@ pub trait BlacklistStore: Send + Sync {
     /// Count and exact BSON size of the entries in `range`.
     async fn measure(&self, range: &ExpiryRange) -> Result<Measure, StoreError>;
 
-    /// Deletes the entries in `range`; returns how many this call really deleted.
-    async fn delete(&self, range: &ExpiryRange) -> Result<u64, StoreError>;
+    /// Deletes the entries in `range`; returns how many this call really deleted. `at_most` is how many the range
+    /// can hold by what the sweep knows (its measured count, or the batch size an unmeasured window was sized
+    /// for): a backend that cannot vouch for its count (the HTTP API) refuses a larger one as a contract failure.
+    async fn delete(&self, range: &ExpiryRange, at_most: u64) -> Result<u64, StoreError>;
 
     /// Counts the entries in `range` (cheaper than [`measure`](Self::measure) where the server can use the index).
     async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError>;

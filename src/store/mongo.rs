@@ -133,7 +133,9 @@ impl BlacklistStore for MongoStore {
         measure_answer(self.aggregate(measure_pipeline(&self.field, range)).await)
     }
 
-    async fn delete(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
+    /// The driver's `deletedCount` is the server's own word, so `at_most` is not enforced here: a count above it
+    /// means another writer added expired entries to the range, and they were deleted.
+    async fn delete(&self, range: &ExpiryRange, _at_most: u64) -> Result<u64, StoreError> {
         let collection = self.raw_collection().await?;
         let result = collection.delete_many(range_filter(&self.field, range)).await.map_err(|e| self.classify(e))?;
         Ok(result.deleted_count)

@@ -105,7 +105,7 @@ pub(super) async fn sweep(
         } else {
             let deleted = store.delete_legacy(&expired).await?;
             tally.deleted(count, bytes, deleted);
-            tally.legacy_cleaned += deleted;
+            tally.legacy_cleaned = tally.legacy_cleaned.saturating_add(deleted);
         }
     }
 }

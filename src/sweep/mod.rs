@@ -23,6 +23,7 @@ pub use options::{SweepOptions, SweepOverrides};
 pub use progress::{Done, LogLines, Progress, Silent};
 pub use report::{SweepFailure, SweepReport};
 
+use crate::store::deadline::{Deadline, CALL_MARGIN};
 use crate::store::{BlacklistStore, ExpiryRange, Lane, StoreError};
 use report::{RunEnd, Tally};
 use window::Window;
@@ -51,6 +52,9 @@ pub async fn run_at(
     progress: &dyn Progress,
 ) -> Result<SweepReport, SweepFailure> {
     let started = Instant::now();
+    // No call outlives the budget by more than the margin, whatever the backend's own timeouts (store::deadline).
+    let deadline = tokio::time::Instant::from_std(started) + options.time_budget + CALL_MARGIN;
+    let store: &dyn BlacklistStore = &Deadline::new(store, deadline);
     let cutoff_ms = options.cutoff_ms(started_at);
     let mut tally = Tally::new();
     let fail = |tally: &Tally, error: StoreError| SweepFailure::new(tally, error, store.backend());
@@ -98,10 +102,10 @@ pub async fn run_at(
                 lane = range.lane.name()
             ));
         }
-        tally.expired_remaining += left;
+        tally.expired_remaining = tally.expired_remaining.saturating_add(left);
     }
     if options.dry_run {
-        tally.expired_remaining += tally.would_clean;
+        tally.expired_remaining = tally.expired_remaining.saturating_add(tally.would_clean);
     }
     // One statistics call, at the end: on some servers it costs a pass over the collection (and holds the server
     // while it runs), so it is made once per run at most, and not at all with `CLEANUP_COLLECTION_STATS=false`.
@@ -159,14 +163,19 @@ async fn sweep_lane(
         let count = if estimate {
             // Estimate mode: no measuring read. A dry run still has to count what it would delete.
             let at = Instant::now();
-            let count = if options.dry_run { store.count(&range).await? } else { store.delete(&range).await? };
+            // Unmeasured, the window can hold no more than the batch size it was sized for, by what the sweep knows.
+            let count = if options.dry_run {
+                store.count(&range).await?
+            } else {
+                store.delete(&range, u64::from(options.batch_size)).await?
+            };
             if options.dry_run {
                 clock.measured(at.elapsed(), count);
             } else {
                 clock.deleted(at.elapsed(), count);
             }
             if count > 0 {
-                tally.batches += 1;
+                tally.batches = tally.batches.saturating_add(1);
                 if options.dry_run {
                     tally.would_delete_estimated(count);
                 } else {
@@ -183,12 +192,12 @@ async fn sweep_lane(
                 continue;
             }
             if measured.count > 0 {
-                tally.batches += 1;
+                tally.batches = tally.batches.saturating_add(1);
                 if options.dry_run {
                     tally.would_delete(measured.count, measured.bytes);
                 } else {
                     let at = Instant::now();
-                    let deleted = store.delete(&range).await?;
+                    let deleted = store.delete(&range, measured.count).await?;
                     clock.deleted(at.elapsed(), deleted);
                     tally.deleted(measured.count, measured.bytes, deleted);
                     tracing::debug!(?lane, lo = range.lo_ms, hi = range.hi_ms, deleted, "batch deleted");

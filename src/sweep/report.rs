@@ -53,15 +53,16 @@ impl Tally {
 
     /// The average BSON size of the entries measured so far, once there are any.
     pub fn average_bytes(&self) -> Option<u64> {
-        let (count, bytes) = (self.cleaned + self.would_clean, self.bytes + self.would_free);
+        let count = self.cleaned.saturating_add(self.would_clean);
+        let bytes = self.bytes.saturating_add(self.would_free);
         (count > 0).then(|| bytes / count)
     }
 
     /// Accounts `deleted` entries deleted without a measure: their bytes are estimated.
     pub fn deleted_estimated(&mut self, deleted: u64) {
         let average = self.average_bytes().unwrap_or(0);
-        self.cleaned += deleted;
-        self.bytes += deleted * average;
+        self.cleaned = self.cleaned.saturating_add(deleted);
+        self.bytes = self.bytes.saturating_add(deleted.saturating_mul(average));
         if deleted > 0 {
             self.exact = false;
             self.estimated_batches += 1;
@@ -71,27 +72,29 @@ impl Tally {
     /// Accounts `count` entries a dry run would delete, counted without a measure.
     pub fn would_delete_estimated(&mut self, count: u64) {
         let average = self.average_bytes().unwrap_or(0);
-        self.would_clean += count;
-        self.would_free += count * average;
+        self.would_clean = self.would_clean.saturating_add(count);
+        self.would_free = self.would_free.saturating_add(count.saturating_mul(average));
         self.exact = false;
         self.estimated_batches += 1;
     }
 
     /// Accounts a batch a dry run would delete.
     pub fn would_delete(&mut self, count: u64, bytes: u64) {
-        self.would_clean += count;
-        self.would_free += bytes;
+        self.would_clean = self.would_clean.saturating_add(count);
+        self.would_free = self.would_free.saturating_add(bytes);
     }
 
     /// Accounts a batch measured at `count` entries and `bytes`, of which `deleted` were really deleted.
     pub fn deleted(&mut self, count: u64, bytes: u64, deleted: u64) {
-        self.cleaned += deleted;
+        self.cleaned = self.cleaned.saturating_add(deleted);
         if deleted == count {
-            self.bytes += bytes;
+            self.bytes = self.bytes.saturating_add(bytes);
         } else {
-            // Another writer changed the batch between the two calls: pro-rate its bytes.
+            // Another writer changed the batch between the two calls: pro-rate its bytes, never above what was
+            // measured (the entries added since were never measured).
             self.exact = false;
-            self.bytes += bytes.saturating_mul(deleted) / count.max(1);
+            let share = u64::try_from(u128::from(bytes) * u128::from(deleted.min(count)) / u128::from(count.max(1)));
+            self.bytes = self.bytes.saturating_add(share.unwrap_or(bytes));
         }
     }
 
@@ -196,8 +199,9 @@ impl SweepReport {
     pub(crate) fn new(tally: &Tally, end: RunEnd) -> Self {
         // Where the server reports no sizes: the remaining entries at the average size of the ones this run
         // measured, when it measured any.
-        let estimated_memory_usage =
-            end.after.and_then(|after| after.size_bytes.or_else(|| tally.average_bytes().map(|a| a * after.count)));
+        let estimated_memory_usage = end.after.and_then(|after| {
+            after.size_bytes.or_else(|| tally.average_bytes().map(|a| a.saturating_mul(after.count)))
+        });
         Self {
             success: true,
             cleaned_count: tally.cleaned,
@@ -208,7 +212,7 @@ impl SweepReport {
             memory_saved_exact: tally.exact,
             timestamp: rfc3339(end.started_at),
             execution_time: execution_time(end.started_at),
-            total_tokens_before: end.after.map(|after| after.count + tally.cleaned),
+            total_tokens_before: end.after.map(|after| after.count.saturating_add(tally.cleaned)),
             expired_remaining: tally.expired_remaining,
             complete: tally.complete,
             batches: tally.batches,

@@ -57,6 +57,8 @@ pub enum Fault {
     EchoHeaders,
     /// `deleteMany` reads its filter as standard JSON (Extended JSON everywhere else), so it deletes nothing.
     PlainJsonDeleteFilters,
+    /// `deleteMany` really deletes, then answers `"deletedCount": 9223372036854775807`.
+    DeletedCountLie,
 }
 
 struct ApiState {
@@ -293,6 +295,9 @@ async fn action(
                 state.deletes.fetch_add(1, Ordering::SeqCst);
                 if fault == Fault::DeletedCountAsString {
                     return Ok(json!({ "deletedCount": deleted.to_string() }));
+                }
+                if fault == Fault::DeletedCountLie {
+                    return Ok(json!({ "deletedCount": f.write(Bson::Int64(i64::MAX)) }));
                 }
                 Ok(json!({ "deletedCount": f.write(Bson::Int64(deleted as i64)) }))
             }

@@ -77,8 +77,8 @@ impl BlacklistStore for Slowed {
         tokio::time::sleep(self.per_entry * measured.count as u32).await;
         Ok(measured)
     }
-    async fn delete(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
-        let deleted = self.inner.delete(range).await?;
+    async fn delete(&self, range: &ExpiryRange, at_most: u64) -> Result<u64, StoreError> {
+        let deleted = self.inner.delete(range, at_most).await?;
         tokio::time::sleep(self.per_entry * deleted as u32).await;
         self.deletes.lock().unwrap().push(deleted);
         Ok(deleted)

@@ -27,6 +27,13 @@ async fn bad_bodies_are_refused_and_change_nothing() {
         (br#"{"dry_run": true, "dry_run": false}"#.to_vec(), "duplicate key \"dry_run\""),
         (br#"{"triggerName":"t","payload":"{\"dry_run\":true,\"dry_run\":false}"}"#.to_vec(), "duplicate key"),
         (br#"{"triggerName":"t","triggerName":"u"}"#.to_vec(), "duplicate key \"triggerName\""),
+        // A payload that starts like options but does not parse: meant as options, so never a default sweep.
+        (br#"{"triggerName":"t","payload":"{\"dry_run\": tru"}"#.to_vec(), "timer payload is not valid JSON"),
+        (
+            format!(r#"{{"triggerName":"t","payload":" {}1{}"}}"#, r#"{\"a\":"#.repeat(200), "}".repeat(200))
+                .into_bytes(),
+            "timer payload is not valid JSON",
+        ),
     ];
     for (body, expected) in cases {
         let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).to_string();

@@ -7,6 +7,7 @@ mod data_api;
 mod edges;
 mod faults;
 mod gentle;
+mod hardening;
 mod helpers;
 mod http_api;
 mod invoke_body;

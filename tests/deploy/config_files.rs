@@ -62,6 +62,20 @@ fn fc_config_respects_the_documented_limits() {
     for name in &names {
         assert!(readme.contains(&format!("| `{name}` |")), "{name} is not in the README's configuration table");
     }
+    // And the other way: every variable of the cleaner's configuration table reaches the function, but the
+    // listening port, which FC sets itself.
+    let table = readme.split("## Configuration").nth(1).and_then(|rest| rest.split("\n## ").next()).unwrap_or("");
+    let documented: Vec<&str> =
+        table.lines().filter_map(|line| line.strip_prefix("| `").and_then(|rest| rest.split('`').next())).collect();
+    assert!(documented.len() > 20, "the configuration table was not found: {documented:?}");
+    for name in documented {
+        if name != "PORT" && name != "FC_CUSTOM_LISTEN_PORT" {
+            assert!(
+                names.contains(&name),
+                "{name} is in the README's configuration table but not passed to the function"
+            );
+        }
+    }
     for required in ["DB_URI", "DB_NAME", "DB_PASSWORD", "MONGODB_API_URL", "MONGODB_API_KEY", "JWT_SECRET_KEY"] {
         assert!(names.contains(&required), "{required} is not passed to the function");
     }

@@ -203,6 +203,23 @@ fn missing_database_settings_stop_before_the_deploy() {
 }
 
 #[test]
+fn a_time_budget_that_cannot_fit_the_function_timeout_is_refused() {
+    for (budget, timeout, ok) in [("55", 60, true), ("56", 60, false), ("120", 60, false), ("120", 125, true)] {
+        let mut sandbox = Sandbox::new(&["aliyun", "jq"]);
+        sandbox.env.insert("CLEANUP_TIME_BUDGET_SECONDS".into(), budget.into());
+        sandbox.edit_config(move |c| c["function"]["timeout"] = timeout.into());
+        let out = sandbox.run(&["--skip-build"]);
+        if ok {
+            assert!(out.status.success(), "{budget}/{timeout}: {}", text(&out.stderr));
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{budget}/{timeout}");
+            assert!(text(&out.stderr).contains("does not fit function.timeout"), "{}", text(&out.stderr));
+            assert_eq!(sandbox.calls_to("aliyun").len(), 0);
+        }
+    }
+}
+
+#[test]
 fn failures_are_clear_and_non_zero() {
     let mut sandbox = Sandbox::new(&["docker", "aliyun", "jq"]);
     sandbox.env.insert("STUB_DOCKER_FAIL".into(), "push".into());
