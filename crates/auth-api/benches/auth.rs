@@ -171,7 +171,7 @@ async fn main() {
     let settings = env(&[]);
     let users = UserStore::new(database.collection("users")).await.expect("users");
     users.ensure_indexes().await.expect("index");
-    users.add(&Username::parse("bench").expect("name"), Secret::new(PASSWORD), false).await.expect("user");
+    users.add(&Username::parse("bench").expect("name"), Secret::new(PASSWORD), false, 1).await.expect("user");
 
     let spawn = |settings: AuthSettings| async move {
         let app = Application::build(&settings).await.expect("build");

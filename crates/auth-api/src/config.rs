@@ -91,6 +91,8 @@ pub struct AuthSettings {
     pub port: u16,
     /// The connection limits of the HTTP server (`HTTP_*`; see `jtc_shared::serve`).
     pub connections: ConnectionLimits,
+    /// `PASSWORD_MIN_LENGTH` (default 12, 1-1024): the fewest characters a new or changed password may have.
+    pub password_min_length: usize,
 }
 
 impl AuthSettings {
@@ -203,6 +205,13 @@ impl AuthSettings {
             tls,
             port,
             connections: ConnectionLimits::from_lookup(&get, Duration::from_secs(10))?,
+            password_min_length: number(
+                &get,
+                "PASSWORD_MIN_LENGTH",
+                crate::users::DEFAULT_PASSWORD_MIN_LENGTH as u64,
+                1,
+                1024,
+            )? as usize,
         })
     }
 }

@@ -65,12 +65,20 @@ async fn revocations(settings: &AuthSettings) -> Result<RevocationList, mongodb:
     Ok(RevocationList::new(blacklist, &settings.expires_field))
 }
 
-/// Every token of `username` issued until now refused; prints when.
-async fn log_out_everywhere(settings: &AuthSettings, username: &Username) -> Result<(), mongodb::error::Error> {
+/// The users collection.
+async fn users(settings: &AuthSettings) -> Result<UserStore, UserError> {
+    let client = connect(&settings.db, "auth-api").await?;
+    UserStore::new(client.database(&settings.db.database).collection(&settings.users_collection)).await
+}
+
+/// Every token of `username` issued until now refused; prints when. The name is the one the user is stored under
+/// (tokens carry it), else the canonical one.
+async fn log_out_everywhere(settings: &AuthSettings, username: &Username) -> Result<(), UserError> {
+    let name = users(settings).await?.stored_name(username).await?.unwrap_or_else(|| username.as_str().to_string());
     let longest = settings.jwt.refresh_ttl.max(settings.jwt.access_ttl);
-    let until = revocations(settings).await?.revoke_user(username.as_str(), longest).await?;
+    let until = revocations(settings).await?.revoke_user(&name, longest).await?;
     let until = until.try_to_rfc3339_string().unwrap_or_default();
-    eprintln!("auth-api: every token of {:?} issued until {until} is refused from now on", username.as_str());
+    eprintln!("auth-api: every token of {name:?} issued until {until} is refused from now on");
     Ok(())
 }
 
@@ -130,11 +138,9 @@ async fn add_user(settings: &AuthSettings, name: &str, update: bool) -> ExitCode
     }
     let password = Secret::new(line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line));
     let result = async {
-        let client = connect(&settings.db, "auth-api").await?;
-        let users =
-            UserStore::new(client.database(&settings.db.database).collection(&settings.users_collection)).await?;
+        let users = users(settings).await?;
         users.ensure_indexes().await?;
-        users.add(&username, password, update).await?;
+        users.add(&username, password, update, settings.password_min_length).await?;
         if update {
             // A new password ends every session the old one opened, access tokens included.
             log_out_everywhere(settings, &username).await?;

@@ -116,7 +116,18 @@ impl TokenKeys {
         kind: TokenKind,
         fresh: bool,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
-        let now = Utc::now().timestamp();
+        self.issue_at(user, kind, fresh, Utc::now().timestamp())
+    }
+
+    /// [`issue`](Self::issue) as if at `now` (seconds since the epoch): a login stamps its tokens with the instant
+    /// it started, before it read the password hash.
+    pub fn issue_at(
+        &self,
+        user: &str,
+        kind: TokenKind,
+        fresh: bool,
+        now: i64,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let ttl = match kind {
             TokenKind::Access => self.access_ttl,
             TokenKind::Refresh => self.refresh_ttl,

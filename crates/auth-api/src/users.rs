@@ -27,12 +27,12 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// What can go wrong with users.
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
-    /// The user name is empty, too long or has control characters.
+    /// The user name is empty, too long, has control or format characters, or mixes scripts.
     #[error("invalid user name: {0}")]
     InvalidName(&'static str),
-    /// The password is empty or too long.
+    /// The password is empty, too short for a new one, or too long.
     #[error("invalid password: {0}")]
-    InvalidPassword(&'static str),
+    InvalidPassword(String),
     /// `add-user` for a name that exists (without `--update`).
     #[error("user {0:?} already exists (use --update to change the password)")]
     Exists(String),
@@ -47,45 +47,138 @@ pub enum UserError {
     Hash(String),
 }
 
-/// A user name, checked once where it comes in (`/login`, `add-user`): 1 to 128 bytes, no control characters, no
-/// leading or trailing space.
+/// A user name, checked once where it comes in (`/login`, `add-user`, `revoke-user`).
+///
+/// Lookalike names are one name, or no name: the text is NFKC-normalised (fullwidth `ａｌｉｃｅ` is `alice`) and
+/// lower-cased (`Alice` is `alice`), so `revoke-user alice` covers every way of typing it, and logs show the one
+/// canonical form. Names with control characters, format characters (zero-width spaces and joiners, bidi
+/// overrides and isolates, soft hyphens, byte-order marks) or surrounding spaces are refused, and so are names
+/// whose letters mix scripts (a Cyrillic `с` in a Latin `aliсe`): each script alone is fine. 1 to 128 bytes,
+/// normalised.
+///
+/// Users added before names were normalised keep working: the name as typed is kept too, and a login looks up
+/// both forms ([`UserStore::check_credentials`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Username(String);
+pub struct Username {
+    canonical: String,
+    typed: String,
+}
 
 impl Username {
     /// Parses a user name.
     pub fn parse(name: &str) -> Result<Self, UserError> {
-        if name.is_empty() {
+        use unicode_normalization::UnicodeNormalization;
+        if name.trim().is_empty() {
             return Err(UserError::InvalidName("it is empty"));
         }
-        if name.len() > MAX_USERNAME_BYTES {
+        if name.chars().any(|c| c.is_control() || is_format(c)) {
+            return Err(UserError::InvalidName("control, zero-width or bidi characters"));
+        }
+        if name.trim() != name {
+            return Err(UserError::InvalidName("surrounding spaces"));
+        }
+        let canonical: String = name.nfkc().collect::<String>().to_lowercase();
+        if canonical.len() > MAX_USERNAME_BYTES || name.len() > MAX_USERNAME_BYTES {
             return Err(UserError::InvalidName("it is longer than 128 bytes"));
         }
-        if name.chars().any(char::is_control) || name.trim() != name {
-            return Err(UserError::InvalidName("control characters or surrounding spaces"));
+        if canonical.chars().any(|c| c.is_control() || is_format(c)) || canonical.trim() != canonical {
+            return Err(UserError::InvalidName("control, zero-width or bidi characters"));
         }
-        Ok(Self(name.to_string()))
+        if mixes_scripts(&canonical) {
+            return Err(UserError::InvalidName("its letters mix scripts (a lookalike of another name)"));
+        }
+        Ok(Self { canonical, typed: name.to_string() })
     }
 
-    /// The name itself.
+    /// The canonical name: what new users are stored under, what logs and rate limits use.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.canonical
     }
+
+    /// The name exactly as it was typed (for users stored before names were normalised).
+    pub fn typed(&self) -> &str {
+        &self.typed
+    }
+}
+
+/// Unicode's format characters (general category Cf) that can hide in a name: soft hyphen, Arabic and Syriac
+/// marks, the Mongolian vowel separator, zero-width space, joiners and direction marks, bidi embeddings,
+/// overrides and isolates, invisible operators, the byte-order mark, interlinear annotation and tags.
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+/// True when the letters of `name` belong to more than one script (Common and Inherited characters, such as
+/// digits, punctuation and combining marks, belong to any).
+fn mixes_scripts(name: &str) -> bool {
+    use unicode_script::{Script, UnicodeScript};
+    let mut seen: Option<Script> = None;
+    for script in name.chars().map(|c| c.script()) {
+        if matches!(script, Script::Common | Script::Inherited | Script::Unknown) {
+            continue;
+        }
+        match seen {
+            None => seen = Some(script),
+            Some(first) if first != script => return true,
+            Some(_) => {}
+        }
+    }
+    false
 }
 
 impl std::fmt::Display for Username {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.canonical)
     }
 }
 
-/// Checks a password's length: 1 to 1024 bytes.
+/// The shortest password `add-user` accepts by default, in characters: NIST SP 800-63B and OWASP's
+/// authentication cheat sheet ask for at least 8 and recommend longer; 12 (`PASSWORD_MIN_LENGTH`).
+pub const DEFAULT_PASSWORD_MIN_LENGTH: usize = 12;
+
+/// Checks a password's length at login: 1 to 1024 bytes (existing passwords shorter than the minimum keep
+/// working; the minimum applies when a password is set, [`check_new_password`]).
 pub fn check_password(password: &str) -> Result<(), UserError> {
     match password.len() {
-        0 => Err(UserError::InvalidPassword("it is empty")),
-        n if n > MAX_PASSWORD_BYTES => Err(UserError::InvalidPassword("it is longer than 1024 bytes")),
+        0 => Err(UserError::InvalidPassword("it is empty".into())),
+        n if n > MAX_PASSWORD_BYTES => Err(UserError::InvalidPassword("it is longer than 1024 bytes".into())),
         _ => Ok(()),
     }
+}
+
+/// Checks a new password: at least `min_chars` characters, at most 1024 bytes.
+pub fn check_new_password(password: &str, min_chars: usize) -> Result<(), UserError> {
+    check_password(password)?;
+    let chars = password.chars().count();
+    if chars < min_chars {
+        return Err(UserError::InvalidPassword(format!(
+            "it has {chars} characters; at least {min_chars} are required (PASSWORD_MIN_LENGTH)"
+        )));
+    }
+    Ok(())
 }
 
 /// An argon2id hash of `password` (PHC string), computed on the blocking pool.
@@ -139,10 +232,22 @@ impl UserStore {
         self.users.create_index(index).await.map(|_| ())
     }
 
-    /// Adds `username` with `password`, or with `update` changes the password of an existing user.
-    pub async fn add(&self, username: &Username, password: Secret, update: bool) -> Result<(), UserError> {
+    /// Adds `username` with `password` (at least `min_chars` characters), or with `update` changes the password
+    /// of an existing user (stored under the canonical name, or under the name as typed before names were
+    /// normalised).
+    pub async fn add(
+        &self,
+        username: &Username,
+        password: Secret,
+        update: bool,
+        min_chars: usize,
+    ) -> Result<(), UserError> {
+        check_new_password(password.expose(), min_chars)?;
+        let username = match update {
+            true => self.stored_name(username).await?.unwrap_or_else(|| username.as_str().to_string()),
+            false => username.as_str().to_string(),
+        };
         let username = username.as_str();
-        check_password(password.expose())?;
         let hash = hash_password(password).await?;
         let now = DateTime::now();
         if update {
@@ -176,15 +281,49 @@ impl UserStore {
         Ok(user.map(|u| u.get_datetime("password_changed_at").ok().copied()))
     }
 
-    /// True when `username` exists and `password` is its password. Unknown users cost one verification too.
-    pub async fn check_credentials(&self, username: &Username, password: Secret) -> Result<bool, UserError> {
-        let stored = self.users.find_one(doc! { "username": username.as_str() }).await?;
+    /// The name `username` is stored under: the canonical one, else (a user added before names were normalised)
+    /// the one typed; `None` when neither exists.
+    pub async fn stored_name(&self, username: &Username) -> Result<Option<String>, MongoError> {
+        Ok(self.find(username).await?.and_then(|user| user.get_str("username").ok().map(str::to_string)))
+    }
+
+    async fn find(&self, username: &Username) -> Result<Option<Document>, MongoError> {
+        let names = [username.as_str(), username.typed()];
+        let mut found = self.users.find(doc! { "username": { "$in": names.to_vec() } }).await?;
+        let mut typed = None;
+        while let Some(user) = futures_util::TryStreamExt::try_next(&mut found).await? {
+            if user.get_str("username").ok() == Some(username.as_str()) {
+                return Ok(Some(user));
+            }
+            typed = Some(user);
+        }
+        Ok(typed)
+    }
+
+    /// The stored name of `username` when `password` is its password, still, once verified; `None` for a wrong
+    /// pair. Unknown users cost one verification too.
+    ///
+    /// A login can wait for the verification semaphore while the password changes. So after verifying, the
+    /// user's hash is read again and must be the one verified: a login that read the old hash is refused once the
+    /// new one is stored. (Tokens it had issued before are older than the change: `/refresh` and the user's
+    /// revocation entry refuse them.)
+    pub async fn check_credentials(&self, username: &Username, password: Secret) -> Result<Option<String>, UserError> {
+        let stored = self.find(username).await?;
         let hash = stored.as_ref().and_then(|d| d.get_str("password_hash").ok()).map(str::to_string);
         // The semaphore is never closed, so acquiring only waits.
-        let _permit = self.verifying.acquire().await.ok();
-        let known = hash.is_some();
-        let matches = verify_password(password, hash.unwrap_or_else(|| self.dummy_hash.clone())).await;
-        Ok(matches && known)
+        let permit = self.verifying.acquire().await.ok();
+        let matches = verify_password(password, hash.clone().unwrap_or_else(|| self.dummy_hash.clone())).await;
+        drop(permit);
+        let (Some(user), Some(hash), true) = (stored, hash, matches) else { return Ok(None) };
+        let Ok(name) = user.get_str("username") else { return Ok(None) };
+        let now =
+            self.users.find_one(doc! { "username": name }).projection(doc! { "_id": 0, "password_hash": 1 }).await?;
+        let still = now.as_ref().and_then(|d| d.get_str("password_hash").ok()) == Some(hash.as_str());
+        if !still {
+            tracing::warn!(security = "login_raced_password_change", username = ?name, "password changed during login");
+            return Ok(None);
+        }
+        Ok(Some(name.to_string()))
     }
 }
 
@@ -210,8 +349,30 @@ mod tests {
         assert!(Username::parse(" alice").is_err());
         assert!(Username::parse("al\nice").is_err());
         assert!(Username::parse(&"a".repeat(129)).is_err());
-        assert!(check_password("p").is_ok());
+        assert!(check_password("p").is_ok(), "an existing short password still logs in");
         assert!(check_password("").is_err());
         assert!(check_password(&"p".repeat(1025)).is_err());
+        assert!(check_new_password("short-pw", 12).is_err());
+        assert!(check_new_password("twelve chars", 12).is_ok());
+        assert!(check_new_password("ｐａｓｓｗｏｒｄ１２", 12).is_err(), "characters, not bytes");
+    }
+
+    #[test]
+    fn lookalike_names_are_one_name_or_none() {
+        for same in ["Alice", "ALICE", "ａｌｉｃｅ", "Ａｌｉｃｅ"] {
+            assert_eq!(Username::parse(same).unwrap().as_str(), "alice", "{same}");
+        }
+        assert_eq!(Username::parse("Alice").unwrap().typed(), "Alice");
+        // A Cyrillic с (U+0441) among Latin letters.
+        assert!(Username::parse("ali\u{0441}e").is_err());
+        for hidden in
+            ["al\u{200B}ice", "alice\u{202E}", "\u{2066}alice", "al\u{00AD}ice", "\u{FEFF}alice", "al\u{200D}ice"]
+        {
+            assert!(Username::parse(hidden).is_err(), "{hidden:?}");
+        }
+        // One script at a time is fine, digits and punctuation go with any.
+        for fine in ["алиса", "josé", "李雷", "bob_2", "o'brien"] {
+            assert!(Username::parse(fine).is_ok(), "{fine}");
+        }
     }
 }

@@ -16,7 +16,7 @@ use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{issue, json_object, require_json};
+use super::{issue_at, json_object, require_json};
 use crate::error::ApiError;
 use crate::rate_limit::{Scope, Subject};
 use crate::server::AppState;
@@ -40,10 +40,14 @@ pub async fn login(
     else {
         return Err(ApiError::BadRequest("Missing username or password".into()));
     };
+    // The tokens' issue time is taken before the password hash is read: a password change or a revoke-user that
+    // lands while this login waits to verify is later than `iat`, so the tokens it issues are refused (and a hash
+    // changed meanwhile refuses the login outright, see `UserStore::check_credentials`).
+    let issued_at = chrono::Utc::now().timestamp();
     let password = Secret::new(password);
     // Names and passwords no user can have are refused like any other wrong pair, at the cost of a check.
     let username = Username::parse(&raw_name).ok().filter(|_| check_password(password.expose()).is_ok());
-    let valid = match &username {
+    let stored = match &username {
         Some(username) => {
             // Too many recent failures for this name, from anywhere: refused before the password is even tried.
             state.over_limit(Scope::LoginFailures, Subject::User(username.as_str())).await?;
@@ -52,17 +56,17 @@ pub async fn login(
                 ApiError::Unavailable
             })?
         }
-        None => false,
+        None => None,
     };
-    let Some(username) = username.filter(|_| valid) else {
+    let Some(stored) = stored else {
         tracing::warn!(security = "login_failed", username = ?raw_name, client_ip = %client_ip, "failed login");
         if let Ok(name) = Username::parse(&raw_name) {
             let _ = state.limiter.hit(Scope::LoginFailures, Subject::User(name.as_str())).await;
         }
         return Err(ApiError::InvalidCredentials);
     };
-    let access_token = issue(&state.keys, username.as_str(), TokenKind::Access, true)?;
-    let refresh_token = issue(&state.keys, username.as_str(), TokenKind::Refresh, false)?;
-    tracing::info!(username = ?username.as_str(), client_ip = %client_ip, "login");
+    let access_token = issue_at(&state.keys, &stored, TokenKind::Access, true, issued_at)?;
+    let refresh_token = issue_at(&state.keys, &stored, TokenKind::Refresh, false, issued_at)?;
+    tracing::info!(username = ?stored, client_ip = %client_ip, "login");
     Ok(Json(json!({ "access_token": access_token, "refresh_token": refresh_token })))
 }

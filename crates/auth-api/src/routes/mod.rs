@@ -40,7 +40,18 @@ fn issue(
     kind: super::tokens::TokenKind,
     fresh: bool,
 ) -> Result<String, ApiError> {
-    keys.issue(user, kind, fresh).map(|(token, _)| token).map_err(|e| {
+    issue_at(keys, user, kind, fresh, chrono::Utc::now().timestamp())
+}
+
+/// [`issue`] with `iat` (and `nbf`) set to `issued_at`, seconds since the epoch.
+fn issue_at(
+    keys: &super::tokens::TokenKeys,
+    user: &str,
+    kind: super::tokens::TokenKind,
+    fresh: bool,
+    issued_at: i64,
+) -> Result<String, ApiError> {
+    keys.issue_at(user, kind, fresh, issued_at).map(|(token, _)| token).map_err(|e| {
         tracing::error!("could not sign a token: {e}");
         ApiError::Unavailable
     })

@@ -118,7 +118,7 @@ pub async fn answer(response: reqwest::Response) -> Answer {
 pub async fn add_user(db: &TestDb, username: &str, password: &str) {
     let users = UserStore::new(db.client.database(&db.name).collection("users")).await.expect("store");
     users.ensure_indexes().await.expect("index");
-    users.add(&Username::parse(username).expect("name"), Secret::new(password), false).await.expect("add user");
+    users.add(&Username::parse(username).expect("name"), Secret::new(password), false, 1).await.expect("add user");
 }
 
 /// The blacklist entry of `jti`, if any.
