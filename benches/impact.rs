@@ -68,6 +68,8 @@ struct Data {
 
 impl Data {
     async fn seed(uri: &str, n: u64) -> Self {
+        let field = jtc_shared::names::FieldPath::parse("EXPIRES_FIELD", "expires_at").expect("field");
+        let schema = jtc_shared::blacklist::EntrySchema::new(field);
         let client = Client::with_uri_str(uri).await.expect("MONGODB_TEST_URI");
         let db = client.database(DB);
         db.drop().await.expect("drop");
@@ -81,7 +83,7 @@ impl Data {
             // Half expired (1 h to 7 days ago), half valid (1 h to 7 days ahead), interleaved.
             let spread = HOUR + (i.wrapping_mul(2_654_435_761) % (7 * 24 * HOUR as u64 - HOUR as u64)) as i64;
             let expires = if i % 2 == 0 { now - spread } else { now + spread };
-            let entry = sample::entry(i, expires, now);
+            let entry = sample::entry(&schema, i, expires, now);
             if i % 2 == 0 {
                 expired.push(entry.clone());
             } else if i % 64 == 1 {

@@ -151,6 +151,8 @@ const DB: &str = "jtc_bench";
 impl Bench {
     /// Seeds `n` entries, half expired, with an index on the expiry.
     async fn seed(uri: &str, n: u64, bin: PathBuf) -> Self {
+        let field = jtc_shared::names::FieldPath::parse("EXPIRES_FIELD", "expires_at").expect("field");
+        let schema = jtc_shared::blacklist::EntrySchema::new(field);
         let client = Client::with_uri_str(uri).await.expect("MONGODB_TEST_URI");
         let db = client.database(DB);
         db.drop().await.expect("drop");
@@ -164,7 +166,7 @@ impl Bench {
             // Half expired (1 h to 7 days ago), half valid (1 h to 7 days ahead), interleaved.
             let spread = HOUR + (i.wrapping_mul(2_654_435_761) % (7 * 24 * HOUR as u64 - HOUR as u64)) as i64;
             let expires = if i % 2 == 0 { now - spread } else { now + spread };
-            let mut entry = sample::entry(i, expires, now);
+            let mut entry = sample::entry(&schema, i, expires, now);
             let mut with_id = doc! { "_id": mongodb::bson::oid::ObjectId::new() };
             with_id.extend(std::mem::take(&mut entry));
             if i % 2 == 0 {

@@ -234,9 +234,10 @@ async fn seed_sample(settings: &Settings, count: u64, expired_percent: u8, edge_
             return ExitCode::FAILURE;
         }
     };
-    let mut result = sample::seed(&collection, count, expired_percent).await;
+    let schema = jtc_shared::blacklist::EntrySchema::new(settings.sweep.expires_field.clone());
+    let mut result = sample::seed(&collection, &schema, count, expired_percent).await;
     if edge_cases {
-        result = match (result, sample::seed_edge_cases(&collection).await) {
+        result = match (result, sample::seed_edge_cases(&collection, &schema).await) {
             (Ok(a), Ok(b)) => Ok(sample::Seeded { inserted: a.inserted + b.inserted, expired: a.expired + b.expired }),
             (Err(e), _) | (_, Err(e)) => Err(e),
         };

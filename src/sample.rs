@@ -1,11 +1,14 @@
 //! A sample blacklist for local runs and benchmarks, every entry labelled `"sample": true` and `jti: "sample-…"`.
 //!
-//! Entries look like what an auth service writes on logout: `{jti, user, type, token, expires_at, created_at}`.
+//! Entries look like what an auth service writes on logout, built by the one schema both products share
+//! (`jtc_shared::blacklist`): `{jti, user, type, token, <EXPIRES_FIELD>, created_at}`, the expiry in the configured
+//! field, so that the sweep sees the sample whatever `EXPIRES_FIELD` says.
 //! A share of them is expired (spread over the past week); the rest expire within the next week. A few extra
 //! entries show the edge cases the sweep must respect: numeric (`exp`-style) expiries, an entry inside the grace
 //! period and one without any expiry.
 
 use chrono::Utc;
+use jtc_shared::blacklist::EntrySchema;
 use mongodb::bson::{doc, DateTime, Document};
 use mongodb::Collection;
 
@@ -19,22 +22,21 @@ pub struct Seeded {
 }
 
 /// One blacklist entry expiring at `expires_ms`.
-pub fn entry(i: u64, expires_ms: i64, now_ms: i64) -> Document {
-    doc! {
-        "jti": format!("sample-{i:09}-{:016x}", (i.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ),
-        "user": format!("sample-user-{}", i % 997),
-        "type": if i.is_multiple_of(3) { "refresh" } else { "access" },
-        // A token-sized field: a typical HS256 access token is about 250-300 bytes.
-        "token": format!("eyJhbGciOiJIUzI1NiJ9.sample.{}", "x".repeat(220)),
-        "expires_at": DateTime::from_millis(expires_ms),
-        "created_at": DateTime::from_millis(now_ms.min(expires_ms) - 900_000),
-        "sample": true,
-    }
+pub fn entry(schema: &EntrySchema, i: u64, expires_ms: i64, now_ms: i64) -> Document {
+    let kind = if i.is_multiple_of(3) { "refresh" } else { "access" };
+    let created = DateTime::from_millis(now_ms.min(expires_ms) - 900_000);
+    let mut entry = doc! { "jti": format!("sample-{i:09}-{:016x}", (i.wrapping_mul(0x9E37_79B9_7F4A_7C15))) };
+    entry.extend(schema.token(kind, &format!("sample-user-{}", i % 997), DateTime::from_millis(expires_ms), created));
+    // A token-sized field: a typical HS256 access token is about 250-300 bytes.
+    entry.insert("token", format!("eyJhbGciOiJIUzI1NiJ9.sample.{}", "x".repeat(220)));
+    entry.insert("sample", true);
+    entry
 }
 
 /// Inserts `count` sample entries, `expired_percent` of them expired, in chunks of 10,000.
 pub async fn seed(
     collection: &Collection<Document>,
+    schema: &EntrySchema,
     count: u64,
     expired_percent: u8,
 ) -> mongodb::error::Result<Seeded> {
@@ -50,7 +52,7 @@ pub async fn seed(
         let expired = (i * 100 / count.max(1)) < expired_every;
         let expires_ms = if expired { now_ms - spread } else { now_ms + spread };
         seeded.expired += u64::from(expired);
-        chunk.push(entry(i, expires_ms, now_ms));
+        chunk.push(entry(schema, i, expires_ms, now_ms));
         if chunk.len() == 10_000 {
             collection.insert_many(std::mem::take(&mut chunk)).await?;
         }
@@ -63,13 +65,21 @@ pub async fn seed(
 }
 
 /// The edge cases: two numeric expiries (one expired), one inside the grace period, one without an expiry.
-pub async fn seed_edge_cases(collection: &Collection<Document>) -> mongodb::error::Result<Seeded> {
+pub async fn seed_edge_cases(
+    collection: &Collection<Document>,
+    schema: &EntrySchema,
+) -> mongodb::error::Result<Seeded> {
     let now = Utc::now();
+    let with_expiry = |jti: &str, expires: mongodb::bson::Bson| {
+        let mut entry = doc! { "jti": jti, "sample": true };
+        schema.set_expiry(&mut entry, expires);
+        entry
+    };
     collection
         .insert_many([
-            doc! { "jti": "sample-numeric-expired", "expires_at": now.timestamp() - 7200, "sample": true },
-            doc! { "jti": "sample-numeric-valid", "expires_at": now.timestamp() + 7200, "sample": true },
-            doc! { "jti": "sample-in-grace", "expires_at": DateTime::from_millis(now.timestamp_millis() - 10_000), "sample": true },
+            with_expiry("sample-numeric-expired", (now.timestamp() - 7200).into()),
+            with_expiry("sample-numeric-valid", (now.timestamp() + 7200).into()),
+            with_expiry("sample-in-grace", DateTime::from_millis(now.timestamp_millis() - 10_000).into()),
             doc! { "jti": "sample-no-expiry", "sample": true },
         ])
         .await?;

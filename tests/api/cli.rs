@@ -214,3 +214,24 @@ fn help_names_the_required_settings() {
         assert!(help.contains(variable), "{variable} is not in --help: {help}");
     }
 }
+
+#[tokio::test]
+async fn seed_sample_writes_the_configured_expiry_field_and_the_sweep_takes_the_expired_share() {
+    for field in ["exp", "meta.expires"] {
+        let db = TestDb::new().await;
+        let dir = temp_dir();
+        let env = db.env(&[("EXPIRES_FIELD", field)]);
+        let out =
+            run(command(&env, &dir).args(["seed-sample", "--count", "100", "--expired-percent", "40", "--edge-cases"]));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(db.count().await, 104);
+        let out = run(command(&env, &dir).arg("sweep"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("report");
+        // The 40 expired samples and the expired numeric edge case; the one inside the grace period stays.
+        assert_eq!(report["data"]["cleaned_count"], 41, "{field}: {report}");
+        assert_eq!(report["data"]["complete"], true);
+        assert_eq!(db.count().await, 63, "{field}");
+        db.drop_db().await;
+    }
+}

@@ -1,7 +1,8 @@
 //! Revocation: the blacklist collection the cleaner sweeps.
 //!
-//! A revoked token is one document `{jti, <EXPIRES_FIELD>: <the token's exp as a Date>, type, user, created_at}`:
-//! exactly what the cleaner needs to delete it once the token has expired, and no sooner. Lookups go through an
+//! A revoked token is one document `{jti, <EXPIRES_FIELD>: <the token's exp as a Date>, type, user, created_at}`
+//! (the schema is `jtc_shared::blacklist`'s): exactly what the cleaner needs to delete it once the token has
+//! expired, and no sooner. Lookups go through an
 //! index on `jti` (unique when the collection allows it).
 //!
 //! A user logged out everywhere (`auth-api revoke-user`, or a password change) is one more entry of the same shape:
@@ -19,18 +20,15 @@ use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
 use super::tokens::Claims;
-use jtc_shared::mongo::is_duplicate_key;
-
-/// The `jti` of a user's "every token issued until" entry. Token `jti`s are UUIDs: they never look like this.
-fn user_entry_jti(user: &str) -> String {
-    format!("user:{user}")
-}
+use jtc_shared::blacklist::{user_entry_jti, EntrySchema};
+use jtc_shared::mongo::{is_duplicate_key, is_index_conflict};
+use jtc_shared::names::FieldPath;
 
 /// The blacklist, as the auth API uses it.
 #[derive(Clone)]
 pub struct RevocationList {
     blacklist: Collection<Document>,
-    expires_field: String,
+    schema: EntrySchema,
 }
 
 /// Which index `jti` lookups use.
@@ -46,8 +44,8 @@ pub enum JtiIndex {
 
 impl RevocationList {
     /// The list over `blacklist`, writing expiries into `expires_field`.
-    pub fn new(blacklist: Collection<Document>, expires_field: &str) -> Self {
-        Self { blacklist, expires_field: expires_field.to_string() }
+    pub fn new(blacklist: Collection<Document>, expires_field: &FieldPath) -> Self {
+        Self { blacklist, schema: EntrySchema::new(expires_field.clone()) }
     }
 
     /// Makes sure `jti` lookups are indexed: a unique index if possible, else whatever already serves them.
@@ -75,14 +73,11 @@ impl RevocationList {
     /// Makes sure the expiry field is indexed, as the cleaner's `create-index` would: every sweep of this blacklist
     /// walks it by ranges of that field. An index already there (a TTL one included) is left as it is.
     pub async fn ensure_expiry_index(&self) -> Result<(), MongoError> {
-        let index = IndexModel::builder().keys(doc! { &self.expires_field: 1 }).build();
+        let index = IndexModel::builder().keys(doc! { &**self.schema.expires_field(): 1 }).build();
         match self.blacklist.create_index(index).await {
             Ok(_) => Ok(()),
-            // IndexOptionsConflict (85) / IndexKeySpecsConflict (86): an index on the field exists with other
-            // options (a TTL index): it serves the sweep as well.
-            Err(e) if matches!(&*e.kind, mongodb::error::ErrorKind::Command(c) if c.code == 85 || c.code == 86) => {
-                Ok(())
-            }
+            // An index on the field exists with other options (a TTL index): it serves the sweep as well.
+            Err(e) if is_index_conflict(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -93,12 +88,7 @@ impl RevocationList {
         // A BSON Date holds any i64 of milliseconds: every `exp` we issue fits.
         let expires_at = DateTime::from_millis(claims.exp.saturating_mul(1000));
         // `jti` comes from the filter on insert.
-        let mut entry = doc! {
-            "type": claims.kind.as_str(),
-            "user": &claims.sub,
-            "created_at": DateTime::now(),
-        };
-        entry.insert(self.expires_field.clone(), expires_at);
+        let entry = self.schema.token(claims.kind.as_str(), &claims.sub, expires_at, DateTime::now());
         match self.blacklist.update_one(doc! { "jti": &claims.jti }, doc! { "$setOnInsert": entry }).upsert(true).await
         {
             // Two upserts of one jti at once: the unique index lets one insert; the other's work is done.
@@ -138,11 +128,8 @@ impl RevocationList {
     pub async fn revoke_user(&self, user: &str, longest_lifetime: Duration) -> Result<DateTime, MongoError> {
         let now = DateTime::now();
         let lifetime_ms = i64::try_from(longest_lifetime.as_millis()).unwrap_or(i64::MAX);
-        let mut set = doc! { "type": "user", "user": user, "revoked_before": now };
-        set.insert(
-            self.expires_field.clone(),
-            DateTime::from_millis(now.timestamp_millis().saturating_add(lifetime_ms)),
-        );
+        let expires_at = DateTime::from_millis(now.timestamp_millis().saturating_add(lifetime_ms));
+        let set = self.schema.user_revocation(user, now, expires_at);
         let update = doc! { "$set": set, "$setOnInsert": { "created_at": now } };
         let filter = doc! { "jti": user_entry_jti(user) };
         match self.blacklist.update_one(filter.clone(), update.clone()).upsert(true).await {

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //!
+//! - [`blacklist`]: the blacklist entry's schema (a revoked token, a user logged out everywhere), with its expiry
+//!   in the configured field: auth-api writes it, the cleaner sweeps and seeds it.
 //! - [`secret`]: [`Secret`], a value whose `Debug` never shows it.
 //! - [`config`]: configuration errors that name the variable, `.env` loading, numbers and names, the direct MongoDB
 //!   settings (`DB_*`) and the JWT algorithm, read the same way by both products.
@@ -14,6 +16,7 @@
 //!
 //! Neither product imports the other; a piece moves here only when both use it.
 
+pub mod blacklist;
 pub mod config;
 pub mod mongo;
 pub mod names;

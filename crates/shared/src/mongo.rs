@@ -36,6 +36,12 @@ pub fn is_duplicate_key(e: &MongoError) -> bool {
     }
 }
 
+/// True when an index on the same keys already exists with other options: IndexOptionsConflict (85) or
+/// IndexKeySpecsConflict (86), e.g. a TTL index where a plain one is asked for.
+pub fn is_index_conflict(e: &MongoError) -> bool {
+    matches!(e.kind.as_ref(), ErrorKind::Command(c) if c.code == 85 || c.code == 86)
+}
+
 /// A driver error as one line without secrets: the error's kind alone (the full error also dumps the raw server
 /// reply), with every credential of `settings` and every registered secret scrubbed out. Every driver error either
 /// binary shows anyone goes through here.

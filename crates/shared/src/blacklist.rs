@@ -1,0 +1,93 @@
+//! The blacklist entry: the one schema both products agree on, written down once.
+//!
+//! auth-api writes entries on logout and on `revoke-user`; the cleaner deletes them once provably expired, and
+//! seeds samples of them. Every entry carries its expiry in the configured field (`EXPIRES_FIELD`, default
+//! `expires_at`): that field, never a hard-coded name, is what the sweep walks. Two shapes:
+//! - a revoked token: `{jti, type: "access" | "refresh", user, created_at, <field>: <the token's exp, a Date>}`;
+//! - a user logged out everywhere: `{jti: "user:NAME", type: "user", user, revoked_before, created_at,
+//!   <field>: revoked_before + the longest token lifetime}`. Token `jti`s are UUIDs: they never look like this.
+
+use mongodb::bson::{doc, Bson, DateTime, Document};
+
+use crate::names::FieldPath;
+
+/// The `jti` of a user's "every token issued until" entry.
+pub fn user_entry_jti(user: &str) -> String {
+    format!("user:{user}")
+}
+
+/// Builds entries with the expiry in one configured field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntrySchema {
+    expires_field: FieldPath,
+}
+
+impl EntrySchema {
+    /// Entries whose expiry lives in `expires_field`.
+    pub fn new(expires_field: FieldPath) -> Self {
+        Self { expires_field }
+    }
+
+    /// The expiry field.
+    pub fn expires_field(&self) -> &FieldPath {
+        &self.expires_field
+    }
+
+    /// A revoked token's entry, without its `jti` (an upsert takes it from the filter): `kind` is `access` or
+    /// `refresh`, `expires_at` the token's `exp`.
+    pub fn token(&self, kind: &str, user: &str, expires_at: DateTime, created_at: DateTime) -> Document {
+        let mut entry = doc! { "type": kind, "user": user, "created_at": created_at };
+        self.set_expiry(&mut entry, expires_at);
+        entry
+    }
+
+    /// The fields a user's "every token issued until `revoked_before`" entry sets, expiring at `expires_at`
+    /// (`created_at` is set on insert only; the `jti` is [`user_entry_jti`]).
+    pub fn user_revocation(&self, user: &str, revoked_before: DateTime, expires_at: DateTime) -> Document {
+        let mut entry = doc! { "type": "user", "user": user, "revoked_before": revoked_before };
+        self.set_expiry(&mut entry, expires_at);
+        entry
+    }
+
+    /// Writes the expiry, in any BSON form (a Date, or seconds for `exp`-style entries), into the configured field
+    /// of `entry`: a dotted path becomes nested documents, as MongoDB reads it.
+    pub fn set_expiry(&self, entry: &mut Document, expires: impl Into<Bson>) {
+        let mut parts: Vec<&str> = self.expires_field.split('.').collect();
+        let last = parts.pop().unwrap_or_default();
+        let mut target = entry;
+        for part in parts {
+            if !matches!(target.get(part), Some(Bson::Document(_))) {
+                target.insert(part, Document::new());
+            }
+            target = match target.get_mut(part) {
+                Some(Bson::Document(inner)) => inner,
+                _ => unreachable!("inserted just above"),
+            };
+        }
+        target.insert(last, expires.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(field: &str) -> EntrySchema {
+        EntrySchema::new(FieldPath::parse("EXPIRES_FIELD", field).expect("field"))
+    }
+
+    #[test]
+    fn the_expiry_goes_into_the_configured_field() {
+        let at = DateTime::from_millis(1_000);
+        let entry = schema("exp").token("access", "alice", at, at);
+        assert_eq!(entry.get_datetime("exp").ok(), Some(&at));
+        assert!(!entry.contains_key("expires_at"));
+        let entry = schema("meta.expires").user_revocation("bob", at, at);
+        assert_eq!(entry.get_document("meta").and_then(|m| m.get_datetime("expires")).ok(), Some(&at));
+        assert_eq!(entry.get_str("type").ok(), Some("user"));
+        let mut numeric = doc! { "jti": "x" };
+        schema("expires_at").set_expiry(&mut numeric, 1_700_000_000_i64);
+        assert_eq!(numeric.get_i64("expires_at").ok(), Some(1_700_000_000));
+        assert_eq!(user_entry_jti("carol"), "user:carol");
+    }
+}
