@@ -114,7 +114,7 @@ impl Settings {
     pub fn secret_values(&self) -> Vec<String> {
         let mut secrets: Vec<String> = self.db.iter().flat_map(DbSettings::secret_values).collect();
         if let Some(api) = &self.api {
-            secrets.extend(crate::store::http_api::url_credentials(&api.url));
+            secrets.extend(jtc_shared::redact::url_credentials(&api.url));
             secrets.extend(api.key.iter().map(|k| k.expose().to_string()));
         }
         secrets.extend(self.legacy.secret_key.iter().map(|k| k.expose().to_string()));

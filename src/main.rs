@@ -8,7 +8,7 @@ use jtc_shared::shutdown::shutdown_signal;
 use jtc_shared::telemetry;
 use jwt_token_cleaner::config::Settings;
 use jwt_token_cleaner::sample;
-use jwt_token_cleaner::server::Application;
+use jwt_token_cleaner::server::{envelope, Application};
 use jwt_token_cleaner::store::fallback::Backends;
 use jwt_token_cleaner::store::mongo::MongoStore;
 use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides, TokenVerifier};
@@ -103,7 +103,7 @@ async fn serve(settings: &Settings) -> ExitCode {
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {
-            tracing::error!(error = %e, port = settings.port, "cannot bind the port");
+            tracing::error!(error = %e, "cannot start");
             return ExitCode::FAILURE;
         }
     };
@@ -159,11 +159,11 @@ async fn sweep_once(settings: &Settings, overrides: SweepOverrides) -> ExitCode 
         bar.0.finish_and_clear();
     }
     let (json, code) = match result {
-        Ok(report) => (report.to_json(), ExitCode::SUCCESS),
+        Ok(report) => (envelope::success(&report), ExitCode::SUCCESS),
         Err(failure) => {
             // stdout carries the error JSON for scripts; stderr says it for whoever runs the command.
             tracing::error!(error = %failure.error, cleaned = failure.cleaned_count, "sweep failed");
-            (failure.to_json(started, &request_id), ExitCode::FAILURE)
+            (envelope::failure(&failure, started, &request_id), ExitCode::FAILURE)
         }
     };
     println!("{}", serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string()));

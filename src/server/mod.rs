@@ -4,9 +4,11 @@
 //! [`Application::run_until_stopped`] serves until the shutdown future completes (SIGTERM or SIGINT in the
 //! binary), letting the invocation in flight finish.
 
+pub mod envelope;
 pub mod event;
 pub mod fc;
 pub mod routes;
+pub mod status;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,6 +23,7 @@ use jtc_shared::serve::Plain;
 
 use crate::config::{ConnectionLimits, LegacySettings, Settings, SweepSettings};
 use crate::store::fallback::Backends;
+use crate::store::StoreError;
 use crate::sweep::TokenVerifier;
 
 /// Request bodies larger than this are refused (413) before they are read: a timer payload is at most 128 KB.
@@ -77,6 +80,23 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The storage backends could not be prepared (the HTTP client could not be built, say).
+    #[error("cannot prepare the storage backends: {0}")]
+    Backends(#[source] StoreError),
+    /// The port could not be bound.
+    #[error("cannot listen on port {port}: {source}")]
+    Bind {
+        /// The port asked for.
+        port: u16,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// A bound, not yet running server.
 pub struct Application {
     listener: TcpListener,
@@ -86,9 +106,11 @@ pub struct Application {
 
 impl Application {
     /// Builds the backends from `settings` (nothing connects yet) and binds `0.0.0.0:settings.port`.
-    pub async fn build(settings: &Settings) -> std::io::Result<Self> {
-        let backends = Backends::from_settings(settings).map_err(std::io::Error::other)?;
-        let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], settings.port))).await?;
+    pub async fn build(settings: &Settings) -> Result<Self, StartError> {
+        let backends = Backends::from_settings(settings).map_err(StartError::Backends)?;
+        let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], settings.port)))
+            .await
+            .map_err(|source| StartError::Bind { port: settings.port, source })?;
         Ok(Self { listener, router: router(AppState::new(settings, backends)), limits: settings.connections })
     }
 

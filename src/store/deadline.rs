@@ -34,7 +34,7 @@ impl<'a> Deadline<'a> {
     async fn bounded<T>(&self, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
         match tokio::time::timeout_at(self.at, call).await {
             Ok(answer) => answer,
-            Err(_) => Err(StoreError::Unreachable(format!(
+            Err(_) => Err(StoreError::unreachable(format!(
                 "{} did not answer before the run's deadline (the time budget plus {} s)",
                 self.inner.backend(),
                 CALL_MARGIN.as_secs()

@@ -66,7 +66,7 @@ impl Fallback {
         let index = self.state().current;
         match self.chain.get(index) {
             Some(store) => Ok((index, Arc::clone(store))),
-            None => Err(StoreError::Unreachable("no storage backend is configured".into())),
+            None => Err(StoreError::unreachable("no storage backend is configured")),
         }
     }
 
@@ -86,13 +86,7 @@ impl Fallback {
             return Some(error);
         }
         let all = format!("{}; then {} failed: {error}", state.reasons.join("; "), store.backend());
-        Some(match error {
-            StoreError::Unreachable(_) => StoreError::Unreachable(all),
-            StoreError::Auth(_) => StoreError::Auth(all),
-            StoreError::Query(_) => StoreError::Query(all),
-            StoreError::Protocol(_) => StoreError::Protocol(all),
-            StoreError::Contract(_) => StoreError::Contract(all),
-        })
+        Some(error.reworded(all))
     }
 }
 

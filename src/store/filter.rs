@@ -36,6 +36,14 @@ pub fn legacy_filter(field: &FieldPath) -> Document {
     doc! { field: { "$not": { "$type": EXPIRY_TYPES.to_vec() } }, "token": { "$type": "string" } }
 }
 
+/// The filter and update that write the expiry (a Date at `expires_ms`) of the legacy entry `id`, only while it
+/// is still one (a concurrent run may have written it first).
+pub fn backfill_update(field: &FieldPath, id: &Bson, expires_ms: i64) -> (Document, Document) {
+    let mut filter = legacy_filter(field);
+    filter.insert("_id", id.clone());
+    (filter, doc! { "$set": { field: DateTime::from_millis(expires_ms) } })
+}
+
 /// Legacy entries after `after` in `_id` order, at most `limit`, with their token and BSON size.
 pub fn legacy_page_pipeline(field: &FieldPath, after: Option<&Bson>, limit: u32) -> Vec<Document> {
     let mut matching = legacy_filter(field);
@@ -80,7 +88,7 @@ pub fn measure_answer(rows: Result<Vec<Document>, StoreError>) -> Result<super::
 }
 
 fn malformed(message: String) -> StoreError {
-    StoreError::Protocol(format!("aggregate: {message}"))
+    StoreError::protocol(format!("aggregate: {message}"))
 }
 
 /// `[{$collStats: {storageStats: {}}}]`: the collection's count and size, as cheap as the server makes it.
@@ -93,7 +101,9 @@ pub fn stats_pipeline() -> Vec<Document> {
 /// (the test server): `size_bytes` is then `None`.
 pub fn stats_answer(rows: Result<Vec<Document>, StoreError>) -> Result<super::CollectionStats, StoreError> {
     let rows = match rows {
-        Err(StoreError::Query(m)) if m.contains("NamespaceNotFound") => return Ok(super::CollectionStats::default()),
+        Err(e) if e.kind() == super::ErrorKind::Query && e.message().contains("NamespaceNotFound") => {
+            return Ok(super::CollectionStats::default())
+        }
         other => other?,
     };
     let Some(row) = rows.first() else { return Ok(super::CollectionStats::default()) };

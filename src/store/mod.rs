@@ -8,6 +8,7 @@
 //! no call outlives the run's time budget by more than a stated margin.
 
 pub mod deadline;
+mod error;
 pub mod fallback;
 pub mod filter;
 pub mod http_api;
@@ -15,6 +16,8 @@ pub mod mongo;
 
 use async_trait::async_trait;
 use mongodb::bson::Bson;
+
+pub use error::{ErrorKind, StoreError};
 
 /// How an entry stores its expiry. BSON compares values only within a type bracket, so each lane is swept
 /// separately: one `$lt` on a Date would never match a number.
@@ -105,27 +108,6 @@ pub struct LegacyEntry {
     pub token: String,
     /// Its BSON size.
     pub bytes: u64,
-}
-
-/// Why a storage call failed. Messages never contain credentials.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    /// The store could not be reached (connection refused, timeout, server selection, DNS).
-    #[error("database unreachable: {0}")]
-    Unreachable(String),
-    /// The store refused our credentials.
-    #[error("database authentication failed: {0}")]
-    Auth(String),
-    /// The store answered with an error.
-    #[error("database error: {0}")]
-    Query(String),
-    /// The store answered something that is not what its contract says.
-    #[error("malformed answer: {0}")]
-    Protocol(String),
-    /// The store is not the documented API: it misreads what we send or what it answers loses types, so its
-    /// answers cannot be trusted even when they look well formed.
-    #[error("the HTTP API does not follow the Data API contract: {0}")]
-    Contract(String),
 }
 
 /// The storage a sweep runs against. Implementations must be safe to call from concurrent sweeps.

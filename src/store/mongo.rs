@@ -5,18 +5,18 @@
 //! (`DB_TIMEOUT_SECONDS`), so an unreachable database fails well inside the sweep's time budget.
 
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::{Error as MongoError, ErrorKind};
 use mongodb::{Client, Collection};
 use tokio::sync::OnceCell;
 
 use super::filter::{
-    indexes_lead_with, legacy_answer, legacy_filter, legacy_ids_filter, legacy_page_pipeline, measure_answer,
+    backfill_update, indexes_lead_with, legacy_answer, legacy_ids_filter, legacy_page_pipeline, measure_answer,
     measure_pipeline, range_filter, stats_answer, stats_pipeline,
 };
 use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
 use crate::config::{DbSettings, FieldPath, MongoName};
-use jtc_shared::mongo::{connect, describe};
+use jtc_shared::mongo::{connect, is_index_conflict, DriverError};
 
 /// The blacklist collection reached through a direct MongoDB connection.
 pub struct MongoStore {
@@ -69,10 +69,10 @@ impl MongoStore {
         let collection = self.raw_collection().await?;
         match collection.create_index(model).await {
             Ok(created) => Ok(created.index_name),
-            // IndexOptionsConflict (85) or IndexKeySpecsConflict (86): an index on the field exists, TTL or not.
-            Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if c.code == 85 || c.code == 86) => {
+            // An index on the field exists, TTL or not.
+            Err(e) if is_index_conflict(&e) => {
                 let Some(ttl) = ttl_seconds else {
-                    return Err(StoreError::Query(format!(
+                    return Err(StoreError::query(format!(
                         "a TTL index on {} already exists; drop it first to make a plain one",
                         self.field
                     )));
@@ -95,18 +95,20 @@ impl MongoStore {
         cursor.try_collect().await.map_err(|e| self.classify(e))
     }
 
-    /// Maps a driver error to a [`StoreError`] whose message carries no secret.
+    /// Maps a driver error to a [`StoreError`] whose message (and source) carries no secret.
     fn classify(&self, error: MongoError) -> StoreError {
-        let message = describe(&error, &self.settings);
-        match *error.kind {
+        let source = DriverError::scrubbed(&error, &self.settings);
+        let message = source.message.clone();
+        let classified = match *error.kind {
             ErrorKind::ServerSelection { .. }
             | ErrorKind::Io(_)
             | ErrorKind::DnsResolve { .. }
-            | ErrorKind::ConnectionPoolCleared { .. } => StoreError::Unreachable(message),
-            ErrorKind::Authentication { .. } => StoreError::Auth(message),
-            ErrorKind::InvalidArgument { .. } => StoreError::Query(format!("DB_URI or options rejected: {message}")),
-            _ => StoreError::Query(message),
-        }
+            | ErrorKind::ConnectionPoolCleared { .. } => StoreError::unreachable(message),
+            ErrorKind::Authentication { .. } => StoreError::auth(message),
+            ErrorKind::InvalidArgument { .. } => StoreError::query(format!("DB_URI or options rejected: {message}")),
+            _ => StoreError::query(message),
+        };
+        classified.caused_by(source)
     }
 }
 
@@ -170,9 +172,7 @@ impl BlacklistStore for MongoStore {
 
     async fn backfill_expiry(&self, id: &Bson, expires_ms: i64) -> Result<bool, StoreError> {
         let collection = self.raw_collection().await?;
-        let mut filter = legacy_filter(&self.field);
-        filter.insert("_id", id.clone());
-        let update = doc! { "$set": { &self.field: DateTime::from_millis(expires_ms) } };
+        let (filter, update) = backfill_update(&self.field, id, expires_ms);
         let result = collection.update_one(filter, update).await.map_err(|e| self.classify(e))?;
         Ok(result.modified_count == 1)
     }

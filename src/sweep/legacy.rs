@@ -14,7 +14,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use mongodb::bson::Bson;
 use serde_json::Value;
 
-use super::report::Tally;
+use super::tally::Tally;
 use super::SweepOptions;
 use crate::config::LegacySettings;
 use crate::store::{BlacklistStore, StoreError};
@@ -80,7 +80,7 @@ pub(super) async fn sweep(
         let (mut expired, mut bytes) = (Vec::new(), 0);
         for entry in &page {
             match verifier.expiry_ms(&entry.token) {
-                None => tally.skipped_unverifiable += 1,
+                None => tally.skipped_unverifiable(),
                 Some(expires_ms) if expires_ms < cutoff_ms => {
                     expired.push(entry.id.clone());
                     bytes += entry.bytes;
@@ -90,7 +90,7 @@ pub(super) async fn sweep(
                         && !options.dry_run
                         && store.backfill_expiry(&entry.id, expires_ms).await?
                     {
-                        tally.backfilled += 1;
+                        tally.backfilled();
                     }
                 }
             }
@@ -98,14 +98,13 @@ pub(super) async fn sweep(
         if expired.is_empty() {
             continue;
         }
-        tally.batches += 1;
+        tally.batch();
         let count = expired.len() as u64;
         if options.dry_run {
             tally.would_delete(count, bytes);
         } else {
             let deleted = store.delete_legacy(&expired).await?;
-            tally.deleted(count, bytes, deleted);
-            tally.legacy_cleaned = tally.legacy_cleaned.saturating_add(deleted);
+            tally.legacy_deleted(count, bytes, deleted);
         }
     }
 }

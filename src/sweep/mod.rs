@@ -12,6 +12,7 @@ pub mod legacy;
 pub mod options;
 pub mod progress;
 pub mod report;
+mod tally;
 pub mod window;
 
 use std::time::Instant;
@@ -25,7 +26,8 @@ pub use report::{SweepFailure, SweepReport};
 
 use crate::store::deadline::{Deadline, CALL_MARGIN};
 use crate::store::{BlacklistStore, ExpiryRange, Lane, StoreError};
-use report::{RunEnd, Tally};
+use report::RunEnd;
+use tally::Tally;
 use window::Window;
 
 /// The first window of each lane: a minute of expiries below the cutoff. Later windows follow the density.
@@ -57,7 +59,7 @@ pub async fn run_at(
     let store: &dyn BlacklistStore = &Deadline::new(store, deadline);
     let cutoff_ms = options.cutoff_ms(started_at);
     let mut tally = Tally::new();
-    let fail = |tally: &Tally, error: StoreError| SweepFailure::new(tally, error, store.backend());
+    let fail = |tally: &Tally, error: StoreError| tally.failure(error, store.backend());
 
     match store.expiry_indexed().await {
         Ok(Some(true)) => {}
@@ -80,7 +82,7 @@ pub async fn run_at(
             Ok(None) if options.dry_run => {}
             Ok(None) => remaining.push((ExpiryRange::expired(lane, cutoff_ms), true)),
             Ok(Some(rest)) => {
-                tally.complete = false;
+                tally.incomplete();
                 remaining.push((rest, false));
             }
             Err(e) => return Err(fail(&tally, e)),
@@ -88,40 +90,38 @@ pub async fn run_at(
     }
     if let Some(verifier) = verifier.filter(|_| options.legacy_scan_limit > 0) {
         match legacy::sweep(store, options, verifier, cutoff_ms, started, &mut tally).await {
-            Ok(done) => tally.complete &= done,
+            Ok(true) => {}
+            Ok(false) => tally.incomplete(),
             Err(e) => return Err(fail(&tally, e)),
         }
     }
     for (range, swept) in &remaining {
         let left = store.count(range).await.map_err(|e| fail(&tally, e))?;
         if left > 0 && *swept {
-            tally.complete = false;
+            tally.incomplete();
             tally.warn(format!(
                 "{left} expired entries are still in the {lane} lane after it was swept: the store did not delete \
                  what it was asked to (another writer, or a server that misreads filters)",
                 lane = range.lane.name()
             ));
         }
-        tally.expired_remaining = tally.expired_remaining.saturating_add(left);
+        tally.remaining(left);
     }
     if options.dry_run {
-        tally.expired_remaining = tally.expired_remaining.saturating_add(tally.would_clean);
+        tally.dry_run_leaves_what_it_counted();
     }
     // One statistics call, at the end: on some servers it costs a pass over the collection (and holds the server
     // while it runs), so it is made once per run at most, and not at all with `CLEANUP_COLLECTION_STATS=false`.
     let after = if options.collection_stats { Some(store.stats().await.map_err(|e| fail(&tally, e))?) } else { None };
-    let report = SweepReport::new(
-        &tally,
-        RunEnd {
-            started_at,
-            duration: started.elapsed(),
-            after,
-            dry_run: options.dry_run,
-            backend: store.backend(),
-            fallback_reason: store.fallback_reason(),
-            request_id: request_id.to_string(),
-        },
-    );
+    let report = tally.into_report(RunEnd {
+        started_at,
+        duration: started.elapsed(),
+        after,
+        dry_run: options.dry_run,
+        backend: store.backend(),
+        fallback_reason: store.fallback_reason(),
+        request_id: request_id.to_string(),
+    });
     tracing::info!(
         cleaned = report.cleaned_count,
         bytes = report.memory_saved_bytes,
@@ -175,7 +175,7 @@ async fn sweep_lane(
                 clock.deleted(at.elapsed(), count);
             }
             if count > 0 {
-                tally.batches = tally.batches.saturating_add(1);
+                tally.batch();
                 if options.dry_run {
                     tally.would_delete_estimated(count);
                 } else {
@@ -192,7 +192,7 @@ async fn sweep_lane(
                 continue;
             }
             if measured.count > 0 {
-                tally.batches = tally.batches.saturating_add(1);
+                tally.batch();
                 if options.dry_run {
                     tally.would_delete(measured.count, measured.bytes);
                 } else {
@@ -206,7 +206,7 @@ async fn sweep_lane(
             measured.count
         };
         if count > 0 {
-            progress.batch(Done { entries: tally.cleaned + tally.would_clean, batches: tally.batches });
+            progress.batch(Done { entries: tally.entries_done(), batches: tally.batches() });
         }
         if let Some(bound) = options.max_operation {
             window.set_target(clock.target(bound, options.batch_size));
@@ -215,7 +215,7 @@ async fn sweep_lane(
             let left = options.time_budget.saturating_sub(started.elapsed());
             let pause = batch_started.elapsed().mul_f64(options.pause_ratio).min(left);
             tokio::time::sleep(pause).await;
-            tally.paused += pause;
+            tally.paused(pause);
         }
         if window.is_last() {
             return Ok(None);

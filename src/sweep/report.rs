@@ -1,109 +1,13 @@
-//! The report of a sweep and the JSON envelopes it is answered in (the seed service's shape), built in one place
-//! from the run's [`Tally`]: a new report field is a field here, a counter in the tally, and one line in
-//! [`SweepReport::new`].
+//! The report of a sweep (the `data` of the seed service's answer) and of a failed one, and how their numbers are
+//! formatted. Both are built from the run's tally (`sweep::tally`); the envelopes they are answered in belong to
+//! the server (`server::envelope`).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
 
-use crate::store::{CollectionStats, StoreError};
-
-/// Running totals of one sweep, kept so that a failure can still report what was really done.
-#[derive(Debug)]
-pub(crate) struct Tally {
-    pub cleaned: u64,
-    pub bytes: u64,
-    pub exact: bool,
-    pub batches: u64,
-    pub would_clean: u64,
-    pub would_free: u64,
-    pub legacy_cleaned: u64,
-    pub skipped_unverifiable: u64,
-    pub backfilled: u64,
-    pub complete: bool,
-    pub expired_remaining: u64,
-    pub warnings: Vec<String>,
-    pub paused: Duration,
-    /// Batches whose bytes were estimated (count times the average entry size), not measured.
-    pub estimated_batches: u64,
-}
-
-impl Tally {
-    /// Nothing done yet: exact, and complete until something says otherwise.
-    pub fn new() -> Self {
-        Self {
-            cleaned: 0,
-            bytes: 0,
-            exact: true,
-            batches: 0,
-            would_clean: 0,
-            would_free: 0,
-            legacy_cleaned: 0,
-            skipped_unverifiable: 0,
-            backfilled: 0,
-            complete: true,
-            expired_remaining: 0,
-            warnings: Vec::new(),
-            paused: Duration::ZERO,
-            estimated_batches: 0,
-        }
-    }
-
-    /// The average BSON size of the entries measured so far, once there are any.
-    pub fn average_bytes(&self) -> Option<u64> {
-        let count = self.cleaned.saturating_add(self.would_clean);
-        let bytes = self.bytes.saturating_add(self.would_free);
-        (count > 0).then(|| bytes / count)
-    }
-
-    /// Accounts `deleted` entries deleted without a measure: their bytes are estimated.
-    pub fn deleted_estimated(&mut self, deleted: u64) {
-        let average = self.average_bytes().unwrap_or(0);
-        self.cleaned = self.cleaned.saturating_add(deleted);
-        self.bytes = self.bytes.saturating_add(deleted.saturating_mul(average));
-        if deleted > 0 {
-            self.exact = false;
-            self.estimated_batches += 1;
-        }
-    }
-
-    /// Accounts `count` entries a dry run would delete, counted without a measure.
-    pub fn would_delete_estimated(&mut self, count: u64) {
-        let average = self.average_bytes().unwrap_or(0);
-        self.would_clean = self.would_clean.saturating_add(count);
-        self.would_free = self.would_free.saturating_add(count.saturating_mul(average));
-        self.exact = false;
-        self.estimated_batches += 1;
-    }
-
-    /// Accounts a batch a dry run would delete.
-    pub fn would_delete(&mut self, count: u64, bytes: u64) {
-        self.would_clean = self.would_clean.saturating_add(count);
-        self.would_free = self.would_free.saturating_add(bytes);
-    }
-
-    /// Accounts a batch measured at `count` entries and `bytes`, of which `deleted` were really deleted.
-    pub fn deleted(&mut self, count: u64, bytes: u64, deleted: u64) {
-        self.cleaned = self.cleaned.saturating_add(deleted);
-        if deleted == count {
-            self.bytes = self.bytes.saturating_add(bytes);
-        } else {
-            // Another writer changed the batch between the two calls: pro-rate its bytes, never above what was
-            // measured (the entries added since were never measured).
-            self.exact = false;
-            let share = u64::try_from(u128::from(bytes) * u128::from(deleted.min(count)) / u128::from(count.max(1)));
-            self.bytes = self.bytes.saturating_add(share.unwrap_or(bytes));
-        }
-    }
-
-    /// Something the operator should know, logged now and reported at the end.
-    pub fn warn(&mut self, warning: String) {
-        tracing::warn!("{warning}");
-        self.warnings.push(warning);
-    }
-}
+use crate::store::{CollectionStats, ErrorKind};
 
 /// What is known only once the run is over.
 pub(crate) struct RunEnd {
@@ -190,64 +94,12 @@ pub struct SweepFailure {
     pub batches: u64,
     /// The storage that failed.
     pub backend: String,
-    /// True when the storage could not be reached at all (FC answer 503 rather than 500).
-    pub unreachable: bool,
-}
-
-impl SweepReport {
-    /// The report of a run that ended with `tally`.
-    pub(crate) fn new(tally: &Tally, end: RunEnd) -> Self {
-        // Where the server reports no sizes: the remaining entries at the average size of the ones this run
-        // measured, when it measured any.
-        let estimated_memory_usage = end.after.and_then(|after| {
-            after.size_bytes.or_else(|| tally.average_bytes().map(|a| a.saturating_mul(after.count)))
-        });
-        Self {
-            success: true,
-            cleaned_count: tally.cleaned,
-            remaining_tokens: end.after.map(|after| after.count),
-            estimated_memory_usage,
-            memory_saved_bytes: tally.bytes,
-            memory_saved_mb: megabytes(tally.bytes),
-            memory_saved_exact: tally.exact,
-            timestamp: rfc3339(end.started_at),
-            execution_time: execution_time(end.started_at),
-            total_tokens_before: end.after.map(|after| after.count.saturating_add(tally.cleaned)),
-            expired_remaining: tally.expired_remaining,
-            complete: tally.complete,
-            batches: tally.batches,
-            dry_run: end.dry_run,
-            would_clean_count: tally.would_clean,
-            would_free_bytes: tally.would_free,
-            legacy_cleaned: tally.legacy_cleaned,
-            skipped_unverifiable: tally.skipped_unverifiable,
-            backfilled: tally.backfilled,
-            warnings: tally.warnings.clone(),
-            backend: end.backend,
-            fallback_reason: end.fallback_reason,
-            duration_ms: u64::try_from(end.duration.as_millis()).unwrap_or(u64::MAX),
-            paused_ms: u64::try_from(tally.paused.as_millis()).unwrap_or(u64::MAX),
-            request_id: end.request_id,
-        }
-    }
-}
-
-impl SweepFailure {
-    /// A run that stopped on `error` after doing what `tally` says, on `backend`.
-    pub(crate) fn new(tally: &Tally, error: StoreError, backend: String) -> Self {
-        Self {
-            unreachable: matches!(error, StoreError::Unreachable(_)),
-            error: error.to_string(),
-            cleaned_count: tally.cleaned,
-            memory_saved_bytes: tally.bytes,
-            batches: tally.batches,
-            backend,
-        }
-    }
+    /// What kind of failure (the server answers 503 for an unreachable store, 500 otherwise).
+    pub kind: ErrorKind,
 }
 
 /// `1 expired token`, `2 expired tokens`.
-fn tokens(count: u64) -> String {
+pub(crate) fn tokens(count: u64) -> String {
     format!("{count} expired token{}", if count == 1 { "" } else { "s" })
 }
 
@@ -279,52 +131,6 @@ impl SweepReport {
         }
         message
     }
-
-    /// `{"status":"success","message":...,"data":{...}}`.
-    pub fn to_json(&self) -> Value {
-        json!({ "status": "success", "message": self.message(), "data": self })
-    }
-}
-
-/// The error envelope: `{"status":"error","message","error","data":{"success":false,...}}`.
-pub fn error_json(
-    message: &str,
-    error: &str,
-    cleaned_count: u64,
-    at: DateTime<Utc>,
-    request_id: &str,
-    extra: Value,
-) -> Value {
-    let mut data = json!({
-        "success": false,
-        "error": error,
-        "cleaned_count": cleaned_count,
-        "timestamp": rfc3339(at),
-        "execution_time": execution_time(at),
-        "request_id": request_id,
-    });
-    if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), extra) {
-        data.extend(extra);
-    }
-    json!({ "status": "error", "message": message, "error": error, "data": data })
-}
-
-impl SweepFailure {
-    /// The error envelope for this failure.
-    pub fn to_json(&self, started: DateTime<Utc>, request_id: &str) -> Value {
-        error_json(
-            &format!("Cleanup failed after cleaning {} expired tokens", self.cleaned_count),
-            &self.error,
-            self.cleaned_count,
-            started,
-            request_id,
-            json!({
-                "memory_saved_bytes": self.memory_saved_bytes,
-                "batches": self.batches,
-                "backend": self.backend,
-            }),
-        )
-    }
 }
 
 #[cfg(test)]
@@ -346,18 +152,5 @@ mod tests {
         assert_eq!(tokens(0), "0 expired tokens");
         assert_eq!(tokens(1), "1 expired token");
         assert_eq!(tokens(2), "2 expired tokens");
-    }
-
-    #[test]
-    fn error_envelope_shape() {
-        let at = Utc.with_ymd_and_hms(2024, 1, 15, 10, 30, 0).unwrap();
-        let v = error_json("m", "e", 3, at, "rid", json!({"batches": 1}));
-        assert_eq!(v["status"], "error");
-        assert_eq!(v["message"], "m");
-        assert_eq!(v["error"], "e");
-        assert_eq!(v["data"]["success"], false);
-        assert_eq!(v["data"]["cleaned_count"], 3);
-        assert_eq!(v["data"]["timestamp"], "2024-01-15T10:30:00Z");
-        assert_eq!(v["data"]["batches"], 1);
     }
 }

@@ -42,6 +42,28 @@ pub fn is_index_conflict(e: &MongoError) -> bool {
     matches!(e.kind.as_ref(), ErrorKind::Command(c) if c.code == 85 || c.code == 86)
 }
 
+/// A driver error kept as an error (for a `source` chain), without secrets: the [`describe`]d message and the
+/// server's error code, if any. The driver's own error is never kept: its `Display` may quote the URI.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct DriverError {
+    /// The scrubbed one-line message.
+    pub message: String,
+    /// The server's error code, for a command error.
+    pub code: Option<i32>,
+}
+
+impl DriverError {
+    /// The scrubbed copy of `error`.
+    pub fn scrubbed(error: &MongoError, settings: &DbSettings) -> Self {
+        let code = match &*error.kind {
+            ErrorKind::Command(c) => Some(c.code),
+            _ => None,
+        };
+        Self { message: describe(error, settings), code }
+    }
+}
+
 /// A driver error as one line without secrets: the error's kind alone (the full error also dumps the raw server
 /// reply), with every credential of `settings` and every registered secret scrubbed out. Every driver error either
 /// binary shows anyone goes through here.

@@ -51,6 +51,26 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
     scrub_credential_values(&known)
 }
 
+/// The secrets an http(s) URL carries in its user-info part, as they may come back: raw, percent-decoded, and as
+/// the `Basic` token an HTTP client builds from them (`MONGODB_API_URL`).
+pub fn url_credentials(url: &str) -> Vec<String> {
+    use base64::Engine;
+    let Ok(parsed) = url::Url::parse(url) else { return Vec::new() };
+    let (user, password) = (parsed.username(), parsed.password().unwrap_or(""));
+    if user.is_empty() && password.is_empty() {
+        return Vec::new();
+    }
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        percent_decode(user),
+        percent_decode(password)
+    ));
+    [user.to_string(), percent_decode(user), password.to_string(), percent_decode(password), basic]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// The user names and passwords a connection string may carry, in every form they may come back in (raw and
 /// percent-decoded), read leniently: the user-info part ends at the last `@` before the first `/`, or, when the
 /// password holds an unescaped `/`, at the last `@` of all. A `?` or `#` in a password does not end it here, as it
@@ -154,6 +174,18 @@ fn scrub_credential_values(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_credentials_in_every_form() {
+        use base64::Engine;
+        let found = url_credentials("https://us%40er:p%3Ass@api.example/v1");
+        assert!(found.contains(&"us%40er".to_string()) && found.contains(&"us@er".to_string()), "{found:?}");
+        assert!(found.contains(&"p:ss".to_string()), "{found:?}");
+        let basic = base64::engine::general_purpose::STANDARD.encode("us@er:p:ss");
+        assert!(found.contains(&basic), "{found:?}");
+        assert!(url_credentials("https://api.example/v1").is_empty());
+        assert!(url_credentials("not a url").is_empty());
+    }
 
     #[test]
     fn known_values_go_longest_first() {

@@ -7,10 +7,11 @@ use chrono::Utc;
 use serde_json::json;
 use tracing::Instrument;
 
+use crate::server::envelope::error_json;
 use crate::server::fc::{json_response, request_id};
+use crate::server::status;
 use crate::server::AppState;
-use crate::store::{BlacklistStore, StoreError};
-use crate::sweep::report::error_json;
+use crate::store::BlacklistStore;
 
 /// `200 {"status":"ok","backend":...}`, or the error JSON with 503 (unreachable) or 500.
 pub async fn initialize(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -26,10 +27,7 @@ pub async fn initialize(State(state): State<AppState>, headers: HeaderMap) -> Re
             ),
             Err(e) => {
                 tracing::error!(error = %e, "initialize failed");
-                let status = match e {
-                    StoreError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::INTERNAL_SERVER_ERROR,
-                };
+                let status = status::of_store_failure(e.kind());
                 let body = error_json("Initialize failed", &e.to_string(), 0, Utc::now(), &id, json!({}));
                 json_response(status, body)
             }

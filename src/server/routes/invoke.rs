@@ -9,10 +9,11 @@ use chrono::Utc;
 use serde_json::json;
 use tracing::Instrument;
 
+use crate::server::envelope::{self, error_json};
 use crate::server::event::parse_invoke_body;
 use crate::server::fc::{json_response, request_id};
+use crate::server::status;
 use crate::server::AppState;
-use crate::sweep::report::error_json;
 use crate::sweep::{self, SweepOptions};
 
 /// Parses the body, runs the sweep and answers the report: 200 on success, 400 on a bad body (nothing deleted),
@@ -54,12 +55,10 @@ async fn sweep_and_answer(state: &AppState, body: Result<Bytes, BytesRejection>,
     let store = state.backends.for_run();
     let progress = sweep::LogLines::new(state.progress_every);
     match sweep::run_at(&store, &options, state.verifier.as_ref(), id, started, &progress).await {
-        Ok(report) => json_response(StatusCode::OK, report.to_json()),
+        Ok(report) => json_response(StatusCode::OK, envelope::success(&report)),
         Err(failure) => {
             tracing::error!(error = %failure.error, cleaned = failure.cleaned_count, "sweep failed");
-            let status =
-                if failure.unreachable { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
-            json_response(status, failure.to_json(started, id))
+            json_response(status::of_store_failure(failure.kind), envelope::failure(&failure, started, id))
         }
     }
 }

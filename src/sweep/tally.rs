@@ -1,0 +1,230 @@
+//! The running totals of one sweep, kept so that a failure can still report what was really done, and turned
+//! into the report (or the failure) in one place: a new report field is a field of [`SweepReport`], a counter
+//! here, and one line in [`Tally::into_report`].
+//!
+//! Every sum saturates: a store that claims `u64::MAX` of anything cannot wrap the report around (the HTTP API
+//! refuses such a count, but the tally does not rely on it).
+
+use std::time::Duration;
+
+use super::report::{execution_time, megabytes, rfc3339, RunEnd, SweepFailure, SweepReport};
+use crate::store::StoreError;
+
+/// What one sweep has done so far.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    cleaned: u64,
+    bytes: u64,
+    exact: bool,
+    batches: u64,
+    would_clean: u64,
+    would_free: u64,
+    legacy_cleaned: u64,
+    skipped_unverifiable: u64,
+    backfilled: u64,
+    complete: bool,
+    expired_remaining: u64,
+    warnings: Vec<String>,
+    paused: Duration,
+}
+
+impl Tally {
+    /// Nothing done yet: exact, and complete until something says otherwise.
+    pub fn new() -> Self {
+        Self {
+            cleaned: 0,
+            bytes: 0,
+            exact: true,
+            batches: 0,
+            would_clean: 0,
+            would_free: 0,
+            legacy_cleaned: 0,
+            skipped_unverifiable: 0,
+            backfilled: 0,
+            complete: true,
+            expired_remaining: 0,
+            warnings: Vec::new(),
+            paused: Duration::ZERO,
+        }
+    }
+
+    /// The average BSON size of the entries measured so far, once there are any.
+    pub fn average_bytes(&self) -> Option<u64> {
+        let count = self.cleaned.saturating_add(self.would_clean);
+        let bytes = self.bytes.saturating_add(self.would_free);
+        (count > 0).then(|| bytes / count)
+    }
+
+    /// Entries deleted, or counted in a dry run, so far.
+    pub fn entries_done(&self) -> u64 {
+        self.cleaned.saturating_add(self.would_clean)
+    }
+
+    /// Batches (windows with entries, pages of legacy entries) processed so far.
+    pub fn batches(&self) -> u64 {
+        self.batches
+    }
+
+    /// Counts one more batch.
+    pub fn batch(&mut self) {
+        self.batches = self.batches.saturating_add(1);
+    }
+
+    /// Accounts `deleted` entries deleted without a measure: their bytes are estimated.
+    pub fn deleted_estimated(&mut self, deleted: u64) {
+        let average = self.average_bytes().unwrap_or(0);
+        self.cleaned = self.cleaned.saturating_add(deleted);
+        self.bytes = self.bytes.saturating_add(deleted.saturating_mul(average));
+        if deleted > 0 {
+            self.exact = false;
+        }
+    }
+
+    /// Accounts `count` entries a dry run would delete, counted without a measure.
+    pub fn would_delete_estimated(&mut self, count: u64) {
+        let average = self.average_bytes().unwrap_or(0);
+        self.would_clean = self.would_clean.saturating_add(count);
+        self.would_free = self.would_free.saturating_add(count.saturating_mul(average));
+        self.exact = false;
+    }
+
+    /// Accounts a batch a dry run would delete.
+    pub fn would_delete(&mut self, count: u64, bytes: u64) {
+        self.would_clean = self.would_clean.saturating_add(count);
+        self.would_free = self.would_free.saturating_add(bytes);
+    }
+
+    /// Accounts a batch measured at `count` entries and `bytes`, of which `deleted` were really deleted.
+    pub fn deleted(&mut self, count: u64, bytes: u64, deleted: u64) {
+        self.cleaned = self.cleaned.saturating_add(deleted);
+        if deleted == count {
+            self.bytes = self.bytes.saturating_add(bytes);
+        } else {
+            // Another writer changed the batch between the two calls: pro-rate its bytes, never above what was
+            // measured (the entries added since were never measured).
+            self.exact = false;
+            let share = u64::try_from(u128::from(bytes) * u128::from(deleted.min(count)) / u128::from(count.max(1)));
+            self.bytes = self.bytes.saturating_add(share.unwrap_or(bytes));
+        }
+    }
+
+    /// Accounts a page of legacy entries measured at `count` entries and `bytes`, of which `deleted` went.
+    pub fn legacy_deleted(&mut self, count: u64, bytes: u64, deleted: u64) {
+        self.deleted(count, bytes, deleted);
+        self.legacy_cleaned = self.legacy_cleaned.saturating_add(deleted);
+    }
+
+    /// A legacy entry kept because its token could not be verified.
+    pub fn skipped_unverifiable(&mut self) {
+        self.skipped_unverifiable = self.skipped_unverifiable.saturating_add(1);
+    }
+
+    /// A legacy entry's expiry was written.
+    pub fn backfilled(&mut self) {
+        self.backfilled = self.backfilled.saturating_add(1);
+    }
+
+    /// Something is left for the next run.
+    pub fn incomplete(&mut self) {
+        self.complete = false;
+    }
+
+    /// `left` expired entries are still there.
+    pub fn remaining(&mut self, left: u64) {
+        self.expired_remaining = self.expired_remaining.saturating_add(left);
+    }
+
+    /// A dry run leaves everything it would have deleted.
+    pub fn dry_run_leaves_what_it_counted(&mut self) {
+        self.expired_remaining = self.expired_remaining.saturating_add(self.would_clean);
+    }
+
+    /// Time spent pausing between batches.
+    pub fn paused(&mut self, pause: Duration) {
+        self.paused = self.paused.saturating_add(pause);
+    }
+
+    /// Something the operator should know, logged now and reported at the end.
+    pub fn warn(&mut self, warning: String) {
+        tracing::warn!("{warning}");
+        self.warnings.push(warning);
+    }
+
+    /// The report of a run that ended here.
+    pub fn into_report(self, end: RunEnd) -> SweepReport {
+        // Where the server reports no sizes: the remaining entries at the average size of the ones this run
+        // measured, when it measured any.
+        let average = self.average_bytes();
+        let estimated_memory_usage =
+            end.after.and_then(|after| after.size_bytes.or_else(|| average.map(|a| a.saturating_mul(after.count))));
+        SweepReport {
+            success: true,
+            cleaned_count: self.cleaned,
+            remaining_tokens: end.after.map(|after| after.count),
+            estimated_memory_usage,
+            memory_saved_bytes: self.bytes,
+            memory_saved_mb: megabytes(self.bytes),
+            memory_saved_exact: self.exact,
+            timestamp: rfc3339(end.started_at),
+            execution_time: execution_time(end.started_at),
+            total_tokens_before: end.after.map(|after| after.count.saturating_add(self.cleaned)),
+            expired_remaining: self.expired_remaining,
+            complete: self.complete,
+            batches: self.batches,
+            dry_run: end.dry_run,
+            would_clean_count: self.would_clean,
+            would_free_bytes: self.would_free,
+            legacy_cleaned: self.legacy_cleaned,
+            skipped_unverifiable: self.skipped_unverifiable,
+            backfilled: self.backfilled,
+            warnings: self.warnings,
+            backend: end.backend,
+            fallback_reason: end.fallback_reason,
+            duration_ms: u64::try_from(end.duration.as_millis()).unwrap_or(u64::MAX),
+            paused_ms: u64::try_from(self.paused.as_millis()).unwrap_or(u64::MAX),
+            request_id: end.request_id,
+        }
+    }
+
+    /// A run that stopped on `error` after doing what this tally says, on `backend`.
+    pub fn failure(&self, error: StoreError, backend: String) -> SweepFailure {
+        SweepFailure {
+            kind: error.kind(),
+            error: error.to_string(),
+            cleaned_count: self.cleaned,
+            memory_saved_bytes: self.bytes,
+            batches: self.batches,
+            backend,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_saturate_instead_of_wrapping() {
+        let mut tally = Tally::new();
+        tally.deleted(10, 1000, 10);
+        for _ in 0..5 {
+            tally.deleted_estimated(u64::MAX / 2);
+            tally.deleted(10, 1000, u64::MAX);
+            tally.remaining(u64::MAX);
+            tally.batch();
+        }
+        assert_eq!(tally.cleaned, u64::MAX);
+        assert_eq!(tally.expired_remaining, u64::MAX);
+        assert_eq!(tally.bytes, u64::MAX);
+        assert!(!tally.exact);
+    }
+
+    #[test]
+    fn a_batch_that_grew_is_never_credited_more_bytes_than_measured() {
+        let mut tally = Tally::new();
+        tally.deleted(10, 1000, 25);
+        assert_eq!((tally.cleaned, tally.bytes, tally.exact), (25, 1000, false));
+        tally.deleted(10, 1000, 5);
+        assert_eq!(tally.bytes, 1500);
+    }
+}
