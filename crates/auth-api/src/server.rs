@@ -6,9 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
-use axum::routing::{get, post};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use jtc_shared::serve::{serve, ConnectionLimits, Handshake, Plain};
 use rustls::pki_types::pem::PemObject;
@@ -117,6 +119,20 @@ impl AppState {
     }
 }
 
+/// The route layer: one hit of the client on `scope`; 429 over the limit, the handler otherwise.
+async fn limit_per_client(
+    State((state, scope)): State<(AppState, Scope)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let client = state.client_ip(peer, request.headers());
+    match state.limit(scope, Subject::Ip(client)).await {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
 fn limited(scope: Scope, subject: Subject<'_>, decision: Decision) -> Result<(), ApiError> {
     match decision {
         Decision::Allowed => Ok(()),
@@ -139,13 +155,21 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-/// The routes, with CORS for the allowed origins.
+/// The routes, with CORS for the allowed origins. Every route but `/health` is rate limited per client by a
+/// route layer that runs before the handler (and before its body is read): the scope is part of the route's
+/// declaration, so a new route cannot be added without one.
 pub fn router(state: AppState, cors_allowed_origins: &[String]) -> Router {
-    let router = Router::new()
-        .route("/login", post(routes::login::login))
-        .route("/protected", get(routes::protected::protected))
-        .route("/refresh", post(routes::refresh::refresh))
-        .route("/logout", post(routes::logout::logout))
+    let limited: [(&str, Scope, MethodRouter<AppState>); 4] = [
+        ("/login", Scope::Login, post(routes::login::login)),
+        ("/protected", Scope::Protected, get(routes::protected::protected)),
+        ("/refresh", Scope::Refresh, post(routes::refresh::refresh)),
+        ("/logout", Scope::Logout, post(routes::logout::logout)),
+    ];
+    let mut router = Router::new();
+    for (path, scope, route) in limited {
+        router = router.route(path, route.route_layer(from_fn_with_state((state.clone(), scope), limit_per_client)));
+    }
+    let router = router
         .route("/health", get(routes::health::health))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);

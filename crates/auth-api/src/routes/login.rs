@@ -31,8 +31,8 @@ pub async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    // Already counted per client by the route layer (`RATE_LIMIT_LOGIN`).
     let client_ip = state.client_ip(peer, &headers);
-    state.limit(Scope::Login, Subject::Ip(client_ip)).await?;
     require_json(&headers)?;
     let mut body = json_object(&body)?;
     let (Some(Value::String(raw_name)), Some(Value::String(password))) =

@@ -1,0 +1,69 @@
+//! Which counter a hit belongs to, with its counter key, its variable and its default limit, each a `match` the
+//! compiler checks: a new limited route is one variant here, one field in `Limits`, and one row in the README's
+//! table (which a test compares with [`Scope::ALL`]).
+
+/// One per limited route, and one for failed logins per user name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// `POST /login`, per client.
+    Login,
+    /// Failed logins per user name, whatever the client: slows a password guess spread over many addresses.
+    LoginFailures,
+    /// `GET /protected`, per client.
+    Protected,
+    /// `POST /refresh`, per client.
+    Refresh,
+    /// `POST /logout`, per client.
+    Logout,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 5] = [Scope::Login, Scope::LoginFailures, Scope::Protected, Scope::Refresh, Scope::Logout];
+
+    /// Its name in counter keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Login => "login",
+            Scope::LoginFailures => "login-failures",
+            Scope::Protected => "protected",
+            Scope::Refresh => "refresh",
+            Scope::Logout => "logout",
+        }
+    }
+
+    /// The variable that sets its limit.
+    pub fn variable(self) -> &'static str {
+        match self {
+            Scope::Login => "RATE_LIMIT_LOGIN",
+            Scope::LoginFailures => "RATE_LIMIT_LOGIN_FAILURES_PER_USER",
+            Scope::Protected => "RATE_LIMIT_PROTECTED",
+            Scope::Refresh => "RATE_LIMIT_REFRESH",
+            Scope::Logout => "RATE_LIMIT_LOGOUT",
+        }
+    }
+
+    /// Its limit when the variable is unset.
+    pub fn default_limit(self) -> &'static str {
+        match self {
+            Scope::Login => "3/minute",
+            Scope::LoginFailures => "10/minute",
+            Scope::Protected => "5/minute",
+            Scope::Refresh | Scope::Logout => "10/minute",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_table_has_a_row_for_every_scope_with_its_default() {
+        let readme = include_str!("../../../../README.md");
+        for scope in Scope::ALL {
+            let row = format!("| `{}` | `{}` |", scope.variable(), scope.default_limit());
+            assert!(readme.contains(&row), "the README has no row {row}");
+        }
+    }
+}
