@@ -14,9 +14,7 @@
 //! For every run of the binary: wall time, entries/s, ratio to (1), round trips (HTTP API), peak RSS, and where the
 //! time went: the CPU time of our process and of the database server (from /proc) against the wall time.
 
-#[path = "../tests/api/data_api.rs"]
-#[allow(dead_code)]
-mod data_api;
+use jtc_test_support::data_api;
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};

@@ -189,10 +189,7 @@ impl Settings {
         // A shutdown lets the invocation in flight finish: it may take the whole time budget.
         let drain = Duration::from_secs(time_budget + 15);
         let connections = ConnectionLimits::from_lookup(&get, drain)?;
-        let port = match get("FC_CUSTOM_LISTEN_PORT") {
-            Some(_) => number(&get, "FC_CUSTOM_LISTEN_PORT", 9000, 0, 65535)?,
-            None => number(&get, "PORT", 9000, 0, 65535)?,
-        } as u16;
+        let port = listen_port(&get)?;
 
         Ok(Settings {
             api: api_url.map(|url| ApiSettings {
@@ -229,6 +226,17 @@ impl Settings {
             progress_every: Duration::from_secs(number(&get, "CLEANUP_PROGRESS_SECONDS", 5, 0, 3600)?),
         })
     }
+}
+
+/// The listening port: `FC_CUSTOM_LISTEN_PORT` (set by FC), else `PORT`, else 9000. `healthcheck` reads it the
+/// same way.
+pub fn listen_port(get: &impl Fn(&str) -> Option<String>) -> Result<u16, ConfigError> {
+    let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+    let port = match get("FC_CUSTOM_LISTEN_PORT") {
+        Some(_) => number(&get, "FC_CUSTOM_LISTEN_PORT", 9000, 0, 65535)?,
+        None => number(&get, "PORT", 9000, 0, 65535)?,
+    };
+    Ok(port as u16)
 }
 
 /// `true`/`false` (also `1`/`0`, `yes`/`no`), `default` when unset.

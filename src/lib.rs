@@ -6,15 +6,31 @@
 //! Data flows one way: server → sweep → store.
 //!
 //! - [`config`]: settings from the environment (and `.env`), with secrets that never print.
-//! - [`server`]: the FC protocol over HTTP: routes (one file each), invoke-body parsing, `x-fc-status`, request
-//!   ids, start-up on any port and graceful shutdown.
-//! - [`sweep`]: the algorithm (range-bounded batches, time budget, dry run) and its report, storage-agnostic.
-//! - [`store`]: the [`store::BlacklistStore`] trait the sweep talks to, the shared query builders and the direct
-//!   MongoDB backend.
+//! - [`server`]: the FC protocol over HTTP: routes (one file each), the invoke body (`event`, read by the
+//!   duplicate-refusing `strict_json`), the answers' envelopes (`envelope`), the one mapping of failures to
+//!   statuses (`status`), `x-fc-status` and request ids (`fc`), start-up on any port and graceful shutdown.
+//! - [`sweep`]: the algorithm (range-bounded batches in `window`s, time budget, dry run, gentle pacing, legacy
+//!   entries), its running `tally` and its `report`, storage-agnostic.
+//! - [`store`]: the [`store::BlacklistStore`] trait the sweep talks to and its one error type; the shared query
+//!   builders (`filter`); one file or folder per backend: the direct MongoDB connection (`mongo`) and the
+//!   DB-operation HTTP API (`http_api`: transport, contract probe, store); and the wrappers a run goes through:
+//!   the `fallback` chain (the API first, the direct connection when it fails) and the `deadline` that ends every
+//!   call at the budget plus a margin.
 //! - [`sample`]: a small, clearly labelled sample blacklist for local runs and benchmarks.
 //!
-//! What this crate shares with `auth-api` (secrets, configuration basics, the MongoDB connection, telemetry,
-//! shutdown) is in `jtc-shared`; neither product imports the other.
+//! What this crate shares with `auth-api` (the blacklist entry's schema, secrets, configuration basics, the
+//! MongoDB connection, telemetry, serving, shutdown, the handlers' state) is in `jtc-shared`; neither product
+//! imports the other.
+//!
+//! # Extending it
+//!
+//! - **A storage backend**: a file (or folder) in `store/` implementing [`store::BlacklistStore`], building its
+//!   queries with `store::filter`; one line in `store::fallback::Backends::from_settings` and its settings in
+//!   `config`.
+//! - **A report field**: a field of `sweep::report::SweepReport`, its counter and one line in
+//!   `sweep::tally::Tally::into_report`; the README's JSON section.
+//! - **A setting**: a field in `config` (parsed there, once), a row in the README's configuration table and a name
+//!   in `fc-config.json` (a test checks both).
 
 pub mod config;
 pub mod sample;

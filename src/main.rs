@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use jtc_shared::shutdown::shutdown_signal;
 use jtc_shared::telemetry;
-use jwt_token_cleaner::config::Settings;
+use jwt_token_cleaner::config::{self, Settings, MAX_BATCH_SIZE, MAX_TIME_BUDGET_SECONDS};
 use jwt_token_cleaner::sample;
 use jwt_token_cleaner::server::{envelope, Application};
 use jwt_token_cleaner::store::fallback::Backends;
@@ -38,11 +38,11 @@ enum Command {
         /// Count what would be deleted; delete nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Entries per batch (1..=100000; default CLEANUP_BATCH_SIZE).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        /// Entries per batch (default CLEANUP_BATCH_SIZE; at most the same limit as CLEANUP_BATCH_SIZE).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_BATCH_SIZE)))]
         batch_size: Option<u32>,
-        /// Seconds after which no batch starts (1..=900; default CLEANUP_TIME_BUDGET_SECONDS).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=900))]
+        /// Seconds after which no batch starts (default CLEANUP_TIME_BUDGET_SECONDS; at most the same limit).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TIME_BUDGET_SECONDS))]
         time_budget_seconds: Option<u64>,
     },
     /// GET /health on the local port; exit 0 when it answers 200 within 2 s, else 1. For Docker's HEALTHCHECK.
@@ -180,12 +180,7 @@ impl ProgressBar {
         options: &SweepOptions,
         started: chrono::DateTime<chrono::Utc>,
     ) -> Self {
-        use jwt_token_cleaner::store::{ExpiryRange, Lane};
-        let cutoff = options.cutoff_ms(started);
-        let mut total = 0;
-        for lane in Lane::ALL {
-            total += store.count(&ExpiryRange::expired(lane, cutoff)).await.unwrap_or(0);
-        }
+        let total = sweep::progress::expired_total(store, options.cutoff_ms(started)).await;
         let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
         let verb = if options.dry_run { "counted" } else { "deleted" };
         let template =
@@ -263,10 +258,8 @@ async fn seed_sample(settings: &Settings, count: u64, expired_percent: u8, edge_
 
 /// A minimal HTTP/1.1 GET of `/health` on 127.0.0.1, so the runtime image needs no curl or shell.
 async fn healthcheck() -> ExitCode {
-    let port = ["FC_CUSTOM_LISTEN_PORT", "PORT"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok().and_then(|v| v.trim().parse::<u16>().ok()))
-        .unwrap_or(9000);
+    // The port the server would listen on, read as `serve` reads it; 9000 when unreadable.
+    let port = config::listen_port(&|name: &str| std::env::var(name).ok()).unwrap_or(9000);
     let probe = async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
         stream.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await?;

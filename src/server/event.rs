@@ -9,15 +9,12 @@
 //!   fields FC may add to the event are ignored.
 //!
 //! Anything else is an [`EventError`] (HTTP 400) and no sweep runs, a key that appears twice in one object
-//! included: `{"dry_run": true, "dry_run": false}` would otherwise run a real sweep (the last key wins in JSON
-//! parsers), while whoever wrote it may well have meant the first.
+//! included (read by [`strict_json`](crate::server::strict_json)).
 
-use std::fmt;
-
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::config::{MAX_BATCH_SIZE, MAX_TIME_BUDGET_SECONDS};
+use crate::server::strict_json::{self, StrictJsonError};
 use crate::sweep::SweepOverrides;
 
 /// Why an invoke body was refused. The message names the problem and is safe to echo.
@@ -34,7 +31,7 @@ pub fn parse_invoke_body(body: &[u8]) -> Result<SweepOverrides, EventError> {
     if text.trim().is_empty() {
         return Ok(SweepOverrides::default());
     }
-    let value = strict_json(text).map_err(|e| EventError(format!("body is not valid JSON: {e}")))?;
+    let value = strict_json::parse(text).map_err(|e| EventError(format!("body is not valid JSON: {e}")))?;
     let Value::Object(object) = value else {
         return Err(EventError(format!("body must be a JSON object, got {}", kind(&value))));
     };
@@ -60,10 +57,13 @@ fn parse_timer_event(event: &Map<String, Value>) -> Result<SweepOverrides, Event
         None | Some(Value::Null) => Ok(SweepOverrides::default()),
         Some(Value::Object(options)) => parse_options(options, "timer payload"),
         Some(Value::String(payload)) if payload.trim().is_empty() => Ok(SweepOverrides::default()),
-        Some(Value::String(payload)) => match strict_json(payload) {
-            // Meant as options (it starts like an object), but unreadable: running a default sweep instead would
-            // act on input nobody can vouch for.
-            Err(e) if e.to_string().starts_with(DUPLICATE) || payload.trim_start().starts_with('{') => {
+        Some(Value::String(payload)) => match strict_json::parse(payload) {
+            // Meant as options (a repeated key, or it starts like an object), but unreadable: running a default
+            // sweep instead would act on input nobody can vouch for.
+            Err(e @ StrictJsonError::DuplicateKey(_)) => {
+                Err(EventError(format!("timer payload is not valid JSON: {e}")))
+            }
+            Err(e) if payload.trim_start().starts_with('{') => {
                 Err(EventError(format!("timer payload is not valid JSON: {e}")))
             }
             Ok(Value::Object(options)) => parse_options(&options, "timer payload"),
@@ -76,83 +76,6 @@ fn parse_timer_event(event: &Map<String, Value>) -> Result<SweepOverrides, Event
             }
         },
         Some(other) => Err(EventError(format!("timer payload must be a string, got {}", kind(other)))),
-    }
-}
-
-/// The start of the error a repeated key gives.
-const DUPLICATE: &str = "duplicate key";
-
-/// JSON parsed like `serde_json::from_str::<Value>`, except that a key repeated within one object is an error that
-/// names it.
-fn strict_json(text: &str) -> Result<Value, serde_json::Error> {
-    serde_json::from_str::<Strict>(text).map(|strict| strict.0)
-}
-
-/// A JSON value whose objects have no repeated keys.
-struct Strict(Value);
-
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StrictVisitor).map(Strict)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Strict(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                let shown: String = key.chars().take(64).collect();
-                return Err(de::Error::custom(format!("{DUPLICATE} {shown:?}: each key may appear once")));
-            }
-            let Strict(value) = map.next_value()?;
-            object.insert(key, value);
-        }
-        Ok(Value::Object(object))
     }
 }
 

@@ -9,10 +9,10 @@ pub mod event;
 pub mod fc;
 pub mod routes;
 pub mod status;
+pub mod strict_json;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -29,10 +29,8 @@ use crate::sweep::TokenVerifier;
 /// Request bodies larger than this are refused (413) before they are read: a timer payload is at most 128 KB.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// What every handler shares: one allocation, cloned by reference count for each request. (Both servers of the
-/// workspace keep their state this way: `AppState(Arc<Shared>)`, read through `Deref`.)
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+/// What every handler shares (see `jtc_shared::state`).
+pub type AppState = jtc_shared::state::AppState<Shared>;
 
 /// The parts of [`AppState`].
 pub struct Shared {
@@ -48,23 +46,16 @@ pub struct Shared {
     pub progress_every: std::time::Duration,
 }
 
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-impl AppState {
+impl Shared {
     /// The state for `settings` and its backends.
     pub fn new(settings: &Settings, backends: Backends) -> Self {
-        Self(Arc::new(Shared {
+        Self {
             backends,
             sweep: settings.sweep.clone(),
             legacy: settings.legacy.clone(),
             verifier: TokenVerifier::from_settings(&settings.legacy),
             progress_every: settings.progress_every,
-        }))
+        }
     }
 }
 
@@ -111,7 +102,11 @@ impl Application {
         let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], settings.port)))
             .await
             .map_err(|source| StartError::Bind { port: settings.port, source })?;
-        Ok(Self { listener, router: router(AppState::new(settings, backends)), limits: settings.connections })
+        Ok(Self {
+            listener,
+            router: router(AppState::new(Shared::new(settings, backends))),
+            limits: settings.connections,
+        })
     }
 
     /// The port really bound (useful with port 0).

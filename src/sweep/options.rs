@@ -10,9 +10,9 @@ use crate::config::{FieldPath, LegacySettings, SweepSettings};
 pub struct SweepOverrides {
     /// Count what would go, delete nothing.
     pub dry_run: Option<bool>,
-    /// Entries per batch, 1..=100000.
+    /// Entries per batch, 1 to [`MAX_BATCH_SIZE`](crate::config::MAX_BATCH_SIZE).
     pub batch_size: Option<u32>,
-    /// Seconds after which no batch starts, 1..=900.
+    /// Seconds after which no batch starts, 1 to [`MAX_TIME_BUDGET_SECONDS`](crate::config::MAX_TIME_BUDGET_SECONDS).
     pub time_budget_seconds: Option<u64>,
 }
 

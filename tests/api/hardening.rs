@@ -16,8 +16,8 @@ use chrono::Utc;
 use futures_util::stream;
 use mongodb::bson::{doc, DateTime, Document};
 
-use crate::data_api::{DataApi, Fault};
 use crate::helpers::{settings_from, CleanerEnv, TempDir, TestApp, TestDb};
+use jtc_test_support::data_api::{DataApi, Fault};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jwt-token-cleaner");
 

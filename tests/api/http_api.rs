@@ -6,8 +6,8 @@ use std::time::Duration;
 use chrono::Utc;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use crate::data_api::{DataApi, Dialect, Fault};
 use crate::helpers::{bson_size, dead_db_uri, settings_from, CleanerEnv, TestApp, TestDb};
+use jtc_test_support::data_api::{DataApi, Dialect, Fault};
 
 /// `expired` expired entries a second apart, and 20 valid ones.
 async fn seed(db: &TestDb, expired: i64) -> (u64, u64) {

@@ -9,8 +9,8 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use mongodb::bson::{doc, DateTime, Document};
 use serde_json::json;
 
-use crate::data_api::DataApi;
 use crate::helpers::{bson_size, settings_from, CleanerEnv, TestApp, TestDb};
+use jtc_test_support::data_api::DataApi;
 
 const KEY: &str = "legacy-test-secret";
 

@@ -3,7 +3,6 @@
 //! down their database.
 
 mod cli;
-mod data_api;
 mod edges;
 mod faults;
 mod gentle;

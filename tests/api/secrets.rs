@@ -9,8 +9,8 @@ use std::time::Duration;
 use chrono::Utc;
 use mongodb::bson::{doc, DateTime};
 
-use crate::data_api::{DataApi, Fault};
 use crate::helpers::{free_port, stop, wait_healthy};
+use jtc_test_support::data_api::{DataApi, Fault};
 use jtc_test_support::{awkward_uris, leaks, PrivateDb};
 
 const DB_PASSWORD: &str = "Db-Pa55-7f3a91";

@@ -11,10 +11,18 @@
 //! - [`config`]: its settings (shares `DB_*`, `BLACKLIST_COLLECTION`, `EXPIRES_FIELD`, `JWT_*` with the cleaner).
 //! - [`tokens`]: issuing and checking tokens (one algorithm, expiry to the millisecond).
 //! - [`users`]: the users collection, [`users::Username`] (parsed once, at the boundary) and password hashing.
-//! - [`revocation`]: the blacklist: revoke, look up, the `jti` index.
-//! - [`rate_limit`]: fixed windows in Redis or memory, one scope per limited route with its own setting; [`client_ip`]: whose IP (peer or proxies' header).
+//! - [`revocation`]: the blacklist: revoke, look up, the `jti` index (entries built by `jtc_shared::blacklist`).
+//! - [`rate_limit`]: fixed windows in Redis or memory (one `Counter` trait, a file each), one scope per limited
+//!   route with its own setting; [`client_ip`]: whose IP (peer or proxies' header).
 //! - [`error`]: the error answers.
-//! - [`server`]: state, router, CORS, TLS, start-up and shutdown; [`routes`]: one file per route.
+//! - [`server`]: state, router (with the per-client rate-limit layer), CORS, TLS, start-up and shutdown;
+//!   [`routes`]: one file per route.
+//!
+//! # Extending it
+//!
+//! - **A rate-limited route**: its file in `routes/`; one row `(path, Scope, handler)` in `server::router`; a
+//!   `Scope` variant (the compiler then asks for its name, variable and default in `rate_limit::scope` and its
+//!   field in `rate_limit::limit::Limits`); its row in the README's table (a test checks it).
 
 pub mod client_ip;
 pub mod config;

@@ -50,10 +50,8 @@ pub enum StartError {
     Redis(#[from] redis::RedisError),
 }
 
-/// What every route shares: one allocation, cloned by reference count for each request. (Both servers of the
-/// workspace keep their state this way: `AppState(Arc<Shared>)`, read through `Deref`.)
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+/// What every route shares (see `jtc_shared::state`).
+pub type AppState = jtc_shared::state::AppState<Shared>;
 
 /// The parts of [`AppState`].
 pub struct Shared {
@@ -69,14 +67,7 @@ pub struct Shared {
     pub trusted_proxy_hops: u8,
 }
 
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-impl AppState {
+impl Shared {
     /// The client's address (see [`client_ip`](super::client_ip)).
     pub fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         super::client_ip::client_ip(peer.ip(), headers, self.trusted_proxy_hops)
@@ -222,13 +213,13 @@ impl Application {
             Some(url) => RateLimiter::with_redis(limits, url.expose(), &settings.rate_limits.key_prefix)?,
             None => RateLimiter::in_memory(limits),
         };
-        let state = AppState(Arc::new(Shared {
+        let state = AppState::new(Shared {
             users,
             revocations,
             keys: TokenKeys::new(&settings.jwt),
             limiter,
             trusted_proxy_hops: settings.rate_limits.trusted_proxy_hops,
-        }));
+        });
 
         let tls = match &settings.tls {
             Some(files) => Some(tls_config(files)?),

@@ -13,6 +13,7 @@
 //! - [`telemetry`]: logging to stderr, text or JSON lines, filtered by `RUST_LOG`.
 //! - [`serve`]: HTTP/1.1 with a connection cap and header, idle and body deadlines, for both servers.
 //! - [`shutdown`]: SIGTERM and SIGINT, for a graceful stop.
+//! - [`state`]: `AppState<Shared>`, the handlers' shared state.
 //!
 //! Neither product imports the other; a piece moves here only when both use it.
 
@@ -24,6 +25,7 @@ pub mod redact;
 pub mod secret;
 pub mod serve;
 pub mod shutdown;
+pub mod state;
 pub mod telemetry;
 
 pub use secret::Secret;

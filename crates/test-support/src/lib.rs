@@ -1,5 +1,6 @@
-//! What every test suite of the workspace needs, in one place: the real test database (a database of its own per
-//! test), free ports, waiting for a server's `/health`, and stopping a child process by signal, by PID.
+//! What every test suite and benchmark of the workspace needs, in one place: the real test database (a database
+//! of its own per test), the test Data API, free ports, waiting for a server's `/health`, and stopping a child
+//! process by signal, by PID.
 //!
 //! # Layout
 //!
@@ -10,12 +11,19 @@
 //! - [`PrivateDb`]: a SecantusDB server of a test's own (`SECANTUS_BIN`), to stop, restart or lock down.
 //! - [`awkward_uris`], [`leaks`]: connection strings whose passwords drivers mangle, and what must never show.
 //! - [`TempDir`]: a directory of its own under the system's temp dir, removed when dropped, pass or fail.
+//! - [`data_api`]: the test Data API (MongoDB's Atlas Data API v1 as documented, its deviations as dialects, and
+//!   fault modes), for the suites and the benchmarks.
+//! - [`dribble_headers`], [`idle_after_one_request`], [`short_body`]: slow and idle clients, for the connection
+//!   deadlines.
+//! - [`splice_report`]: a benchmark's table written into its section of `BENCHMARKS.md`.
+//! - [`rss_bytes`]: a process's resident memory, from `/proc`.
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
+pub mod data_api;
 mod private_db;
 
 pub use private_db::PrivateDb;
