@@ -82,6 +82,38 @@ pub struct SweepSettings {
     pub exact_bytes: bool,
 }
 
+/// Where a run says it started and how it ended, besides its answer (see `alerts`). Both URLs are secrets: they
+/// carry the check's token, and never appear in a log line or an answer.
+#[derive(Clone, Default)]
+pub struct AlertSettings {
+    /// `CLEANUP_HEARTBEAT_URL`: healthchecks.io-style pings (`/start`, success, `/fail`).
+    pub heartbeat: Option<Secret>,
+    /// `CLEANUP_PUSHGATEWAY_URL`: a Prometheus Pushgateway for the batch-job gauges.
+    pub pushgateway: Option<Secret>,
+}
+
+impl fmt::Debug for AlertSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AlertSettings")
+            .field("heartbeat", &self.heartbeat.as_ref().map(|_| "****"))
+            .field("pushgateway", &self.pushgateway.as_ref().map(|_| "****"))
+            .finish()
+    }
+}
+
+/// Where runs are recorded: `CLEANUP_HISTORY_COLLECTION` in the blacklist's database, each record kept for
+/// `CLEANUP_HISTORY_DAYS` by a TTL index on its `started_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistorySettings {
+    /// The collection.
+    pub collection: MongoName,
+    /// How long a record is kept.
+    pub keep: Duration,
+}
+
+/// The default run-history collection.
+pub const DEFAULT_HISTORY_COLLECTION: &str = "jwt_cleaner_runs";
+
 /// Everything the cleaner needs, read from the environment. At least one of `api` and `db` is set.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -99,6 +131,10 @@ pub struct Settings {
     pub connections: ConnectionLimits,
     /// `CLEANUP_PROGRESS_SECONDS` (default 5): a long sweep logs its progress at most this often (0: every batch).
     pub progress_every: Duration,
+    /// `CLEANUP_HISTORY_COLLECTION` (default `jwt_cleaner_runs`; empty: off) and `CLEANUP_HISTORY_DAYS` (default 90).
+    pub history: Option<HistorySettings>,
+    /// The heartbeat and the Pushgateway.
+    pub alerts: AlertSettings,
 }
 
 /// Upper bounds shared by the environment and the invoke body.
@@ -118,6 +154,9 @@ impl Settings {
             secrets.extend(api.key.iter().map(|k| k.expose().to_string()));
         }
         secrets.extend(self.legacy.secret_key.iter().map(|k| k.expose().to_string()));
+        for url in [&self.alerts.heartbeat, &self.alerts.pushgateway].into_iter().flatten() {
+            secrets.extend(url_secrets(url.expose()));
+        }
         secrets
     }
 }
@@ -191,7 +230,24 @@ impl Settings {
         let connections = ConnectionLimits::from_lookup(&get, drain)?;
         let port = listen_port(&get)?;
 
+        let history = match lookup("CLEANUP_HISTORY_COLLECTION") {
+            Some(name) if name.trim().is_empty() => None,
+            name => Some(HistorySettings {
+                collection: MongoName::parse(
+                    "CLEANUP_HISTORY_COLLECTION",
+                    name.map_or_else(|| DEFAULT_HISTORY_COLLECTION.to_string(), |n| n.trim().to_string()),
+                )?,
+                keep: Duration::from_secs(number(&get, "CLEANUP_HISTORY_DAYS", 90, 1, 3650)? * 86_400),
+            }),
+        };
+        let alerts = AlertSettings {
+            heartbeat: alert_url(&get, "CLEANUP_HEARTBEAT_URL")?,
+            pushgateway: alert_url(&get, "CLEANUP_PUSHGATEWAY_URL")?,
+        };
+
         Ok(Settings {
+            history,
+            alerts,
             api: api_url.map(|url| ApiSettings {
                 url,
                 key: get("MONGODB_API_KEY").map(Secret::new),
@@ -226,6 +282,30 @@ impl Settings {
             progress_every: Duration::from_secs(number(&get, "CLEANUP_PROGRESS_SECONDS", 5, 0, 3600)?),
         })
     }
+}
+
+/// An http(s) URL setting whose value is a secret; the error never quotes it.
+fn alert_url(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<Option<Secret>, ConfigError> {
+    let Some(raw) = get(name) else { return Ok(None) };
+    let url = raw.trim().trim_end_matches('/').to_string();
+    let parsed = reqwest::Url::parse(&url).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+    match parsed {
+        Some(_) => Ok(Some(Secret::new(url))),
+        None => Err(ConfigError::Invalid { name, reason: "must be an http:// or https:// URL".into() }),
+    }
+}
+
+/// What of a secret URL must never show: the whole of it, its path (a check's token), its credentials.
+fn url_secrets(url: &str) -> Vec<String> {
+    let mut secrets = vec![url.to_string()];
+    if let Ok(parsed) = reqwest::Url::parse(url) {
+        let path = parsed.path().trim_matches('/');
+        if path.len() >= 8 {
+            secrets.push(path.to_string());
+        }
+    }
+    secrets.extend(jtc_shared::redact::url_credentials(url));
+    secrets
 }
 
 /// The listening port: `FC_CUSTOM_LISTEN_PORT` (set by FC), else `PORT`, else 9000. `healthcheck` reads it the

@@ -32,8 +32,12 @@
 //! - **A setting**: a field in `config` (parsed there, once), a row in the README's configuration table and a name
 //!   in `fc-config.json` (a test checks both).
 
+pub mod alerts;
 pub mod config;
+pub mod history;
+pub mod runner;
 pub mod sample;
 pub mod server;
+pub mod status;
 pub mod store;
 pub mod sweep;

@@ -1,4 +1,5 @@
-//! The `jwt-token-cleaner` command: `serve` (the default), `sweep`, `healthcheck`, `seed-sample`.
+//! The `jwt-token-cleaner` command: `serve` (the default), `sweep`, `status`, `healthcheck`, `create-index`,
+//! `seed-sample`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,11 +8,14 @@ use clap::{Parser, Subcommand};
 use jtc_shared::shutdown::shutdown_signal;
 use jtc_shared::telemetry;
 use jwt_token_cleaner::config::{self, Settings, MAX_BATCH_SIZE, MAX_TIME_BUDGET_SECONDS};
+use jwt_token_cleaner::history::Trigger;
+use jwt_token_cleaner::runner::Runner;
 use jwt_token_cleaner::sample;
 use jwt_token_cleaner::server::{envelope, Application};
+use jwt_token_cleaner::status::StatusQuery;
 use jwt_token_cleaner::store::fallback::Backends;
 use jwt_token_cleaner::store::mongo::MongoStore;
-use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides, TokenVerifier};
+use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser)]
@@ -44,6 +48,22 @@ enum Command {
         /// Seconds after which no batch starts (default CLEANUP_TIME_BUDGET_SECONDS; at most the same limit).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TIME_BUDGET_SECONDS))]
         time_budget_seconds: Option<u64>,
+    },
+    /// Is the cleaner keeping up? The last runs, the backlog now, its trend and a verdict. Exit code: 0 ok,
+    /// 1 behind, 2 failing, 3 never ran (or the history could not be read).
+    Status {
+        /// Print the same content as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also draw the recent runs (backlog, entries cleaned, failed runs marked) into this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        chart: Option<std::path::PathBuf>,
+        /// The last successful run must have ended within this long (e.g. 2h, 90m, 1d; default 2h).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2h")]
+        max_age: std::time::Duration,
+        /// The oldest expired entry may not be older than this (default 24h).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h")]
+        max_backlog_age: std::time::Duration,
     },
     /// GET /health on the local port; exit 0 when it answers 200 within 2 s, else 1. For Docker's HEALTHCHECK.
     Healthcheck,
@@ -95,6 +115,9 @@ async fn main() -> ExitCode {
             seed_sample(&settings, count, expired_percent, edge_cases).await
         }
         Command::CreateIndex { ttl } => create_index(&settings, ttl).await,
+        Command::Status { json, chart, max_age, max_backlog_age } => {
+            status(&settings, StatusQuery { max_age, max_backlog_age }, json, chart).await
+        }
         Command::Healthcheck => unreachable!("handled above"),
     }
 }
@@ -123,7 +146,8 @@ async fn serve(settings: &Settings) -> ExitCode {
 /// The direct connection, for the tools that need one.
 fn direct_store(settings: &Settings) -> Result<MongoStore, ExitCode> {
     match &settings.db {
-        Some(db) => Ok(MongoStore::new(db.clone(), &settings.sweep.collection, &settings.sweep.expires_field)),
+        Some(db) => Ok(MongoStore::new(db.clone(), &settings.sweep.collection, &settings.sweep.expires_field)
+            .with_history(settings.history.clone())),
         None => {
             eprintln!("jwt-token-cleaner: this command needs a direct connection: set DB_URI");
             Err(ExitCode::from(2))
@@ -132,20 +156,12 @@ fn direct_store(settings: &Settings) -> Result<MongoStore, ExitCode> {
 }
 
 async fn sweep_once(settings: &Settings, overrides: SweepOverrides) -> ExitCode {
-    let options = SweepOptions::resolve(&settings.sweep, &settings.legacy, overrides);
+    let Some(runner) = runner(settings) else { return ExitCode::FAILURE };
+    let options = runner.options(overrides);
     let request_id = format!("cli-{}", uuid::Uuid::new_v4());
-    let backends = match Backends::from_settings(settings) {
-        Ok(backends) => backends,
-        Err(e) => {
-            eprintln!("jwt-token-cleaner: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let verifier = TokenVerifier::from_settings(&settings.legacy);
-    let store = backends.for_run();
     let started = chrono::Utc::now();
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        Some(ProgressBar::start(&store, &options, started).await)
+        Some(ProgressBar::start(&runner.backends.for_run(), &options, started).await)
     } else {
         None
     };
@@ -154,7 +170,7 @@ async fn sweep_once(settings: &Settings, overrides: SweepOverrides) -> ExitCode 
         Some(bar) => bar,
         None => &lines,
     };
-    let result = sweep::run_at(&store, &options, verifier.as_ref(), &request_id, started, progress).await;
+    let result = runner.run(&options, Trigger::Cli, &request_id, started, progress).await;
     if let Some(bar) = bar {
         bar.0.finish_and_clear();
     }
@@ -168,6 +184,41 @@ async fn sweep_once(settings: &Settings, overrides: SweepOverrides) -> ExitCode 
     };
     println!("{}", serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string()));
     code
+}
+
+/// The runner over the configured backends; `None` (said on stderr) when they cannot be prepared.
+fn runner(settings: &Settings) -> Option<Runner> {
+    match Backends::from_settings(settings) {
+        Ok(backends) => Some(Runner::new(settings, backends)),
+        Err(e) => {
+            eprintln!("jwt-token-cleaner: {e}");
+            None
+        }
+    }
+}
+
+/// `status`: the text (or `--json`), an optional chart, and the verdict's exit code.
+async fn status(settings: &Settings, query: StatusQuery, json: bool, chart: Option<std::path::PathBuf>) -> ExitCode {
+    let Some(runner) = runner(settings) else { return ExitCode::from(3) };
+    let report = runner.status(&query, chrono::Utc::now()).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        print!("{}", jwt_token_cleaner::status::text::render(&report));
+    }
+    if let Some(path) = chart {
+        let written = jwt_token_cleaner::status::chart::svg(&report)
+            .map_err(|e| e.to_string())
+            .and_then(|svg| std::fs::write(&path, svg).map_err(|e| e.to_string()));
+        match written {
+            Ok(()) => eprintln!("chart written to {}", path.display()),
+            Err(e) => {
+                eprintln!("jwt-token-cleaner: cannot write the chart to {}: {e}", path.display());
+                return ExitCode::from(3);
+            }
+        }
+    }
+    ExitCode::from(report.exit_code)
 }
 
 /// A progress bar on stderr for a sweep run from a terminal: entries deleted out of the expired count (counted
@@ -204,17 +255,33 @@ async fn create_index(settings: &Settings, ttl: Option<u64>) -> ExitCode {
         Err(code) => return code,
     };
     let created = store.create_expiry_index(ttl).await;
+    // The run history's TTL index (CLEANUP_HISTORY_DAYS), when the history is on.
+    let history = match &settings.history {
+        Some(history) => Some((history, store.ensure_history_index().await)),
+        None => None,
+    };
     store.shutdown().await;
+    let mut code = ExitCode::SUCCESS;
     match created {
-        Ok(name) => {
-            eprintln!("index {name} on {} is in place", settings.sweep.expires_field);
-            ExitCode::SUCCESS
-        }
+        Ok(name) => eprintln!("index {name} on {} is in place", settings.sweep.expires_field),
         Err(e) => {
             eprintln!("jwt-token-cleaner: cannot create the index: {e}");
-            ExitCode::FAILURE
+            code = ExitCode::FAILURE;
         }
     }
+    match history {
+        Some((history, Ok(name))) => eprintln!(
+            "index {name} on {}.started_at is in place: run records are kept {} days",
+            history.collection,
+            history.keep.as_secs() / 86_400
+        ),
+        Some((_, Err(e))) => {
+            eprintln!("jwt-token-cleaner: cannot create the run history's index: {e}");
+            code = ExitCode::FAILURE;
+        }
+        None => {}
+    }
+    code
 }
 
 async fn seed_sample(settings: &Settings, count: u64, expired_percent: u8, edge_cases: bool) -> ExitCode {
@@ -254,6 +321,25 @@ async fn seed_sample(settings: &Settings, count: u64, expired_percent: u8, edge_
             ExitCode::FAILURE
         }
     }
+}
+
+/// `90s`, `30m`, `2h`, `1d` (a bare number is seconds): a positive duration.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 90s, 30m, 2h or 1d"))?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "m" => number.saturating_mul(60),
+        "h" => number.saturating_mul(3600),
+        "d" => number.saturating_mul(86_400),
+        _ => return Err(format!("{text:?} is not a duration like 90s, 30m, 2h or 1d")),
+    };
+    if seconds == 0 {
+        return Err("the duration must be positive".into());
+    }
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 /// A minimal HTTP/1.1 GET of `/health` on 127.0.0.1, so the runtime image needs no curl or shell.

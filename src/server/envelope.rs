@@ -5,12 +5,18 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use crate::status::StatusReport;
 use crate::sweep::report::{execution_time, rfc3339};
 use crate::sweep::{SweepFailure, SweepReport};
 
 /// `{"status":"success","message":...,"data":{...}}`.
 pub fn success(report: &SweepReport) -> Value {
     json!({ "status": "success", "message": report.message(), "data": report })
+}
+
+/// `{"status":"success","message":"status: ok","data":{...}}`: the status (`status --json`), in the usual envelope.
+pub fn status(report: &StatusReport) -> Value {
+    json!({ "status": "success", "message": format!("status: {}", report.verdict.as_str()), "data": report })
 }
 
 /// The error envelope for a sweep that failed after doing what `failure` says.

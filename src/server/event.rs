@@ -3,6 +3,7 @@
 //! FC posts the raw payload as `application/octet-stream`, possibly empty. Accepted shapes:
 //! - empty (or only white space): a default sweep;
 //! - a JSON object of options (`dry_run`, `batch_size`, `time_budget_seconds`), as sent by a manual invoke;
+//! - `{"status": true}` alone: the status (`status --json`), which deletes nothing;
 //! - a timer event `{"triggerTime","triggerName","payload"}` whose `payload` string may hold the same JSON options.
 //!   A payload that is not JSON is ignored with a log line (a cron payload is free text), unless it starts with
 //!   `{`: that one was meant as options, and an unreadable one (malformed, or nested too deeply) is refused. Other
@@ -14,6 +15,7 @@
 use serde_json::{Map, Value};
 
 use crate::config::{MAX_BATCH_SIZE, MAX_TIME_BUDGET_SECONDS};
+use crate::history::Trigger;
 use crate::server::strict_json::{self, StrictJsonError};
 use crate::sweep::SweepOverrides;
 
@@ -22,27 +24,46 @@ use crate::sweep::SweepOverrides;
 #[error("{0}")]
 pub struct EventError(pub String);
 
-const OPTIONS: [&str; 3] = ["dry_run", "batch_size", "time_budget_seconds"];
+const OPTIONS: [&str; 4] = ["dry_run", "batch_size", "time_budget_seconds", "status"];
 const TIMER_FIELDS: [&str; 2] = ["triggerTime", "triggerName"];
 
-/// Parses an invoke body into sweep overrides.
-pub fn parse_invoke_body(body: &[u8]) -> Result<SweepOverrides, EventError> {
+/// What an invocation asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// A sweep, with these overrides.
+    Sweep(SweepOverrides),
+    /// `{"status": true}`: where things stand; deletes nothing.
+    Status,
+}
+
+/// A parsed invocation: what it asks for, and what started it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invocation {
+    /// A sweep or a status.
+    pub request: Request,
+    /// A timer trigger (the body is a timer event), or a manual invoke.
+    pub trigger: Trigger,
+}
+
+/// Parses an invoke body.
+pub fn parse_invoke_body(body: &[u8]) -> Result<Invocation, EventError> {
     let text = std::str::from_utf8(body).map_err(|e| EventError(format!("body is not UTF-8 text: {e}")))?;
+    let manual = |request| Invocation { request, trigger: Trigger::Manual };
     if text.trim().is_empty() {
-        return Ok(SweepOverrides::default());
+        return Ok(manual(Request::Sweep(SweepOverrides::default())));
     }
     let value = strict_json::parse(text).map_err(|e| EventError(format!("body is not valid JSON: {e}")))?;
     let Value::Object(object) = value else {
         return Err(EventError(format!("body must be a JSON object, got {}", kind(&value))));
     };
     if TIMER_FIELDS.iter().any(|f| object.contains_key(*f)) {
-        parse_timer_event(&object)
+        parse_timer_event(&object).map(|request| Invocation { request, trigger: Trigger::Timer })
     } else {
-        parse_options(&object, "body")
+        parse_options(&object, "body").map(manual)
     }
 }
 
-fn parse_timer_event(event: &Map<String, Value>) -> Result<SweepOverrides, EventError> {
+fn parse_timer_event(event: &Map<String, Value>) -> Result<Request, EventError> {
     if let Some(option) = OPTIONS.iter().find(|o| event.contains_key(**o)) {
         return Err(EventError(format!("option {option:?} must go inside the timer event's payload, not beside it")));
     }
@@ -53,10 +74,11 @@ fn parse_timer_event(event: &Map<String, Value>) -> Result<SweepOverrides, Event
             }
         }
     }
+    let default = Request::Sweep(SweepOverrides::default());
     match event.get("payload") {
-        None | Some(Value::Null) => Ok(SweepOverrides::default()),
+        None | Some(Value::Null) => Ok(default),
         Some(Value::Object(options)) => parse_options(options, "timer payload"),
-        Some(Value::String(payload)) if payload.trim().is_empty() => Ok(SweepOverrides::default()),
+        Some(Value::String(payload)) if payload.trim().is_empty() => Ok(default),
         Some(Value::String(payload)) => match strict_json::parse(payload) {
             // Meant as options (a repeated key, or it starts like an object), but unreadable: running a default
             // sweep instead would act on input nobody can vouch for.
@@ -72,14 +94,23 @@ fn parse_timer_event(event: &Map<String, Value>) -> Result<SweepOverrides, Event
             }
             Err(_) => {
                 tracing::info!(payload_len = payload.len(), "timer payload is not JSON; running a default sweep");
-                Ok(SweepOverrides::default())
+                Ok(default)
             }
         },
         Some(other) => Err(EventError(format!("timer payload must be a string, got {}", kind(other)))),
     }
 }
 
-fn parse_options(options: &Map<String, Value>, what: &str) -> Result<SweepOverrides, EventError> {
+fn parse_options(options: &Map<String, Value>, what: &str) -> Result<Request, EventError> {
+    if let Some(status) = options.get("status") {
+        if status != &Value::Bool(true) {
+            return Err(EventError(format!("status must be true, got {}", kind(status))));
+        }
+        if options.len() > 1 {
+            return Err(EventError(format!("status takes no other option in the {what}: it deletes nothing")));
+        }
+        return Ok(Request::Status);
+    }
     let mut overrides = SweepOverrides::default();
     for (key, value) in options {
         match key.as_str() {
@@ -97,12 +128,12 @@ fn parse_options(options: &Map<String, Value>, what: &str) -> Result<SweepOverri
             unknown => {
                 let shown: String = unknown.chars().take(64).collect();
                 return Err(EventError(format!(
-                    "unknown option {shown:?} in the {what}; accepted: dry_run, batch_size, time_budget_seconds"
+                    "unknown option {shown:?} in the {what}; accepted: dry_run, batch_size, time_budget_seconds, status"
                 )));
             }
         }
     }
-    Ok(overrides)
+    Ok(Request::Sweep(overrides))
 }
 
 fn whole(value: &Value, name: &str, max: u64) -> Result<u64, EventError> {
@@ -143,7 +174,21 @@ mod tests {
     use proptest::prelude::*;
 
     fn ok(body: &str) -> SweepOverrides {
-        parse_invoke_body(body.as_bytes()).unwrap()
+        match parse_invoke_body(body.as_bytes()).unwrap().request {
+            Request::Sweep(overrides) => overrides,
+            Request::Status => panic!("a status request: {body}"),
+        }
+    }
+
+    #[test]
+    fn triggers_and_status_requests() {
+        let timer = r#"{"triggerTime":"2023-12-26T07:49:00Z","triggerName":"t","payload":""}"#;
+        assert_eq!(parse_invoke_body(timer.as_bytes()).unwrap().trigger, Trigger::Timer);
+        assert_eq!(parse_invoke_body(b"").unwrap().trigger, Trigger::Manual);
+        assert_eq!(parse_invoke_body(b"{\"dry_run\":true}").unwrap().trigger, Trigger::Manual);
+        assert_eq!(parse_invoke_body(br#"{"status": true}"#).unwrap().request, Request::Status);
+        assert!(err(br#"{"status": false}"#).contains("status must be true"));
+        assert!(err(br#"{"status": true, "dry_run": false}"#).contains("status takes no other option"));
     }
     fn err(body: &[u8]) -> String {
         parse_invoke_body(body).unwrap_err().0
@@ -236,7 +281,7 @@ mod tests {
             } else {
                 inner
             };
-            if let Ok(o) = parse_invoke_body(body.as_bytes()) {
+            if let Ok(Invocation { request: Request::Sweep(o), .. }) = parse_invoke_body(body.as_bytes()) {
                 prop_assert!(o.batch_size.is_none_or(|b| (1..=100_000).contains(&b)));
                 prop_assert!(o.time_budget_seconds.is_none_or(|b| (1..=900).contains(&b)));
             }

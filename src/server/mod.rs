@@ -21,10 +21,10 @@ use tokio::net::TcpListener;
 
 use jtc_shared::serve::Plain;
 
-use crate::config::{ConnectionLimits, LegacySettings, Settings, SweepSettings};
+use crate::config::{ConnectionLimits, Settings};
+use crate::runner::Runner;
 use crate::store::fallback::Backends;
 use crate::store::StoreError;
-use crate::sweep::TokenVerifier;
 
 /// Request bodies larger than this are refused (413) before they are read: a timer payload is at most 128 KB.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -34,14 +34,8 @@ pub type AppState = jtc_shared::state::AppState<Shared>;
 
 /// The parts of [`AppState`].
 pub struct Shared {
-    /// Where the blacklist lives: each invocation takes a fresh fallback chain of these (`Backends::for_run`).
-    pub backends: Backends,
-    /// Sweep defaults.
-    pub sweep: SweepSettings,
-    /// Legacy-entry settings.
-    pub legacy: LegacySettings,
-    /// Verifies legacy tokens, when `JWT_SECRET_KEY` is set.
-    pub verifier: Option<TokenVerifier>,
+    /// Runs sweeps and statuses over the configured backends (each invocation takes a fresh fallback chain).
+    pub runner: Runner,
     /// How often a long sweep logs its progress.
     pub progress_every: std::time::Duration,
 }
@@ -49,13 +43,7 @@ pub struct Shared {
 impl Shared {
     /// The state for `settings` and its backends.
     pub fn new(settings: &Settings, backends: Backends) -> Self {
-        Self {
-            backends,
-            sweep: settings.sweep.clone(),
-            legacy: settings.legacy.clone(),
-            verifier: TokenVerifier::from_settings(&settings.legacy),
-            progress_every: settings.progress_every,
-        }
+        Self { runner: Runner::new(settings, backends), progress_every: settings.progress_every }
     }
 }
 

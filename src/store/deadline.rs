@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use mongodb::bson::Bson;
+use mongodb::bson::{Bson, Document};
 use tokio::time::Instant;
 
 use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
@@ -35,7 +35,7 @@ impl<'a> Deadline<'a> {
         match tokio::time::timeout_at(self.at, call).await {
             Ok(answer) => answer,
             Err(_) => Err(StoreError::unreachable(format!(
-                "{} did not answer before the run's deadline (the time budget plus {} s)",
+                "{} did not answer before the run's deadline (for a sweep, the time budget plus {} s)",
                 self.inner.backend(),
                 CALL_MARGIN.as_secs()
             ))),
@@ -71,6 +71,22 @@ impl BlacklistStore for Deadline<'_> {
 
     async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
         self.bounded(self.inner.count(range)).await
+    }
+
+    async fn count_at_most(&self, range: &ExpiryRange, limit: u64) -> Result<u64, StoreError> {
+        self.bounded(self.inner.count_at_most(range, limit)).await
+    }
+
+    async fn oldest_expiry(&self, range: &ExpiryRange) -> Result<Option<i64>, StoreError> {
+        self.bounded(self.inner.oldest_expiry(range)).await
+    }
+
+    async fn record_run(&self, run: &Document) -> Result<(), StoreError> {
+        self.bounded(self.inner.record_run(run)).await
+    }
+
+    async fn recent_runs(&self, limit: u32) -> Result<Vec<Document>, StoreError> {
+        self.bounded(self.inner.recent_runs(limit)).await
     }
 
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {

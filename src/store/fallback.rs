@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use mongodb::bson::Bson;
+use mongodb::bson::{Bson, Document};
 
 use super::http_api::HttpApiStore;
 use super::mongo::MongoStore;
@@ -26,10 +26,12 @@ impl Backends {
         let mut chain: Vec<Arc<dyn BlacklistStore>> = Vec::new();
         let (collection, field) = (&settings.sweep.collection, &settings.sweep.expires_field);
         if let Some(api) = &settings.api {
-            chain.push(Arc::new(HttpApiStore::new(api.clone(), collection, field)?));
+            chain.push(Arc::new(
+                HttpApiStore::new(api.clone(), collection, field)?.with_history(settings.history.clone()),
+            ));
         }
         if let Some(db) = &settings.db {
-            chain.push(Arc::new(MongoStore::new(db.clone(), collection, field)));
+            chain.push(Arc::new(MongoStore::new(db.clone(), collection, field).with_history(settings.history.clone())));
         }
         Ok(Self::new(chain))
     }
@@ -137,6 +139,22 @@ impl BlacklistStore for Fallback {
 
     async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
         with_fallback!(self, |s| s.count(range))
+    }
+
+    async fn count_at_most(&self, range: &ExpiryRange, limit: u64) -> Result<u64, StoreError> {
+        with_fallback!(self, |s| s.count_at_most(range, limit))
+    }
+
+    async fn oldest_expiry(&self, range: &ExpiryRange) -> Result<Option<i64>, StoreError> {
+        with_fallback!(self, |s| s.oldest_expiry(range))
+    }
+
+    async fn record_run(&self, run: &Document) -> Result<(), StoreError> {
+        with_fallback!(self, |s| s.record_run(run))
+    }
+
+    async fn recent_runs(&self, limit: u32) -> Result<Vec<Document>, StoreError> {
+        with_fallback!(self, |s| s.recent_runs(limit))
     }
 
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {

@@ -28,6 +28,58 @@ pub fn range_filter(field: &FieldPath, range: &ExpiryRange) -> Document {
     doc! { field: cond, format!("{field}.0"): { "$exists": false } }
 }
 
+/// `[{$match: range}, {$limit: limit}, {$count: "count"}]`: how many entries the range holds, counting no further
+/// than `limit` through the expiry index, so that a huge range is never a long count.
+pub fn bounded_count_pipeline(field: &FieldPath, range: &ExpiryRange, limit: u64) -> Vec<Document> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    vec![doc! { "$match": range_filter(field, range) }, doc! { "$limit": limit }, doc! { "$count": "count" }]
+}
+
+/// Reads the answer of [`bounded_count_pipeline`] (no row: none).
+pub fn count_answer(rows: Result<Vec<Document>, StoreError>) -> Result<u64, StoreError> {
+    let rows = rows?;
+    match rows.first() {
+        None => Ok(0),
+        Some(row) => as_u64(row.get("count")).ok_or_else(|| malformed(format!("unexpected $count answer: {row}"))),
+    }
+}
+
+/// `[{$match: range}, {$sort: {field: 1}}, {$limit: 1}, {$project: {field: 1}}]`: the earliest expiry in the
+/// range, one step along the expiry index.
+pub fn oldest_pipeline(field: &FieldPath, range: &ExpiryRange) -> Vec<Document> {
+    vec![
+        doc! { "$match": range_filter(field, range) },
+        doc! { "$sort": { field: 1 } },
+        doc! { "$limit": 1 },
+        doc! { "$project": { "_id": 0, field: 1 } },
+    ]
+}
+
+/// Reads the answer of [`oldest_pipeline`]: the expiry in milliseconds since the epoch (a Date as it is, seconds
+/// times 1000), or `None` when the range is empty.
+pub fn oldest_answer(field: &FieldPath, rows: Result<Vec<Document>, StoreError>) -> Result<Option<i64>, StoreError> {
+    Ok(rows?.first().and_then(|row| read_path(row, field)))
+}
+
+/// The expiry at the dotted `field` of `row`, in milliseconds since the epoch.
+fn read_path(row: &Document, field: &FieldPath) -> Option<i64> {
+    let mut current = row;
+    let mut parts = field.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            return match current.get(part)? {
+                Bson::DateTime(date) => Some(date.timestamp_millis()),
+                Bson::Int32(seconds) => Some(i64::from(*seconds) * 1000),
+                Bson::Int64(seconds) => Some(seconds.saturating_mul(1000)),
+                Bson::Double(seconds) if seconds.is_finite() => Some((seconds * 1000.0).floor() as i64),
+                _ => None,
+            };
+        }
+        current = current.get_document(part).ok()?;
+    }
+    None
+}
+
 /// The BSON types that make an expiry usable (by a range of one of the lanes).
 const EXPIRY_TYPES: [&str; 5] = ["date", "int", "long", "double", "decimal"];
 

@@ -15,8 +15,9 @@ pub mod http_api;
 pub mod mongo;
 
 use async_trait::async_trait;
-use mongodb::bson::Bson;
+use mongodb::bson::{Bson, Document};
 
+pub use crate::config::HistorySettings;
 pub use error::{ErrorKind, StoreError};
 
 /// How an entry stores its expiry. BSON compares values only within a type bracket, so each lane is swept
@@ -99,6 +100,9 @@ pub struct CollectionStats {
     pub size_bytes: Option<u64>,
 }
 
+/// The time field of a run record, which its TTL index is on.
+pub const HISTORY_TIME_FIELD: &str = "started_at";
+
 /// A legacy entry: no usable expiry field, but the raw token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LegacyEntry {
@@ -138,6 +142,19 @@ pub trait BlacklistStore: Send + Sync {
 
     /// Counts the entries in `range` (cheaper than [`measure`](Self::measure) where the server can use the index).
     async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError>;
+
+    /// Counts the entries in `range`, no further than `limit` (so a huge range is never a long count).
+    async fn count_at_most(&self, range: &ExpiryRange, limit: u64) -> Result<u64, StoreError>;
+
+    /// The earliest expiry in `range`, in milliseconds since the epoch; `None` when the range is empty.
+    async fn oldest_expiry(&self, range: &ExpiryRange) -> Result<Option<i64>, StoreError>;
+
+    /// Appends one run's record to the run history (`CLEANUP_HISTORY_COLLECTION`); the direct backend makes sure
+    /// of its TTL index first.
+    async fn record_run(&self, run: &Document) -> Result<(), StoreError>;
+
+    /// The most recent `limit` records of the run history, newest first, as stored (unchecked).
+    async fn recent_runs(&self, limit: u32) -> Result<Vec<Document>, StoreError>;
 
     /// Whether an index starts with the expiry field; `None` when this backend cannot tell.
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError>;

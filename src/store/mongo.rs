@@ -11,10 +11,13 @@ use mongodb::{Client, Collection};
 use tokio::sync::OnceCell;
 
 use super::filter::{
-    backfill_update, indexes_lead_with, legacy_answer, legacy_ids_filter, legacy_page_pipeline, measure_answer,
-    measure_pipeline, range_filter, stats_answer, stats_pipeline,
+    backfill_update, bounded_count_pipeline, count_answer, indexes_lead_with, legacy_answer, legacy_ids_filter,
+    legacy_page_pipeline, measure_answer, measure_pipeline, oldest_answer, oldest_pipeline, range_filter, stats_answer,
+    stats_pipeline,
 };
-use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
+use super::{
+    BlacklistStore, CollectionStats, ExpiryRange, HistorySettings, LegacyEntry, Measure, StoreError, HISTORY_TIME_FIELD,
+};
 use crate::config::{DbSettings, FieldPath, MongoName};
 use jtc_shared::mongo::{connect, is_index_conflict, DriverError};
 
@@ -24,12 +27,66 @@ pub struct MongoStore {
     collection_name: MongoName,
     field: FieldPath,
     client: OnceCell<Client>,
+    history: Option<HistorySettings>,
+    /// The history's TTL index is in place (made once per process).
+    history_indexed: OnceCell<()>,
 }
 
 impl MongoStore {
     /// A store for `collection` in the configured database; nothing is connected until the first call.
     pub fn new(settings: DbSettings, collection: &MongoName, expires_field: &FieldPath) -> Self {
-        Self { settings, collection_name: collection.clone(), field: expires_field.clone(), client: OnceCell::new() }
+        Self {
+            settings,
+            collection_name: collection.clone(),
+            field: expires_field.clone(),
+            client: OnceCell::new(),
+            history: None,
+            history_indexed: OnceCell::new(),
+        }
+    }
+
+    /// The same store, recording runs as `history` says.
+    pub fn with_history(mut self, history: Option<HistorySettings>) -> Self {
+        self.history = history;
+        self
+    }
+
+    fn history(&self) -> Result<&HistorySettings, StoreError> {
+        self.history
+            .as_ref()
+            .ok_or_else(|| StoreError::query("the run history is off (CLEANUP_HISTORY_COLLECTION is empty)"))
+    }
+
+    async fn history_collection(&self) -> Result<Collection<Document>, StoreError> {
+        let history = self.history()?;
+        Ok(self.client().await?.database(&self.settings.database).collection(&history.collection))
+    }
+
+    /// Makes sure the run history has its TTL index on `started_at`, keeping records `CLEANUP_HISTORY_DAYS`; an
+    /// index there with another TTL is changed in place (`collMod`). Returns its name.
+    pub async fn ensure_history_index(&self) -> Result<String, StoreError> {
+        let history = self.history()?;
+        let keep = history.keep;
+        let options = mongodb::options::IndexOptions::builder()
+            .expire_after(Some(keep))
+            .name(Some(format!("{HISTORY_TIME_FIELD}_ttl")))
+            .build();
+        let model = mongodb::IndexModel::builder().keys(doc! { HISTORY_TIME_FIELD: 1 }).options(options).build();
+        let collection = self.history_collection().await?;
+        match collection.create_index(model).await {
+            Ok(created) => Ok(created.index_name),
+            Err(e) if is_index_conflict(&e) => {
+                let db = self.client().await?.database(&self.settings.database);
+                let seconds = i64::try_from(keep.as_secs()).unwrap_or(i64::MAX);
+                let command = doc! {
+                    "collMod": &*history.collection,
+                    "index": { "keyPattern": { HISTORY_TIME_FIELD: 1 }, "expireAfterSeconds": seconds },
+                };
+                db.run_command(command).await.map_err(|e| self.classify(e))?;
+                Ok(format!("{HISTORY_TIME_FIELD}_1 (TTL changed)"))
+            }
+            Err(e) => Err(self.classify(e)),
+        }
     }
 
     async fn client(&self) -> Result<&Client, StoreError> {
@@ -146,6 +203,32 @@ impl BlacklistStore for MongoStore {
     async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
         let collection = self.raw_collection().await?;
         collection.count_documents(range_filter(&self.field, range)).await.map_err(|e| self.classify(e))
+    }
+
+    async fn count_at_most(&self, range: &ExpiryRange, limit: u64) -> Result<u64, StoreError> {
+        count_answer(self.aggregate(bounded_count_pipeline(&self.field, range, limit)).await)
+    }
+
+    async fn oldest_expiry(&self, range: &ExpiryRange) -> Result<Option<i64>, StoreError> {
+        oldest_answer(&self.field, self.aggregate(oldest_pipeline(&self.field, range)).await)
+    }
+
+    async fn record_run(&self, run: &Document) -> Result<(), StoreError> {
+        self.history_indexed.get_or_try_init(|| async { self.ensure_history_index().await.map(|_| ()) }).await?;
+        let collection = self.history_collection().await?;
+        collection.insert_one(run).await.map_err(|e| self.classify(e))?;
+        Ok(())
+    }
+
+    async fn recent_runs(&self, limit: u32) -> Result<Vec<Document>, StoreError> {
+        let collection = self.history_collection().await?;
+        let cursor = collection
+            .find(doc! {})
+            .sort(doc! { HISTORY_TIME_FIELD: -1 })
+            .limit(i64::from(limit))
+            .await
+            .map_err(|e| self.classify(e))?;
+        cursor.try_collect().await.map_err(|e| self.classify(e))
     }
 
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {

@@ -8,6 +8,7 @@
 //! whatever is left, and because every batch is a range delete, concurrent or repeated runs converge on the same
 //! state and each counts only what its own deletes removed.
 
+pub mod backlog;
 pub mod legacy;
 pub mod options;
 pub mod progress;
@@ -113,10 +114,20 @@ pub async fn run_at(
     // One statistics call, at the end: on some servers it costs a pass over the collection (and holds the server
     // while it runs), so it is made once per run at most, and not at all with `CLEANUP_COLLECTION_STATS=false`.
     let after = if options.collection_stats { Some(store.stats().await.map_err(|e| fail(&tally, e))?) } else { None };
+    // The backlog after the run (sweep::backlog): a few index-bounded reads; a failure to measure it is reported,
+    // not fatal (the sweep itself is done).
+    let backlog = match backlog::measure(store, cutoff_ms, Utc::now()).await {
+        Ok(backlog) => Some(backlog),
+        Err(e) => {
+            tally.warn(format!("the backlog could not be measured: {e}"));
+            None
+        }
+    };
     let report = tally.into_report(RunEnd {
         started_at,
         duration: started.elapsed(),
         after,
+        backlog,
         dry_run: options.dry_run,
         backend: store.backend(),
         fallback_reason: store.fallback_reason(),

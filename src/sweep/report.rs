@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::backlog::Backlog;
 use crate::store::{CollectionStats, ErrorKind};
 
 /// What is known only once the run is over.
@@ -15,6 +16,8 @@ pub(crate) struct RunEnd {
     pub duration: Duration,
     /// The statistics call's answer; `None` when it is off.
     pub after: Option<CollectionStats>,
+    /// The backlog after the run; `None` when it could not be measured.
+    pub backlog: Option<Backlog>,
     pub dry_run: bool,
     pub backend: String,
     pub fallback_reason: Option<String>,
@@ -67,6 +70,9 @@ pub struct SweepReport {
     pub skipped_unverifiable: u64,
     /// Legacy entries whose expiry field was written (`BACKFILL_EXPIRES_AT=true`).
     pub backfilled: u64,
+    /// The backlog after the run: expired entries still there (counted to a limit) and the oldest one's age; null
+    /// when it could not be measured (a warning says why).
+    pub backlog: Option<Backlog>,
     /// Things the operator should fix, e.g. a missing index on the expiry field.
     pub warnings: Vec<String>,
     /// Which storage did the work: `http_api`, `mongodb`, or `http_api+mongodb` after a fallback.

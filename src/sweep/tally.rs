@@ -177,6 +177,7 @@ impl Tally {
             legacy_cleaned: self.legacy_cleaned,
             skipped_unverifiable: self.skipped_unverifiable,
             backfilled: self.backfilled,
+            backlog: end.backlog,
             warnings: self.warnings,
             backend: end.backend,
             fallback_reason: end.fallback_reason,

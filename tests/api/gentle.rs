@@ -86,6 +86,18 @@ impl BlacklistStore for Slowed {
     async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
         self.inner.count(range).await
     }
+    async fn count_at_most(&self, range: &ExpiryRange, limit: u64) -> Result<u64, StoreError> {
+        self.inner.count_at_most(range, limit).await
+    }
+    async fn oldest_expiry(&self, range: &ExpiryRange) -> Result<Option<i64>, StoreError> {
+        self.inner.oldest_expiry(range).await
+    }
+    async fn record_run(&self, run: &mongodb::bson::Document) -> Result<(), StoreError> {
+        self.inner.record_run(run).await
+    }
+    async fn recent_runs(&self, limit: u32) -> Result<Vec<mongodb::bson::Document>, StoreError> {
+        self.inner.recent_runs(limit).await
+    }
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {
         self.inner.expiry_indexed().await
     }

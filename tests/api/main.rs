@@ -8,6 +8,7 @@ mod faults;
 mod gentle;
 mod hardening;
 mod helpers;
+mod history;
 mod http_api;
 mod invoke_body;
 mod legacy;

@@ -270,7 +270,23 @@ async fn action(
             "find" => {
                 let Bson::Document(filter) = f.read(&body, "filter")? else { return Err("filter".into()) };
                 let limit = body["limit"].as_i64().unwrap_or(0);
-                documents(collection.find(filter).limit(limit).await, f).await
+                let mut find = collection.find(filter).limit(limit);
+                if body.get("sort").is_some() {
+                    let Bson::Document(sort) = f.read(&body, "sort")? else { return Err("sort".into()) };
+                    find = find.sort(sort);
+                }
+                if body.get("projection").is_some() {
+                    let Bson::Document(projection) = f.read(&body, "projection")? else {
+                        return Err("projection".into());
+                    };
+                    find = find.projection(projection);
+                }
+                documents(find.await, f).await
+            }
+            "insertOne" => {
+                let Bson::Document(document) = f.read(&body, "document")? else { return Err("document".into()) };
+                let inserted = collection.insert_one(document).await.map_err(|e| e.to_string())?;
+                Ok(json!({ "insertedId": f.write(inserted.inserted_id) }))
             }
             "aggregate" => {
                 let Bson::Array(stages) = f.read(&body, "pipeline")? else { return Err("pipeline".into()) };

@@ -19,7 +19,7 @@ pub async fn initialize(State(state): State<AppState>, headers: HeaderMap) -> Re
     let span = tracing::info_span!("initialize", request_id = %id);
     async move {
         tracing::info!("FC Initialize Start RequestId: {id}");
-        let store = state.backends.for_run();
+        let store = state.runner.backends.for_run();
         let response = match store.check().await {
             Ok(()) => json_response(
                 StatusCode::OK,

@@ -10,14 +10,16 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::server::envelope::{self, error_json};
-use crate::server::event::parse_invoke_body;
+use crate::server::event::{parse_invoke_body, Request};
 use crate::server::fc::{json_response, request_id};
 use crate::server::status;
 use crate::server::AppState;
-use crate::sweep::{self, SweepOptions};
+use crate::status::StatusQuery;
+use crate::sweep;
 
 /// Parses the body, runs the sweep and answers the report: 200 on success, 400 on a bad body (nothing deleted),
-/// 503 when the database cannot be reached, 500 on any other failure.
+/// 503 when the database cannot be reached, 500 on any other failure. `{"status": true}` answers the status
+/// instead (200, whatever the verdict: the verdict is in the answer), and deletes nothing.
 pub async fn invoke(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -47,14 +49,21 @@ async fn sweep_and_answer(state: &AppState, body: Result<Bytes, BytesRejection>,
             return refuse(rejection.status(), format!("cannot read the body: {}", rejection.body_text()))
         }
     };
-    let overrides = match parse_invoke_body(&body) {
-        Ok(overrides) => overrides,
+    let invocation = match parse_invoke_body(&body) {
+        Ok(invocation) => invocation,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e.0),
     };
-    let options = SweepOptions::resolve(&state.sweep, &state.legacy, overrides);
-    let store = state.backends.for_run();
+    let overrides = match invocation.request {
+        Request::Sweep(overrides) => overrides,
+        Request::Status => {
+            let report = state.runner.status(&StatusQuery::default(), started).await;
+            let body = envelope::status(&report);
+            return json_response(StatusCode::OK, body);
+        }
+    };
+    let options = state.runner.options(overrides);
     let progress = sweep::LogLines::new(state.progress_every);
-    match sweep::run_at(&store, &options, state.verifier.as_ref(), id, started, &progress).await {
+    match state.runner.run(&options, invocation.trigger, id, started, &progress).await {
         Ok(report) => json_response(StatusCode::OK, envelope::success(&report)),
         Err(failure) => {
             tracing::error!(error = %failure.error, cleaned = failure.cleaned_count, "sweep failed");

@@ -64,10 +64,14 @@ use mongodb::bson::{doc, Bson, Document};
 use serde_json::{json, Value};
 
 use super::filter::{
-    as_u64, backfill_update, indexes_lead_with, legacy_answer, legacy_ids_filter, legacy_page_pipeline, measure_answer,
-    measure_pipeline, range_filter, stats_answer, stats_pipeline,
+    as_u64, backfill_update, bounded_count_pipeline, count_answer, indexes_lead_with, legacy_answer, legacy_ids_filter,
+    legacy_page_pipeline, measure_answer, measure_pipeline, oldest_answer, oldest_pipeline, range_filter, stats_answer,
+    stats_pipeline,
 };
-use super::{BlacklistStore, CollectionStats, ErrorKind, ExpiryRange, LegacyEntry, Measure, StoreError};
+use super::{
+    BlacklistStore, CollectionStats, ErrorKind, ExpiryRange, HistorySettings, LegacyEntry, Measure, StoreError,
+    HISTORY_TIME_FIELD,
+};
 use crate::config::{ApiSettings, FieldPath, MongoName};
 use contract::{ext_json, probe_pipeline, probe_verdict, read_documents, Probe};
 use transport::{Answer, Transport};
@@ -76,6 +80,7 @@ use transport::{Answer, Transport};
 pub struct HttpApiStore {
     transport: Transport,
     field: FieldPath,
+    history: Option<HistorySettings>,
     /// The server passed the contract probe, and nothing has failed since.
     verified: AtomicBool,
 }
@@ -86,14 +91,37 @@ impl HttpApiStore {
         Ok(Self {
             transport: Transport::new(settings, collection)?,
             field: expires_field.clone(),
+            history: None,
             verified: AtomicBool::new(false),
         })
     }
 
+    /// The same store, recording runs as `history` says (through `insertOne` and `find`; the TTL index is made by
+    /// `create-index` or the direct backend, as the Data API cannot make one).
+    pub fn with_history(mut self, history: Option<HistorySettings>) -> Self {
+        self.history = history;
+        self
+    }
+
+    fn history_collection(&self) -> Result<&str, StoreError> {
+        match &self.history {
+            Some(history) => Ok(&history.collection),
+            None => Err(StoreError::query("the run history is off (CLEANUP_HISTORY_COLLECTION is empty)")),
+        }
+    }
+
     /// One call, after the contract is proven; the proof is dropped when the call fails (see the module doc).
     async fn action(&self, action: &str, fields: Value) -> Result<Answer, StoreError> {
+        self.action_on(None, action, fields).await
+    }
+
+    /// [`action`](Self::action) on `collection` (the blacklist when `None`).
+    async fn action_on(&self, collection: Option<&str>, action: &str, fields: Value) -> Result<Answer, StoreError> {
         self.ensure_contract().await?;
-        let answer = self.transport.send(action, fields).await;
+        let answer = match collection {
+            Some(collection) => self.transport.send_to(collection, action, fields).await,
+            None => self.transport.send(action, fields).await,
+        };
         if let Err(error) = &answer {
             self.forget_proof(error);
         }
@@ -196,6 +224,40 @@ impl BlacklistStore for HttpApiStore {
             Some(row) => as_u64(row.get("count"))
                 .ok_or_else(|| StoreError::protocol(format!("aggregate $count: unexpected answer: {row}"))),
         }
+    }
+
+    async fn count_at_most(&self, range: &ExpiryRange, limit: u64) -> Result<u64, StoreError> {
+        count_answer(self.aggregate(bounded_count_pipeline(&self.field, range, limit)).await)
+    }
+
+    async fn oldest_expiry(&self, range: &ExpiryRange) -> Result<Option<i64>, StoreError> {
+        oldest_answer(&self.field, self.aggregate(oldest_pipeline(&self.field, range)).await)
+    }
+
+    async fn record_run(&self, run: &Document) -> Result<(), StoreError> {
+        let collection = self.history_collection()?;
+        let fields = json!({ "document": ext_json(Bson::Document(run.clone())) });
+        let answer = self.action_on(Some(collection), "insertOne", fields).await?;
+        if answer.contains_key("insertedId") {
+            return Ok(());
+        }
+        let error = StoreError::protocol(format!(
+            "insertOne: no \"insertedId\" in the answer: {}",
+            self.transport.excerpt(&Value::Object(answer).to_string())
+        ));
+        self.forget_proof(&error);
+        Err(error)
+    }
+
+    async fn recent_runs(&self, limit: u32) -> Result<Vec<Document>, StoreError> {
+        let collection = self.history_collection()?;
+        let fields = json!({ "filter": {}, "sort": { HISTORY_TIME_FIELD: -1 }, "limit": limit });
+        let answer = self.action_on(Some(collection), "find", fields).await?;
+        let documents = read_documents("find", &answer, |t| self.transport.excerpt(t));
+        if let Err(error) = &documents {
+            self.forget_proof(error);
+        }
+        documents
     }
 
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {

@@ -40,12 +40,18 @@ impl Transport {
         Ok(Self { settings, collection: collection.clone(), http, secrets })
     }
 
-    /// One round trip: POSTs `fields` plus the data source, database and collection; returns the answer object.
+    /// One round trip on the blacklist: POSTs `fields` plus the data source, database and collection; returns the
+    /// answer object.
     pub async fn send(&self, action: &str, fields: Value) -> Result<Answer, StoreError> {
+        self.send_to(&self.collection, action, fields).await
+    }
+
+    /// [`send`](Self::send) on another collection of the same database (the run history).
+    pub async fn send_to(&self, collection: &str, action: &str, fields: Value) -> Result<Answer, StoreError> {
         let mut body = json!({
             "dataSource": self.settings.data_source,
             "database": &*self.settings.database,
-            "collection": &*self.collection,
+            "collection": collection,
         });
         if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
             body.extend(fields);

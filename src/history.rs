@@ -1,0 +1,343 @@
+//! The run history: one record per run (`/invoke` or `sweep`, dry runs too, marked as such), appended to
+//! `CLEANUP_HISTORY_COLLECTION` in the blacklist's database through the backend that ran the sweep, and kept
+//! `CLEANUP_HISTORY_DAYS` by a TTL index on `started_at`. `status` reads it back.
+//!
+//! A record is `{kind: "jwt-token-cleaner-run", schema: 1, started_at, ended_at, duration_ms, trigger, request_id,
+//! dry_run, backend, fallback_reason, outcome, cleaned_count, memory_saved_bytes, expired_remaining, complete,
+//! backlog: {expired, expired_at_least, oldest_expired_age_seconds} | null, error, version}`. Reading is strict:
+//! anything else in the collection (another program's documents, a hand edit) is skipped and counted, never
+//! trusted and never fatal.
+
+use chrono::{DateTime, Utc};
+use mongodb::bson::{doc, Bson, Document};
+use serde::Serialize;
+
+use crate::sweep::backlog::Backlog;
+use crate::sweep::report::rfc3339;
+use crate::sweep::{SweepFailure, SweepReport};
+
+/// What marks a document as a run record.
+const KIND: &str = "jwt-token-cleaner-run";
+/// The record's layout version.
+const SCHEMA: i32 = 1;
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// An FC timer trigger (the invoke body is a timer event).
+    Timer,
+    /// A manual `InvokeFunction` (any other invoke body).
+    Manual,
+    /// `jwt-token-cleaner sweep`.
+    Cli,
+}
+
+impl Trigger {
+    /// Its name in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Timer => "timer",
+            Trigger::Manual => "manual",
+            Trigger::Cli => "cli",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        [Trigger::Timer, Trigger::Manual, Trigger::Cli].into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Every expired entry swept (or, in a dry run, counted).
+    Success,
+    /// It worked, but left expired entries for the next run (`complete: false`).
+    Partial,
+    /// It stopped on an error.
+    Error,
+}
+
+impl Outcome {
+    /// Its name in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Partial => "partial",
+            Outcome::Error => "error",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        [Outcome::Success, Outcome::Partial, Outcome::Error].into_iter().find(|o| o.as_str() == name)
+    }
+
+    /// True for a run that did its work (all of it or part of it).
+    pub fn worked(self) -> bool {
+        self != Outcome::Error
+    }
+}
+
+/// The backlog a record keeps: the sums, not the lanes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BacklogRecord {
+    /// Expired entries still there (counted to a limit).
+    pub expired: u64,
+    /// The count stopped at the limit.
+    pub expired_at_least: bool,
+    /// The oldest expired entry's age, in seconds.
+    pub oldest_expired_age_seconds: Option<u64>,
+}
+
+impl From<&Backlog> for BacklogRecord {
+    fn from(backlog: &Backlog) -> Self {
+        Self {
+            expired: backlog.expired,
+            expired_at_least: backlog.expired_at_least,
+            oldest_expired_age_seconds: backlog.oldest_expired_age_seconds,
+        }
+    }
+}
+
+/// One run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    /// When it started (RFC 3339 in JSON, a Date in the collection).
+    #[serde(serialize_with = "as_rfc3339")]
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    #[serde(serialize_with = "as_rfc3339")]
+    pub ended_at: DateTime<Utc>,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// What started it.
+    pub trigger: Trigger,
+    /// The invocation's request id (FC's `x-fc-request-id`, or `cli-…`).
+    pub request_id: String,
+    /// Nothing was deleted on purpose.
+    pub dry_run: bool,
+    /// The backend(s) that did the work.
+    pub backend: String,
+    /// Why the HTTP API was abandoned, if it was.
+    pub fallback_reason: Option<String>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Entries it really deleted.
+    pub cleaned_count: u64,
+    /// Their bytes.
+    pub memory_saved_bytes: u64,
+    /// Expired entries left (counted after the sweep); null after an error.
+    pub expired_remaining: Option<u64>,
+    /// Every expired entry swept.
+    pub complete: bool,
+    /// The backlog after the run; null when it was not measured.
+    pub backlog: Option<BacklogRecord>,
+    /// What went wrong (scrubbed, as in the answer).
+    pub error: Option<String>,
+    /// The program's version.
+    pub version: String,
+}
+
+fn as_rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&rfc3339(*at))
+}
+
+impl RunRecord {
+    /// The record of a run that answered `report`, triggered by `trigger`, ending at `ended_at`.
+    pub fn of_report(
+        report: &SweepReport,
+        started_at: DateTime<Utc>,
+        ended_at: DateTime<Utc>,
+        trigger: Trigger,
+    ) -> Self {
+        Self {
+            started_at,
+            ended_at,
+            duration_ms: report.duration_ms,
+            trigger,
+            request_id: report.request_id.clone(),
+            dry_run: report.dry_run,
+            backend: report.backend.clone(),
+            fallback_reason: report.fallback_reason.clone(),
+            outcome: if report.complete { Outcome::Success } else { Outcome::Partial },
+            cleaned_count: report.cleaned_count,
+            memory_saved_bytes: report.memory_saved_bytes,
+            expired_remaining: Some(report.expired_remaining),
+            complete: report.complete,
+            backlog: report.backlog.as_ref().map(BacklogRecord::from),
+            error: None,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    /// The record of a run that failed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn of_failure(
+        failure: &SweepFailure,
+        started_at: DateTime<Utc>,
+        ended_at: DateTime<Utc>,
+        trigger: Trigger,
+        request_id: &str,
+        dry_run: bool,
+        fallback_reason: Option<String>,
+    ) -> Self {
+        let duration_ms = u64::try_from((ended_at - started_at).num_milliseconds()).unwrap_or(0);
+        Self {
+            started_at,
+            ended_at,
+            duration_ms,
+            trigger,
+            request_id: request_id.to_string(),
+            dry_run,
+            backend: failure.backend.clone(),
+            fallback_reason,
+            outcome: Outcome::Error,
+            cleaned_count: failure.cleaned_count,
+            memory_saved_bytes: failure.memory_saved_bytes,
+            expired_remaining: None,
+            complete: false,
+            backlog: None,
+            error: Some(failure.error.clone()),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    /// The document stored.
+    pub fn to_document(&self) -> Document {
+        let count = |n: u64| Bson::Int64(i64::try_from(n).unwrap_or(i64::MAX));
+        let optional = |n: Option<u64>| n.map_or(Bson::Null, count);
+        let backlog = match &self.backlog {
+            Some(b) => Bson::Document(doc! {
+                "expired": count(b.expired),
+                "expired_at_least": b.expired_at_least,
+                "oldest_expired_age_seconds": optional(b.oldest_expired_age_seconds),
+            }),
+            None => Bson::Null,
+        };
+        doc! {
+            "kind": KIND,
+            "schema": SCHEMA,
+            "started_at": mongodb::bson::DateTime::from_millis(self.started_at.timestamp_millis()),
+            "ended_at": mongodb::bson::DateTime::from_millis(self.ended_at.timestamp_millis()),
+            "duration_ms": count(self.duration_ms),
+            "trigger": self.trigger.as_str(),
+            "request_id": &self.request_id,
+            "dry_run": self.dry_run,
+            "backend": &self.backend,
+            "fallback_reason": self.fallback_reason.clone().map_or(Bson::Null, Bson::String),
+            "outcome": self.outcome.as_str(),
+            "cleaned_count": count(self.cleaned_count),
+            "memory_saved_bytes": count(self.memory_saved_bytes),
+            "expired_remaining": optional(self.expired_remaining),
+            "complete": self.complete,
+            "backlog": backlog,
+            "error": self.error.clone().map_or(Bson::Null, Bson::String),
+            "version": &self.version,
+        }
+    }
+
+    /// Reads a stored record; anything that is not one says why.
+    pub fn from_document(doc: &Document) -> Result<Self, String> {
+        if doc.get_str("kind").ok() != Some(KIND) {
+            return Err("not a run record (no \"kind\": \"jwt-token-cleaner-run\")".into());
+        }
+        let date = |name: &str| {
+            doc.get_datetime(name)
+                .ok()
+                .and_then(|d| DateTime::from_timestamp_millis(d.timestamp_millis()))
+                .ok_or_else(|| format!("{name} is missing or not a date"))
+        };
+        let text = |name: &str| doc.get_str(name).map(str::to_string).map_err(|_| format!("{name} is missing"));
+        let number = |name: &str| whole(doc.get(name)).ok_or_else(|| format!("{name} is missing or not a count"));
+        let optional_text = |name: &str| match doc.get(name) {
+            None | Some(Bson::Null) => Ok(None),
+            Some(Bson::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("{name} is not a string")),
+        };
+        let flag = |name: &str| doc.get_bool(name).map_err(|_| format!("{name} is missing or not a boolean"));
+        let backlog = match doc.get("backlog") {
+            None | Some(Bson::Null) => None,
+            Some(Bson::Document(b)) => Some(BacklogRecord {
+                expired: whole(b.get("expired")).ok_or("backlog.expired is not a count")?,
+                expired_at_least: b.get_bool("expired_at_least").unwrap_or(false),
+                oldest_expired_age_seconds: whole(b.get("oldest_expired_age_seconds")),
+            }),
+            Some(_) => return Err("backlog is not a document".into()),
+        };
+        Ok(Self {
+            started_at: date("started_at")?,
+            ended_at: date("ended_at")?,
+            duration_ms: number("duration_ms")?,
+            trigger: Trigger::parse(&text("trigger")?).ok_or("trigger is not timer, manual or cli")?,
+            request_id: text("request_id")?,
+            dry_run: flag("dry_run")?,
+            backend: text("backend")?,
+            fallback_reason: optional_text("fallback_reason")?,
+            outcome: Outcome::parse(&text("outcome")?).ok_or("outcome is not success, partial or error")?,
+            cleaned_count: number("cleaned_count")?,
+            memory_saved_bytes: number("memory_saved_bytes")?,
+            expired_remaining: whole(doc.get("expired_remaining")),
+            complete: flag("complete")?,
+            backlog,
+            error: optional_text("error")?,
+            version: text("version").unwrap_or_default(),
+        })
+    }
+}
+
+/// A non-negative whole number, as any integer BSON type holds it.
+fn whole(value: Option<&Bson>) -> Option<u64> {
+    match value? {
+        Bson::Int32(v) => u64::try_from(*v).ok(),
+        Bson::Int64(v) => u64::try_from(*v).ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> RunRecord {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        RunRecord {
+            started_at: at,
+            ended_at: at + chrono::Duration::seconds(3),
+            duration_ms: 3000,
+            trigger: Trigger::Timer,
+            request_id: "r-1".into(),
+            dry_run: false,
+            backend: "mongodb".into(),
+            fallback_reason: None,
+            outcome: Outcome::Partial,
+            cleaned_count: 5000,
+            memory_saved_bytes: 1_234_567,
+            expired_remaining: Some(12),
+            complete: false,
+            backlog: Some(BacklogRecord { expired: 12, expired_at_least: false, oldest_expired_age_seconds: Some(90) }),
+            error: None,
+            version: "0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let record = record();
+        assert_eq!(RunRecord::from_document(&record.to_document()), Ok(record.clone()));
+        let failed = RunRecord { outcome: Outcome::Error, error: Some("x".into()), backlog: None, ..record };
+        assert_eq!(RunRecord::from_document(&failed.to_document()), Ok(failed));
+    }
+
+    #[test]
+    fn foreign_and_malformed_documents_say_why() {
+        assert!(RunRecord::from_document(&doc! { "hello": 1 }).unwrap_err().contains("not a run record"));
+        let mut doc = record().to_document();
+        doc.insert("outcome", "maybe");
+        assert!(RunRecord::from_document(&doc).unwrap_err().contains("outcome"));
+        let mut doc = record().to_document();
+        doc.insert("started_at", "yesterday");
+        assert!(RunRecord::from_document(&doc).unwrap_err().contains("started_at"));
+    }
+}

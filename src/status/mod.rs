@@ -1,0 +1,307 @@
+//! `jwt-token-cleaner status` (and the invoke body `{"status": true}`): is the cleaner keeping up?
+//!
+//! It reads the run history and measures the backlog live, through the same backends and fallback as a sweep,
+//! and gives a verdict with the monitoring-plugin convention for exit codes:
+//!
+//! | verdict | exit | when |
+//! |---|---|---|
+//! | `ok` | 0 | none of the below |
+//! | `behind` | 1 | the backlog grew across the last runs, or the oldest expired entry is older than `--max-backlog-age` |
+//! | `failing` | 2 | no successful run within `--max-age`, or the last runs all failed |
+//! | `never_ran` | 3 | no real run recorded (dry runs do not count), or the history is off |
+//! | `unknown` | 3 | the history could not be read at all |
+//!
+//! The verdict is computed by [`judge`], a pure function of the records, the live backlog and a clock, so tests
+//! pin the clock. [`text`] renders it for people (with a sparkline of the backlog), [`chart`] as an SVG picture.
+
+pub mod chart;
+pub mod text;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::history::{Outcome, RunRecord};
+use crate::store::{BlacklistStore, StoreError};
+use crate::sweep::backlog::{self, Backlog};
+use crate::sweep::report::rfc3339;
+
+/// How many of the most recent runs are read.
+pub const RECENT_RUNS: u32 = 50;
+/// The backlog's trend is read over the last this many real runs that recorded it.
+const TREND_RUNS: usize = 10;
+/// The last runs that all failed make the verdict `failing`: this many (or all there are, if fewer).
+const FAILING_STREAK: usize = 3;
+
+/// What `status` is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusQuery {
+    /// `--max-age` (default 2 h): the last successful run must have ended within it.
+    pub max_age: Duration,
+    /// `--max-backlog-age` (default 24 h): the oldest expired entry may not be older.
+    pub max_backlog_age: Duration,
+}
+
+impl Default for StatusQuery {
+    fn default() -> Self {
+        Self { max_age: Duration::from_secs(2 * 3600), max_backlog_age: Duration::from_secs(24 * 3600) }
+    }
+}
+
+/// The verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Keeping up.
+    Ok,
+    /// Running, but not keeping up.
+    Behind,
+    /// Not running successfully.
+    Failing,
+    /// No real run on record.
+    NeverRan,
+    /// The history could not be read.
+    Unknown,
+}
+
+impl Verdict {
+    /// The monitoring-plugin exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Ok => 0,
+            Verdict::Behind => 1,
+            Verdict::Failing => 2,
+            Verdict::NeverRan | Verdict::Unknown => 3,
+        }
+    }
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Behind => "behind",
+            Verdict::Failing => "failing",
+            Verdict::NeverRan => "never_ran",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+/// A run, with how long ago it started.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunAt {
+    /// The record.
+    #[serde(flatten)]
+    pub run: RunRecord,
+    /// Seconds from its start to the check.
+    pub age_seconds: u64,
+}
+
+/// How the backlog moved across recent runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Trend {
+    /// `growing` (the last three points each higher), `shrinking` (the last point below the first), `steady`, or
+    /// `unknown` (fewer than two points).
+    pub direction: &'static str,
+    /// The backlog after each of those runs, oldest first.
+    pub points: Vec<u64>,
+}
+
+/// Counts of the outcomes of the runs read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Outcomes {
+    /// Complete runs.
+    pub success: u64,
+    /// Runs that left work for the next one.
+    pub partial: u64,
+    /// Failed runs.
+    pub error: u64,
+    /// Dry runs (any outcome), which do not count towards the verdict.
+    pub dry_run: u64,
+}
+
+/// What `status` shows (`--json` prints it as it is).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusReport {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Its exit code.
+    pub exit_code: u8,
+    /// Why, one line each.
+    pub reasons: Vec<String>,
+    /// When the check ran.
+    pub checked_at: String,
+    /// The most recent run, dry runs included.
+    pub last_run: Option<RunAt>,
+    /// The most recent real run that did its work (all or part of it).
+    pub last_success: Option<RunAt>,
+    /// The outcomes of the runs read.
+    pub outcomes: Outcomes,
+    /// The backlog now; null when it could not be measured (a reason says why).
+    pub backlog: Option<Backlog>,
+    /// The backlog across recent runs.
+    pub trend: Trend,
+    /// The runs read, most recent first.
+    pub runs: Vec<RunAt>,
+    /// Documents in the history collection that are not run records (skipped).
+    pub skipped_documents: u64,
+}
+
+/// Reads the history and the live backlog below `cutoff_ms` through `store`, and judges at `now`. `history`
+/// false: the history is off. Fails only when the history cannot be read at all.
+pub async fn gather(
+    store: &dyn BlacklistStore,
+    history: bool,
+    cutoff_ms: i64,
+    query: &StatusQuery,
+    now: DateTime<Utc>,
+) -> Result<StatusReport, StoreError> {
+    let documents = if history { store.recent_runs(RECENT_RUNS).await? } else { Vec::new() };
+    let mut runs = Vec::with_capacity(documents.len());
+    let mut skipped = 0u64;
+    for document in &documents {
+        match RunRecord::from_document(document) {
+            Ok(run) => runs.push(run),
+            Err(why) => {
+                skipped += 1;
+                tracing::debug!(%why, "skipped a document of the run history");
+            }
+        }
+    }
+    let (backlog, backlog_error) = match backlog::measure(store, cutoff_ms, now).await {
+        Ok(backlog) => (Some(backlog), None),
+        Err(e) => (None, Some(format!("the backlog could not be measured: {e}"))),
+    };
+    let mut report = judge(runs, backlog, query, now);
+    report.skipped_documents = skipped;
+    if skipped > 0 {
+        report.reasons.push(format!("{skipped} document(s) in the history are not run records and were skipped"));
+    }
+    if !history {
+        report.reasons.insert(0, "the run history is off (CLEANUP_HISTORY_COLLECTION is empty)".into());
+    }
+    report.reasons.extend(backlog_error);
+    Ok(report)
+}
+
+/// The report for a history that could not be read.
+pub fn unknown(error: &StoreError, now: DateTime<Utc>) -> StatusReport {
+    let mut report = judge(Vec::new(), None, &StatusQuery::default(), now);
+    report.verdict = Verdict::Unknown;
+    report.exit_code = Verdict::Unknown.exit_code();
+    report.reasons = vec![format!("the run history could not be read: {error}")];
+    report
+}
+
+/// The verdict on `runs` (any order), the live `backlog`, at `now`.
+pub fn judge(
+    mut runs: Vec<RunRecord>,
+    backlog: Option<Backlog>,
+    query: &StatusQuery,
+    now: DateTime<Utc>,
+) -> StatusReport {
+    runs.sort_by_key(|run| std::cmp::Reverse(run.started_at));
+    let at = |run: &RunRecord| RunAt {
+        run: run.clone(),
+        age_seconds: u64::try_from((now - run.started_at).num_seconds()).unwrap_or(0),
+    };
+    let real: Vec<&RunRecord> = runs.iter().filter(|r| !r.dry_run).collect();
+    let last_success = real.iter().find(|r| r.outcome.worked()).copied();
+    let mut outcomes = Outcomes::default();
+    for run in &runs {
+        match (run.dry_run, run.outcome) {
+            (true, _) => outcomes.dry_run += 1,
+            (false, Outcome::Success) => outcomes.success += 1,
+            (false, Outcome::Partial) => outcomes.partial += 1,
+            (false, Outcome::Error) => outcomes.error += 1,
+        }
+    }
+    let mut points: Vec<u64> = real.iter().filter_map(|r| r.backlog.map(|b| b.expired)).take(TREND_RUNS).collect();
+    points.reverse();
+    let direction = match points.as_slice() {
+        [] | [_] => "unknown",
+        [.., a, b, c] if a < b && b < c => "growing",
+        [first, .., last] if last < first => "shrinking",
+        _ => "steady",
+    };
+
+    let mut failing = Vec::new();
+    let mut behind = Vec::new();
+    let ago = |seconds: i64| human(u64::try_from(seconds).unwrap_or(0));
+    if !real.is_empty() {
+        match last_success {
+            None => failing.push("no real run has succeeded yet".to_string()),
+            Some(run) => {
+                let age = now - run.ended_at;
+                if age.num_seconds() > i64::try_from(query.max_age.as_secs()).unwrap_or(i64::MAX) {
+                    failing.push(format!(
+                        "no successful run within {} (the last one ended {} ago)",
+                        human(query.max_age.as_secs()),
+                        ago(age.num_seconds())
+                    ));
+                }
+            }
+        }
+        let streak: Vec<&&RunRecord> = real.iter().take(FAILING_STREAK).collect();
+        if streak.iter().all(|r| r.outcome == Outcome::Error) {
+            failing.push(format!(
+                "the last {} run(s) all failed: {}",
+                streak.len(),
+                streak[0].error.as_deref().unwrap_or("")
+            ));
+        }
+        if direction == "growing" {
+            behind.push(format!("the backlog grew across the last runs ({})", join(&points)));
+        }
+        if let Some(age) = backlog.as_ref().and_then(|b| b.oldest_expired_age_seconds) {
+            if age > query.max_backlog_age.as_secs() {
+                behind.push(format!(
+                    "the oldest expired entry expired {} ago, more than {}",
+                    human(age),
+                    human(query.max_backlog_age.as_secs())
+                ));
+            }
+        }
+    }
+    let (verdict, reasons) = if real.is_empty() {
+        let why = if runs.is_empty() { "no run is recorded" } else { "only dry runs are recorded" };
+        (Verdict::NeverRan, vec![why.to_string()])
+    } else if !failing.is_empty() {
+        (Verdict::Failing, [failing, behind].concat())
+    } else if !behind.is_empty() {
+        (Verdict::Behind, behind)
+    } else {
+        (Verdict::Ok, vec!["the cleaner is keeping up".to_string()])
+    };
+    StatusReport {
+        verdict,
+        exit_code: verdict.exit_code(),
+        reasons,
+        checked_at: rfc3339(now),
+        last_run: runs.first().map(at),
+        last_success: last_success.map(at),
+        outcomes,
+        backlog,
+        trend: Trend { direction, points },
+        runs: runs.iter().map(at).collect(),
+        skipped_documents: 0,
+    }
+}
+
+fn join(points: &[u64]) -> String {
+    points.iter().map(u64::to_string).collect::<Vec<_>>().join(" → ")
+}
+
+/// `45 s`, `12 min`, `3.0 h`, `2.5 d`.
+pub fn human(seconds: u64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{:.1} h", s as f64 / 3600.0),
+        s => format!("{:.1} d", s as f64 / 86_400.0),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+//! The verdicts, with a pinned clock.
+
+use super::*;
+use crate::history::{BacklogRecord, Trigger};
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+/// A run that started `ago` before [`now`], with `outcome` and a backlog of `backlog` after it.
+fn run(ago: chrono::Duration, outcome: Outcome, backlog: Option<u64>) -> RunRecord {
+    let started_at = now() - ago;
+    RunRecord {
+        started_at,
+        ended_at: started_at + chrono::Duration::seconds(2),
+        duration_ms: 2000,
+        trigger: Trigger::Timer,
+        request_id: "r".into(),
+        dry_run: false,
+        backend: "mongodb".into(),
+        fallback_reason: None,
+        outcome,
+        cleaned_count: 100,
+        memory_saved_bytes: 1000,
+        expired_remaining: backlog,
+        complete: outcome == Outcome::Success,
+        backlog: backlog.map(|expired| BacklogRecord {
+            expired,
+            expired_at_least: false,
+            oldest_expired_age_seconds: None,
+        }),
+        error: (outcome == Outcome::Error).then(|| "database unreachable: x".into()),
+        version: "0".into(),
+    }
+}
+
+fn hours(h: i64) -> chrono::Duration {
+    chrono::Duration::hours(h)
+}
+
+fn verdict(runs: Vec<RunRecord>) -> (Verdict, Vec<String>) {
+    let report = judge(runs, None, &StatusQuery::default(), now());
+    (report.verdict, report.reasons)
+}
+
+#[test]
+fn an_empty_history_never_ran() {
+    let (v, why) = verdict(Vec::new());
+    assert_eq!((v, v.exit_code()), (Verdict::NeverRan, 3));
+    assert_eq!(why, ["no run is recorded"]);
+    let mut dry = run(hours(1), Outcome::Success, Some(0));
+    dry.dry_run = true;
+    assert_eq!(verdict(vec![dry]).0, Verdict::NeverRan, "dry runs do not count");
+}
+
+#[test]
+fn hourly_successes_are_ok() {
+    let runs = (0..5).map(|h| run(hours(h) + chrono::Duration::minutes(5), Outcome::Success, Some(0))).collect();
+    let (v, why) = verdict(runs);
+    assert_eq!((v, v.exit_code()), (Verdict::Ok, 0), "{why:?}");
+}
+
+#[test]
+fn a_cleaner_that_stopped_3_hours_ago_is_failing() {
+    let runs = (3..8).map(|h| run(hours(h), Outcome::Success, Some(0))).collect();
+    let (v, why) = verdict(runs);
+    assert_eq!((v, v.exit_code()), (Verdict::Failing, 2));
+    assert_eq!(why, ["no successful run within 2.0 h (the last one ended 3.0 h ago)"]);
+}
+
+#[test]
+fn runs_that_all_fail_are_failing_even_when_recent() {
+    let mut runs: Vec<RunRecord> = (0..3).map(|h| run(hours(h), Outcome::Error, None)).collect();
+    runs.push(run(chrono::Duration::minutes(30) + hours(2), Outcome::Success, Some(0)));
+    let (v, why) = verdict(runs);
+    assert_eq!(v, Verdict::Failing);
+    assert!(why.iter().any(|w| w.starts_with("the last 3 run(s) all failed: database unreachable")), "{why:?}");
+}
+
+#[test]
+fn a_growing_backlog_is_behind() {
+    let runs = vec![
+        run(chrono::Duration::minutes(10), Outcome::Partial, Some(900)),
+        run(chrono::Duration::minutes(70), Outcome::Partial, Some(600)),
+        run(chrono::Duration::minutes(130), Outcome::Partial, Some(300)),
+    ];
+    let report = judge(runs, None, &StatusQuery::default(), now());
+    assert_eq!((report.verdict, report.exit_code), (Verdict::Behind, 1));
+    assert_eq!(report.trend.direction, "growing");
+    assert_eq!(report.trend.points, [300, 600, 900]);
+    assert!(report.reasons[0].contains("300 → 600 → 900"), "{:?}", report.reasons);
+}
+
+#[test]
+fn a_shrinking_backlog_is_ok() {
+    let runs = vec![
+        run(chrono::Duration::minutes(10), Outcome::Partial, Some(100)),
+        run(chrono::Duration::minutes(70), Outcome::Partial, Some(600)),
+        run(chrono::Duration::minutes(130), Outcome::Partial, Some(900)),
+    ];
+    let report = judge(runs, None, &StatusQuery::default(), now());
+    assert_eq!((report.verdict, report.trend.direction), (Verdict::Ok, "shrinking"));
+}
+
+#[test]
+fn an_old_expired_entry_is_behind() {
+    let runs = vec![run(chrono::Duration::minutes(10), Outcome::Success, Some(0))];
+    let live = Backlog {
+        expired: 1,
+        expired_at_least: false,
+        oldest_expired_age_seconds: Some(2 * 86_400),
+        lanes: Vec::new(),
+    };
+    let report = judge(runs, Some(live), &StatusQuery::default(), now());
+    assert_eq!(report.verdict, Verdict::Behind);
+    assert!(report.reasons[0].contains("expired 2.0 d ago, more than 24.0 h"), "{:?}", report.reasons);
+    let relaxed = StatusQuery { max_backlog_age: Duration::from_secs(3 * 86_400), ..StatusQuery::default() };
+    let live = report.backlog.clone();
+    let runs = vec![run(chrono::Duration::minutes(10), Outcome::Success, Some(0))];
+    assert_eq!(judge(runs, live, &relaxed, now()).verdict, Verdict::Ok);
+}
+
+#[test]
+fn failing_outranks_behind_and_runs_come_newest_first() {
+    let runs = vec![
+        run(hours(5), Outcome::Partial, Some(300)),
+        run(hours(3), Outcome::Partial, Some(900)),
+        run(hours(4), Outcome::Partial, Some(600)),
+    ];
+    let report = judge(runs, None, &StatusQuery::default(), now());
+    assert_eq!(report.verdict, Verdict::Failing);
+    assert!(report.reasons.iter().any(|r| r.contains("grew")), "behind's reason is kept: {:?}", report.reasons);
+    let starts: Vec<i64> = report.runs.iter().map(|r| r.run.started_at.timestamp()).collect();
+    assert!(starts.windows(2).all(|w| w[0] > w[1]), "{starts:?}");
+    assert_eq!(report.last_run.as_ref().map(|r| r.age_seconds), Some(3 * 3600));
+}

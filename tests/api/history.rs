@@ -1,0 +1,394 @@
+//! Is the cleaner keeping up? The run history (written through both backends, a failed write a warning), the
+//! backlog, `status` (its JSON, its verdicts and exit codes, the chart, foreign documents), the status invoke, the
+//! heartbeat against a recording server, and a real Prometheus Pushgateway (`PUSHGATEWAY_TEST_URL`).
+
+use std::collections::HashMap;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::Uri;
+use axum::Router;
+use chrono::Utc;
+use mongodb::bson::{doc, DateTime, Document};
+use serde_json::Value;
+
+use crate::helpers::{dead_db_uri, settings_from, CleanerEnv, TempDir, TestApp, TestDb};
+use jtc_test_support::data_api::DataApi;
+
+const BIN: &str = env!("CARGO_BIN_EXE_jwt-token-cleaner");
+const TIMER: &str = r#"{"triggerTime":"2026-11-27T07:00:00Z","triggerName":"hourly","payload":""}"#;
+
+/// `n` entries expired an hour ago (or more), and 5 valid ones.
+async fn seed(db: &TestDb, n: i64) {
+    let now = Utc::now().timestamp_millis();
+    let mut docs: Vec<Document> = (0..n)
+        .map(|i| doc! { "jti": format!("e{i}"), "expires_at": DateTime::from_millis(now - 3_600_000 - i * 1000) })
+        .collect();
+    docs.extend((0..5).map(|i| doc! { "jti": format!("v{i}"), "expires_at": DateTime::from_millis(now + 3_600_000) }));
+    db.insert(docs).await;
+}
+
+fn runs(db: &TestDb) -> mongodb::Collection<Document> {
+    db.client.database(&db.name).collection("jwt_cleaner_runs")
+}
+
+async fn records(db: &TestDb) -> Vec<Document> {
+    use futures_util::TryStreamExt;
+    let cursor = runs(db).find(doc! {}).sort(doc! { "started_at": 1 }).await.expect("find");
+    cursor.try_collect().await.expect("records")
+}
+
+/// Runs the binary with `env` and `args`, off the test's runtime (which serves the test's own servers meanwhile).
+async fn cli(env: &HashMap<String, String>, args: &[&str]) -> Output {
+    let env = env.clone();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let dir = TempDir::new("jtc-status");
+        let mut command = Command::new(BIN);
+        command.env_clear().current_dir(&*dir).envs(&env).args(&args).stdin(Stdio::null());
+        if let Ok(path) = std::env::var("PATH") {
+            command.env("PATH", path);
+        }
+        command.output().expect("run the binary")
+    })
+    .await
+    .expect("join")
+}
+
+async fn status_json(env: &HashMap<String, String>) -> (i32, Value) {
+    let out = cli(env, &["status", "--json"]).await;
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("not JSON: {} / {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.code().unwrap_or(-1), json)
+}
+
+#[tokio::test]
+async fn every_run_is_recorded_through_the_direct_backend_with_its_ttl_index() {
+    let db = TestDb::new().await;
+    seed(&db, 30).await;
+    let app = TestApp::spawn(&db.settings(&[("CLEANUP_HISTORY_DAYS", "30")])).await;
+    let answer = app.invoke(TIMER).await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let data = &answer.json["data"];
+    assert_eq!(data["backlog"]["expired"], 0, "{data}");
+    assert_eq!(data["backlog"]["oldest_expired_age_seconds"], Value::Null);
+    assert!(!data["warnings"].to_string().contains("history"), "{data}");
+    let dry = app.invoke(r#"{"dry_run": true}"#).await;
+    assert_eq!(dry.status, 200);
+
+    let records = records(&db).await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    let run = &records[0];
+    assert_eq!(run.get_str("kind").unwrap(), "jwt-token-cleaner-run");
+    assert_eq!(run.get_str("trigger").unwrap(), "timer");
+    assert_eq!(run.get_str("request_id").unwrap(), "test-request-1");
+    assert_eq!(run.get_str("outcome").unwrap(), "success");
+    assert_eq!(run.get_str("backend").unwrap(), "mongodb");
+    assert_eq!(run.get_i64("cleaned_count").unwrap(), 30);
+    assert!(run.get_i64("memory_saved_bytes").unwrap() > 0);
+    assert!(!run.get_bool("dry_run").unwrap() && run.get_bool("complete").unwrap());
+    assert_eq!(run.get_document("backlog").unwrap().get_i64("expired").unwrap(), 0);
+    assert!(run.get_datetime("started_at").is_ok() && run.get_datetime("ended_at").is_ok());
+    assert_eq!(run.get_str("version").unwrap(), env!("CARGO_PKG_VERSION"));
+    assert_eq!(records[1].get_str("trigger").unwrap(), "manual");
+    assert!(records[1].get_bool("dry_run").unwrap());
+
+    // Bounded by a TTL index on its own time field.
+    use futures_util::TryStreamExt;
+    let indexes: Vec<mongodb::IndexModel> = runs(&db).list_indexes().await.unwrap().try_collect().await.unwrap();
+    let ttl = indexes.iter().find(|i| i.keys.contains_key("started_at")).expect("a TTL index on started_at");
+    assert_eq!(ttl.options.as_ref().and_then(|o| o.expire_after), Some(Duration::from_secs(30 * 86_400)));
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn runs_through_the_http_api_are_recorded_with_its_insert_one() {
+    let db = TestDb::new().await;
+    seed(&db, 12).await;
+    let api = DataApi::spawn(&db.uri, Some("k")).await;
+    let mut env = db.env(&[("MONGODB_API_URL", &api.url), ("MONGODB_API_KEY", "k")]);
+    env.remove("DB_URI");
+    let app = TestApp::spawn(&settings_from(env.clone())).await;
+    let answer = app.invoke("").await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert!(!answer.json["data"]["warnings"].to_string().contains("history"), "{}", answer.json);
+    let records = records(&db).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].get_str("backend").unwrap(), "http_api");
+    // Relaxed Extended JSON carries small counts as plain numbers: the server may store them as 32-bit integers.
+    assert_eq!(records[0].get("cleaned_count").and_then(mongodb::bson::Bson::as_i32), Some(12), "{:?}", records[0]);
+
+    // And status reads it back through the API alone.
+    let (code, status) = status_json(&env).await;
+    assert_eq!((code, status["verdict"].as_str()), (0, Some("ok")), "{status}");
+    assert_eq!(status["runs"].as_array().map(Vec::len), Some(1));
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_history_that_cannot_be_written_is_a_warning_and_the_sweep_stands() {
+    let db = TestDb::new().await;
+    seed(&db, 8).await;
+    // A unique index the record will collide with: the insert fails, as a full disk or a read-only user would.
+    runs(&db)
+        .create_index(
+            mongodb::IndexModel::builder()
+                .keys(doc! { "request_id": 1 })
+                .options(mongodb::options::IndexOptions::builder().unique(true).build())
+                .build(),
+        )
+        .await
+        .unwrap();
+    runs(&db).insert_one(doc! { "request_id": "test-request-1", "note": "in the way" }).await.unwrap();
+    let app = TestApp::spawn(&db.settings(&[])).await;
+    let answer = app.invoke("").await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_eq!(answer.json["data"]["cleaned_count"], 8);
+    let warnings = answer.json["data"]["warnings"].to_string();
+    assert!(warnings.contains("the run history was not written"), "{warnings}");
+    assert_eq!(db.count().await, 5);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn status_verdicts_and_exit_codes_from_the_command_line() {
+    let db = TestDb::new().await;
+    let env = db.env(&[]);
+    // Nothing yet: never ran (3).
+    let (code, status) = status_json(&env).await;
+    assert_eq!((code, status["verdict"].as_str()), (3, Some("never_ran")), "{status}");
+    assert_eq!(status["last_run"], Value::Null);
+
+    // A real run: ok (0), with every key an on-call engineer reads.
+    seed(&db, 20).await;
+    let out = cli(&env, &["sweep"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    seed(&db, 3).await;
+    let (code, status) = status_json(&env).await;
+    assert_eq!((code, status["verdict"].as_str()), (0, Some("ok")), "{status}");
+    assert!(status["last_run"]["started_at"].is_string() && status["last_success"]["started_at"].is_string());
+    assert_eq!(status["last_run"]["trigger"], "cli");
+    assert_eq!(status["backlog"]["expired"], 3, "the backlog now, read live: {status}");
+    assert!(status["backlog"]["oldest_expired_age_seconds"].as_u64().unwrap() >= 3600);
+    assert_eq!(status["runs"][0]["cleaned_count"], 20);
+
+    // Foreign and malformed documents are skipped and said, not fatal.
+    runs(&db).insert_one(doc! { "hello": "world" }).await.unwrap();
+    runs(&db)
+        .insert_one(doc! { "kind": "jwt-token-cleaner-run", "started_at": "yesterday", "outcome": "success" })
+        .await
+        .unwrap();
+    let (code, status) = status_json(&env).await;
+    assert_eq!(code, 0, "{status}");
+    assert_eq!(status["skipped_documents"], 2);
+
+    // The only success 3 h ago, then nothing: failing (2).
+    runs(&db).delete_many(doc! {}).await.unwrap();
+    let three_hours_ago = DateTime::from_millis(Utc::now().timestamp_millis() - 3 * 3_600_000);
+    let old = doc! {
+        "kind": "jwt-token-cleaner-run", "schema": 1, "started_at": three_hours_ago, "ended_at": three_hours_ago,
+        "duration_ms": 1000_i64, "trigger": "timer", "request_id": "old", "dry_run": false, "backend": "mongodb",
+        "fallback_reason": null, "outcome": "success", "cleaned_count": 1_i64, "memory_saved_bytes": 1_i64,
+        "expired_remaining": 0_i64, "complete": true, "backlog": null, "error": null, "version": "0.1.0",
+    };
+    runs(&db).insert_one(old).await.unwrap();
+    let (code, status) = status_json(&env).await;
+    assert_eq!((code, status["verdict"].as_str()), (2, Some("failing")), "{status}");
+    // The text says the same, with its sparkline line.
+    let out = cli(&env, &["status"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text.starts_with("jwt-token-cleaner status: failing (exit 2)") && text.contains("trend:"), "{text}");
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn the_chart_is_valid_svg_with_one_point_per_run_and_failed_runs_marked() {
+    let db = TestDb::new().await;
+    seed(&db, 5).await;
+    let good = TestApp::spawn(&db.settings(&[])).await;
+    for _ in 0..3 {
+        assert_eq!(good.invoke("").await.status, 200);
+    }
+    // A failed run, recorded: the HTTP API alone, claiming a deletedCount nobody deleted (a contract failure).
+    let api = DataApi::spawn(&db.uri, None).await;
+    api.set_fault(jtc_test_support::data_api::Fault::DeletedCountLie);
+    seed(&db, 5).await;
+    let mut env = db.env(&[("MONGODB_API_URL", &api.url)]);
+    env.remove("DB_URI");
+    let bad = TestApp::spawn(&settings_from(env)).await;
+    let failed = bad.invoke("").await;
+    assert_eq!(failed.status, 500, "{}", failed.json);
+
+    let dir = TempDir::new("jtc-chart");
+    let path = dir.join("runs.svg");
+    let out = cli(&db.env(&[]), &["status", "--chart", path.to_str().unwrap()]).await;
+    assert!(out.status.code().is_some(), "{}", String::from_utf8_lossy(&out.stderr));
+    let svg = std::fs::read_to_string(&path).expect("the chart");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{}", &svg[..200.min(svg.len())]);
+    let recorded = records(&db).await.len();
+    assert_eq!(svg.matches("<circle").count(), recorded, "one point per run");
+    let circles: Vec<&str> = svg.split("<circle").skip(1).filter_map(|c| c.split('>').next()).collect();
+    let red = circles.iter().filter(|c| c.contains("#FF0000")).count();
+    assert_eq!((recorded, red), (4, 1), "the failed run is red");
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn the_status_invoke_answers_the_status_and_deletes_nothing() {
+    let db = TestDb::new().await;
+    seed(&db, 7).await;
+    let app = TestApp::spawn(&db.settings(&[])).await;
+    let answer = app.invoke(r#"{"status": true}"#).await;
+    assert_eq!((answer.status, answer.fc_status.as_deref()), (200, Some("200")), "{}", answer.json);
+    assert_eq!(answer.json["status"], "success");
+    let data = &answer.json["data"];
+    assert_eq!(data["verdict"], "never_ran");
+    assert_eq!(data["backlog"]["expired"], 7);
+    assert_eq!(db.count().await, 12, "nothing deleted");
+    assert!(records(&db).await.is_empty(), "a status is not a run");
+    let timer = r#"{"triggerName":"t","payload":"{\"status\": true}"}"#;
+    assert_eq!(app.invoke(timer).await.json["data"]["verdict"], "never_ran");
+    assert_eq!(db.count().await, 12);
+    db.drop_db().await;
+}
+
+/// A server that records the path of every request and answers 200 (or never answers, with `hang`).
+async fn recorder(hang: bool) -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let router = Router::new().fallback(move |uri: Uri| {
+        let log = Arc::clone(&log);
+        async move {
+            log.lock().unwrap().push(uri.path().to_string());
+            if hang {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            "OK"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://127.0.0.1:{}/ping/secret-check-uuid-1234", listener.local_addr().unwrap().port());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn the_heartbeat_pings_start_then_success_or_fail_in_order() {
+    let db = TestDb::new().await;
+    seed(&db, 4).await;
+    let (url, seen) = recorder(false).await;
+    let app = TestApp::spawn(&db.settings(&[("CLEANUP_HEARTBEAT_URL", &url)])).await;
+    assert_eq!(app.invoke("").await.status, 200);
+    assert_eq!(*seen.lock().unwrap(), ["/ping/secret-check-uuid-1234/start", "/ping/secret-check-uuid-1234"]);
+
+    // Dry runs keep nothing clean: no ping.
+    assert_eq!(app.invoke(r#"{"dry_run": true}"#).await.status, 200);
+    assert_eq!(seen.lock().unwrap().len(), 2);
+
+    seen.lock().unwrap().clear();
+    let env = db.env(&[("CLEANUP_HEARTBEAT_URL", &url), ("DB_URI", &dead_db_uri()), ("DB_TIMEOUT_SECONDS", "1")]);
+    let failing = TestApp::spawn(&settings_from(env)).await;
+    let answer = failing.invoke("").await;
+    assert_eq!(answer.status, 503, "{}", answer.json);
+    assert_eq!(*seen.lock().unwrap(), ["/ping/secret-check-uuid-1234/start", "/ping/secret-check-uuid-1234/fail"]);
+    assert!(!answer.json.to_string().contains("secret-check-uuid"), "the URL is a secret");
+
+    // Nor does it reach a log line, at debug level.
+    let (url, _) = recorder(false).await;
+    seed(&db, 2).await;
+    let out = cli(&db.env(&[("CLEANUP_HEARTBEAT_URL", &url), ("RUST_LOG", "debug")]), &["sweep"]).await;
+    assert!(out.status.success());
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!printed.contains("secret-check-uuid"), "{printed}");
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_heartbeat_that_hangs_or_is_down_neither_fails_nor_holds_the_sweep() {
+    let db = TestDb::new().await;
+    let (hanging, _) = recorder(true).await;
+    let down = dead_db_uri().replace("mongodb://", "http://").replace("/?directConnection=true", "/ping/x");
+    for url in [hanging, down] {
+        seed(&db, 4).await;
+        let app = TestApp::spawn(&db.settings(&[("CLEANUP_HEARTBEAT_URL", &url)])).await;
+        let started = Instant::now();
+        let answer = app.invoke("").await;
+        assert_eq!(answer.status, 200, "{}", answer.json);
+        assert_eq!(answer.json["data"]["cleaned_count"], 4);
+        // The start ping runs beside the sweep; at most its 5 s, then the end ping's 5 s.
+        assert!(started.elapsed() < Duration::from_secs(20), "{url}: {:?}", started.elapsed());
+    }
+    db.drop_db().await;
+}
+
+/// The value of `metric` with `job="jwt-token-cleaner"` in the Pushgateway's `/metrics`.
+async fn pushed(gateway: &str, metric: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{gateway}/metrics")).await.ok()?.text().await.ok()?;
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{metric}{{")) && line.contains("job=\"jwt-token-cleaner\""))
+        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn the_pushgateway_gets_the_gauges_and_a_failure_leaves_the_last_success() {
+    let gateway = std::env::var("PUSHGATEWAY_TEST_URL")
+        .unwrap_or_else(|_| panic!("PUSHGATEWAY_TEST_URL is not set: run the suite with scripts/test"));
+    let db = TestDb::new().await;
+    seed(&db, 6).await;
+    let app = TestApp::spawn(&db.settings(&[("CLEANUP_PUSHGATEWAY_URL", &gateway)])).await;
+    assert_eq!(app.invoke("").await.status, 200);
+    let success = pushed(&gateway, "jwt_cleaner_last_success_timestamp_seconds").await.expect("last success");
+    assert!((success - Utc::now().timestamp() as f64).abs() < 60.0, "{success}");
+    assert_eq!(pushed(&gateway, "jwt_cleaner_last_run_cleaned").await, Some(6.0));
+    assert_eq!(pushed(&gateway, "jwt_cleaner_last_run_success").await, Some(1.0));
+    assert_eq!(pushed(&gateway, "jwt_cleaner_expired_remaining").await, Some(0.0));
+    assert_eq!(pushed(&gateway, "jwt_cleaner_oldest_expired_age_seconds").await, Some(0.0));
+    assert!(pushed(&gateway, "jwt_cleaner_last_run_duration_seconds").await.is_some());
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let env = db.env(&[("CLEANUP_PUSHGATEWAY_URL", &gateway), ("DB_URI", &dead_db_uri()), ("DB_TIMEOUT_SECONDS", "1")]);
+    let failing = TestApp::spawn(&settings_from(env)).await;
+    assert_eq!(failing.invoke("").await.status, 503);
+    assert_eq!(pushed(&gateway, "jwt_cleaner_last_run_success").await, Some(0.0));
+    let last_run = pushed(&gateway, "jwt_cleaner_last_run_timestamp_seconds").await.expect("last run");
+    assert!(last_run > success, "the failed run is the last run");
+    assert_eq!(
+        pushed(&gateway, "jwt_cleaner_last_success_timestamp_seconds").await,
+        Some(success),
+        "a failed run leaves the last success as it was"
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn bad_monitoring_settings_stop_before_anything_is_touched() {
+    let db = TestDb::new().await;
+    seed(&db, 3).await;
+    for (name, value) in [
+        ("CLEANUP_HISTORY_COLLECTION", "runs$bad"),
+        ("CLEANUP_HEARTBEAT_URL", "ftp://hc.example/x"),
+        ("CLEANUP_PUSHGATEWAY_URL", "not a url"),
+        ("CLEANUP_HISTORY_DAYS", "0"),
+    ] {
+        let out = cli(&db.env(&[(name, value)]), &["sweep"]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(name), "{name}: {stderr}");
+    }
+    for bad in ["0", "0h", "-1h", "soon"] {
+        let out = cli(&db.env(&[]), &["status", "--max-age", bad]).await;
+        assert_eq!(out.status.code(), Some(2), "--max-age {bad}");
+    }
+    assert_eq!(db.count().await, 8, "nothing touched");
+    // An empty collection name turns the history off: a sweep records nothing, and status says so.
+    let env = db.env(&[("CLEANUP_HISTORY_COLLECTION", "")]);
+    assert!(cli(&env, &["sweep"]).await.status.success());
+    assert!(records(&db).await.is_empty());
+    let (code, status) = status_json(&env).await;
+    assert_eq!(code, 3);
+    assert!(status["reasons"].to_string().contains("the run history is off"), "{status}");
+    db.drop_db().await;
+}
