@@ -405,6 +405,35 @@ mod tests {
     }
 
     #[test]
+    fn history_and_alert_settings() {
+        let s = settings(&BASE).unwrap();
+        let history = s.history.expect("on by default");
+        assert_eq!((&*history.collection, history.keep), ("jwt_cleaner_runs", Duration::from_secs(90 * 86_400)));
+        assert!(s.alerts.heartbeat.is_none() && s.alerts.pushgateway.is_none());
+        let s = settings(&[BASE[0], BASE[1], ("CLEANUP_HISTORY_COLLECTION", " ")]).unwrap();
+        assert!(s.history.is_none(), "empty turns it off");
+        let url = "https://hc-ping.example/0f6a5e2c-secret-uuid/";
+        let s = settings(&[BASE[0], BASE[1], ("CLEANUP_HEARTBEAT_URL", url)]).unwrap();
+        assert_eq!(
+            s.alerts.heartbeat.as_ref().map(|u| u.expose()),
+            Some("https://hc-ping.example/0f6a5e2c-secret-uuid")
+        );
+        let secrets = s.secret_values();
+        assert!(secrets.iter().any(|v| v == "0f6a5e2c-secret-uuid"), "the check's token is a secret: {secrets:?}");
+        assert!(!format!("{s:?}").contains("secret-uuid"));
+        for (name, value) in [
+            ("CLEANUP_HEARTBEAT_URL", "ftp://x.example"),
+            ("CLEANUP_PUSHGATEWAY_URL", "gateway:9091"),
+            ("CLEANUP_HISTORY_COLLECTION", "a.b"),
+            ("CLEANUP_HISTORY_DAYS", "0"),
+        ] {
+            let e = settings(&[BASE[0], BASE[1], (name, value)]).unwrap_err();
+            assert!(e.to_string().starts_with(&format!("{name} is invalid")), "{e}");
+            assert!(!e.to_string().contains("x.example"), "the URL is not quoted: {e}");
+        }
+    }
+
+    #[test]
     fn debug_redacts_every_secret() {
         let s = settings(&[
             ("DB_URI", "mongodb://admin:uri-pass-123@db.example:27017/app?authSource=admin"),

@@ -26,19 +26,22 @@ pub fn svg(report: &StatusReport) -> Result<String, ChartError> {
     runs.reverse();
     let times: Vec<i64> = runs.iter().map(|r| r.started_at.timestamp()).collect();
     let (first, last) = match (times.first(), times.last()) {
-        (Some(&first), Some(&last)) => (first, last.max(first + 60)),
+        (Some(&first), Some(&last)) => (first, last.max(first + 1)),
         _ => {
             let now = Utc::now().timestamp();
             (now - 3600, now)
         }
     };
-    let span = (last - first) / 20 + 1;
-    let x = (first - span)..(last + span);
+    let pad = (last - first) / 20 + 1;
+    let x = (first - pad)..(last + pad);
+    // Bars a third of the closest gap between two runs wide, so that they never overlap.
+    let gap = times.windows(2).map(|w| w[1] - w[0]).filter(|g| *g > 0).min().unwrap_or(last - first);
+    let half = (gap / 3).max(1);
+    let format = if last - first < 3 * 3600 { "%H:%M:%S" } else { "%m-%d %H:%M" };
     let backlog_of = |r: &RunRecord| r.backlog.map_or(0, |b| b.expired);
     let top = runs.iter().map(|r| backlog_of(r)).max().unwrap_or(0).max(1);
     let cleaned_top = runs.iter().map(|r| r.cleaned_count).max().unwrap_or(0).max(1);
-    let label =
-        |t: &i64| DateTime::from_timestamp(*t, 0).map_or_else(String::new, |d| d.format("%m-%d %H:%M").to_string());
+    let label = |t: &i64| DateTime::from_timestamp(*t, 0).map_or_else(String::new, |d| d.format(format).to_string());
 
     let mut text = String::new();
     {
@@ -72,12 +75,14 @@ pub fn svg(report: &StatusReport) -> Result<String, ChartError> {
             .build_cartesian_2d(x, 0u64..cleaned_top + cleaned_top / 10 + 1)
             .map_err(failed)?;
         chart.configure_mesh().x_label_formatter(&label).y_desc("cleaned").draw().map_err(failed)?;
-        let half = (span / 2).max(1);
         chart
             .draw_series(runs.iter().map(|r| {
                 let t = r.started_at.timestamp();
-                let style = if r.outcome.worked() { GREEN.mix(0.7).filled() } else { RED.filled() };
-                Rectangle::new([(t - half, 0), (t + half, r.cleaned_count)], style)
+                // A failed run is a pale red band the height of the chart: it usually cleaned nothing to draw.
+                match r.outcome.worked() {
+                    true => Rectangle::new([(t - half, 0), (t + half, r.cleaned_count)], GREEN.mix(0.7).filled()),
+                    false => Rectangle::new([(t - half, 0), (t + half, cleaned_top)], RED.mix(0.25).filled()),
+                }
             }))
             .map_err(failed)?;
         root.present().map_err(failed)?;
