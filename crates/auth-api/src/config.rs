@@ -10,6 +10,8 @@ use jtc_shared::config::{
 };
 
 use jtc_shared::names::{FieldPath, MongoName};
+
+use crate::cookies::CookieSettings;
 use jtc_shared::serve::ConnectionLimits;
 use jtc_shared::Secret;
 
@@ -93,6 +95,8 @@ pub struct AuthSettings {
     pub connections: ConnectionLimits,
     /// `PASSWORD_MIN_LENGTH` (default 12, 1-1024): the fewest characters a new or changed password may have.
     pub password_min_length: usize,
+    /// `JWT_TOKEN_LOCATION` and the cookie settings (see `cookies`).
+    pub cookies: CookieSettings,
 }
 
 impl AuthSettings {
@@ -193,6 +197,7 @@ impl AuthSettings {
             (None, Some(_)) => return Err(ConfigError::Missing("TLS_CERT_FILE", "TLS_KEY_FILE is set without it")),
         };
         let port = number(&get, "PORT", 5000, 0, 65535)? as u16;
+        let cookies = CookieSettings::from_lookup(&get, tls.is_some())?;
 
         Ok(Self {
             db,
@@ -212,6 +217,7 @@ impl AuthSettings {
                 1,
                 1024,
             )? as usize,
+            cookies,
         })
     }
 }

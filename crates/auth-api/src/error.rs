@@ -22,9 +22,12 @@ pub enum ApiError {
     /// 401: wrong user name or password.
     #[error("Invalid credentials")]
     InvalidCredentials,
-    /// 401: no usable `Authorization: Bearer` header.
+    /// 401: no token where `JWT_TOKEN_LOCATION` says to look (every location's reason, joined by `; `).
     #[error("{0}")]
-    MissingToken(&'static str),
+    MissingToken(String),
+    /// 401: a token from a cookie without its double-submit CSRF value, or with another one.
+    #[error("{0}")]
+    Csrf(&'static str),
     /// 401: the token is refused.
     #[error("{0}")]
     Token(#[from] TokenError),
@@ -60,6 +63,7 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "msg": msg }))).into_response(),
             ApiError::InvalidCredentials
             | ApiError::MissingToken(_)
+            | ApiError::Csrf(_)
             | ApiError::Token(_)
             | ApiError::UnknownUser(_)
             | ApiError::Revoked => {

@@ -14,6 +14,7 @@
 //! - [`revocation`]: the blacklist: revoke, look up, the `jti` index (entries built by `jtc_shared::blacklist`).
 //! - [`rate_limit`]: fixed windows in Redis or memory (one `Counter` trait, a file each), one scope per limited
 //!   route with its own setting; [`client_ip`]: whose IP (peer or proxies' header).
+//! - [`cookies`]: tokens in HttpOnly cookies with double-submit CSRF values (Flask-JWT-Extended's scheme).
 //! - [`error`]: the error answers.
 //! - [`server`]: state, router (with the per-client rate-limit layer), CORS, TLS, start-up and shutdown;
 //!   [`routes`]: one file per route.
@@ -26,6 +27,7 @@
 
 pub mod client_ip;
 pub mod config;
+pub mod cookies;
 pub mod error;
 pub mod rate_limit;
 pub mod revocation;

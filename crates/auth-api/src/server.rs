@@ -16,9 +16,10 @@ use jtc_shared::serve::{serve, ConnectionLimits, Handshake, Plain};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
 
 use super::config::{AuthSettings, TlsSettings};
+use super::cookies::{constant_time_eq, read_cookie, read_header, CookieSettings, Location};
 use super::error::ApiError;
 use super::rate_limit::{Decision, RateLimiter, Scope, Subject};
 use super::revocation::RevocationList;
@@ -65,6 +66,8 @@ pub struct Shared {
     pub limiter: RateLimiter,
     /// `TRUSTED_PROXY_HOPS`.
     pub trusted_proxy_hops: u8,
+    /// Where tokens are read from and written to, and their CSRF values.
+    pub cookies: CookieSettings,
 }
 
 impl Shared {
@@ -83,18 +86,55 @@ impl Shared {
         limited(scope, subject, self.limiter.peek(scope, subject).await)
     }
 
-    /// The claims of the `Authorization: Bearer` token, checked to be of `kind`, alive and not revoked. A
+    /// The claims of the request's token of `kind` (see [`verify_request`](Self::verify_request)), not revoked. A
     /// revocation check the database cannot answer refuses the request (503): fail closed.
-    pub async fn authorize(&self, headers: &HeaderMap, kind: TokenKind) -> Result<Claims, ApiError> {
-        let claims = self.verify_bearer(headers, kind)?;
+    pub async fn authorize(&self, method: &Method, headers: &HeaderMap, kind: TokenKind) -> Result<Claims, ApiError> {
+        let claims = self.verify_request(method, headers, kind)?.claims;
         self.check_not_revoked(&claims).await?;
         Ok(claims)
     }
 
-    /// The claims of the `Authorization: Bearer` token, checked to be of `kind` and alive; revocation is the
-    /// caller's to check.
-    pub fn verify_bearer(&self, headers: &HeaderMap, kind: TokenKind) -> Result<Claims, ApiError> {
-        Ok(self.keys.verify(bearer(headers)?, kind)?)
+    /// The request's token of `kind`, looked for in `JWT_TOKEN_LOCATION`'s order (the `Authorization: Bearer`
+    /// header, the JWT cookie), checked to be alive and of `kind`; revocation is the caller's to check. A token
+    /// from a cookie, on a method of `JWT_CSRF_METHODS`, must come with its `csrf` claim in the CSRF header,
+    /// compared in constant time (see `cookies`). The messages are Flask-JWT-Extended's.
+    pub fn verify_request(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        kind: TokenKind,
+    ) -> Result<Authenticated, ApiError> {
+        let mut missing = Vec::new();
+        for location in &self.cookies.locations {
+            match location {
+                Location::Headers => match bearer(headers) {
+                    Ok(token) => return Ok(Authenticated { claims: self.keys.verify(token, kind)?, by_cookie: false }),
+                    Err(ApiError::MissingToken(why)) => missing.push(why),
+                    Err(e) => return Err(e),
+                },
+                Location::Cookies => {
+                    let names = self.cookies.of(kind);
+                    let Some(token) = read_cookie(headers, &names.jwt) else {
+                        missing.push(format!("Missing cookie \"{}\"", names.jwt));
+                        continue;
+                    };
+                    // The header is looked for first, the claim after the signature is checked (as Flask does).
+                    let sent = match self.cookies.csrf_required(method) {
+                        true => Some(read_header(headers, &names.header).ok_or(ApiError::Csrf("Missing CSRF token"))?),
+                        false => None,
+                    };
+                    let claims = self.keys.verify(&token, kind)?;
+                    if let Some(sent) = sent {
+                        let claim = claims.csrf.as_deref().ok_or(ApiError::Csrf("Missing claim: csrf"))?;
+                        if !constant_time_eq(sent.as_bytes(), claim.as_bytes()) {
+                            return Err(ApiError::Csrf("CSRF double submit tokens do not match"));
+                        }
+                    }
+                    return Ok(Authenticated { claims, by_cookie: true });
+                }
+            }
+        }
+        Err(ApiError::MissingToken(missing.join("; ")))
     }
 
     /// `Err(Revoked)` when `claims.jti` is in the blacklist.
@@ -134,14 +174,25 @@ fn limited(scope: Scope, subject: Subject<'_>, decision: Decision) -> Result<(),
     }
 }
 
+/// A request's verified token, and where it came from.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// Its claims.
+    pub claims: Claims,
+    /// It came in a cookie (so the answer may set or unset cookies).
+    pub by_cookie: bool,
+}
+
 /// The token of an `Authorization: Bearer <JWT>` header.
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    const BAD: ApiError = ApiError::MissingToken("Bad Authorization header. Expected 'Authorization: Bearer <JWT>'");
-    let value = headers.get(header::AUTHORIZATION).ok_or(ApiError::MissingToken("Missing Authorization Header"))?;
-    let (scheme, token) = value.to_str().ok().and_then(|v| v.split_once(' ')).ok_or(BAD)?;
+    let bad = || ApiError::MissingToken("Bad Authorization header. Expected 'Authorization: Bearer <JWT>'".into());
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::MissingToken("Missing Authorization Header".into()))?;
+    let (scheme, token) = value.to_str().ok().and_then(|v| v.split_once(' ')).ok_or_else(bad)?;
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
-        return Err(BAD);
+        return Err(bad());
     }
     Ok(token)
 }
@@ -160,6 +211,7 @@ pub fn router(state: AppState, cors_allowed_origins: &[String]) -> Router {
     for (path, scope, route) in limited {
         router = router.route(path, route.route_layer(from_fn_with_state((state.clone(), scope), limit_per_client)));
     }
+    let cookies = state.cookies.clone();
     let router = router
         .route("/health", get(routes::health::health))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -168,13 +220,25 @@ pub fn router(state: AppState, cors_allowed_origins: &[String]) -> Router {
     if origins.is_empty() {
         return router;
     }
-    router.layer(
-        CorsLayer::new()
-            .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::POST])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-            .max_age(Duration::from_secs(600)),
-    )
+    // The CSRF headers may come through; with cookies, credentials are allowed, and only ever for a listed origin
+    // (never `*`: the list is exact, and the credentials header is answered to those origins alone).
+    let mut allowed_headers = vec![header::AUTHORIZATION, header::CONTENT_TYPE];
+    for name in [&cookies.access.header, &cookies.refresh.header] {
+        if let Ok(name) = header::HeaderName::from_bytes(name.as_bytes()) {
+            if !allowed_headers.contains(&name) {
+                allowed_headers.push(name);
+            }
+        }
+    }
+    let mut cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.clone()))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers(allowed_headers)
+        .max_age(Duration::from_secs(600));
+    if cookies.cookies() {
+        cors = cors.allow_credentials(AllowCredentials::predicate(move |origin, _| origins.contains(origin)));
+    }
+    router.layer(cors)
 }
 
 /// A bound, not yet running server.
@@ -219,8 +283,15 @@ impl Application {
             keys: TokenKeys::new(&settings.jwt),
             limiter,
             trusted_proxy_hops: settings.rate_limits.trusted_proxy_hops,
+            cookies: settings.cookies.clone(),
         });
 
+        if settings.cookies.cookies() && !settings.cookies.secure {
+            tracing::warn!(
+                "JWT cookies without Secure: a browser sends them over plain HTTP too; set JWT_COOKIE_SECURE=true \
+                 when TLS ends in front of this service"
+            );
+        }
         let tls = match &settings.tls {
             Some(files) => Some(tls_config(files)?),
             None => {

@@ -56,6 +56,10 @@ pub struct Claims {
     /// Issued by a login rather than a refresh.
     #[serde(default)]
     pub fresh: bool,
+    /// The double-submit CSRF value, fresh and random per token (Flask-JWT-Extended's claim); a request
+    /// authenticated by cookie must echo it in a header. Older tokens without one still work in headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf: Option<String>,
 }
 
 /// Why a token was refused; the `Display` text is the `msg` answered to the client.
@@ -140,6 +144,7 @@ impl TokenKeys {
             nbf: now,
             exp: now + ttl.as_secs() as i64,
             fresh,
+            csrf: Some(uuid::Uuid::new_v4().to_string()),
         };
         let token = jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)?;
         Ok((token, claims))
@@ -282,6 +287,7 @@ mod tests {
             nbf: now - 10,
             exp: now, // reached within this second: jsonwebtoken alone would still accept it
             fresh: false,
+            csrf: None,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
         assert_eq!(keys.verify(&token, TokenKind::Access), Err(TokenError::Expired));

@@ -14,9 +14,9 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{issue_at, json_object, require_json};
+use super::{hand_out, issue_at, json_object, require_json};
 use crate::error::ApiError;
 use crate::rate_limit::{Scope, Subject};
 use crate::server::AppState;
@@ -30,7 +30,7 @@ pub async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(HeaderMap, Json<Value>), ApiError> {
     // Already counted per client by the route layer (`RATE_LIMIT_LOGIN`).
     let client_ip = state.client_ip(peer, &headers);
     require_json(&headers)?;
@@ -65,8 +65,9 @@ pub async fn login(
         }
         return Err(ApiError::InvalidCredentials);
     };
-    let access_token = issue_at(&state.keys, &stored, TokenKind::Access, true, issued_at)?;
-    let refresh_token = issue_at(&state.keys, &stored, TokenKind::Refresh, false, issued_at)?;
+    let access = issue_at(&state.keys, &stored, TokenKind::Access, true, issued_at)?;
+    let refresh = issue_at(&state.keys, &stored, TokenKind::Refresh, false, issued_at)?;
     tracing::info!(username = ?stored, client_ip = %client_ip, "login");
-    Ok(Json(json!({ "access_token": access_token, "refresh_token": refresh_token })))
+    // `{"access_token", "refresh_token"}`, and in cookie mode the four cookies.
+    Ok(hand_out(&state.cookies, &[access, refresh], ("login", Value::Bool(true))))
 }

@@ -1,5 +1,7 @@
 //! `POST /logout` with an access token: revokes it, and the refresh token given in the body
-//! (`{"refresh_token": ...}`, optional), so that a logout really ends the session.
+//! (`{"refresh_token": ...}`, optional) or, in cookie mode, the refresh cookie that came along, so that a logout
+//! really ends the session (Flask-JWT-Extended leaves the refresh token alive; a browser logout should not). In
+//! cookie mode the answer also unsets the four cookies: empty, already expired, same path and domain.
 //!
 //! Everything is checked before anything is written: a refresh token that is forged, of another user or not a
 //! refresh token is a 400 and revokes nothing. An expired refresh token needs no revocation and is skipped.
@@ -10,18 +12,25 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap, Method};
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::json_object;
+use crate::cookies::read_cookie;
 use crate::error::ApiError;
 use crate::server::AppState;
 use crate::tokens::{TokenError, TokenKind};
 
 /// Writes the blacklist entries and answers which tokens were revoked.
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let access = state.verify_bearer(&headers, TokenKind::Access)?;
+pub async fn logout(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(HeaderMap, Json<Value>), ApiError> {
+    let authenticated = state.verify_request(&method, &headers, TokenKind::Access)?;
+    let access = authenticated.claims;
 
     let refresh_token = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -32,6 +41,14 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Byt
             Some(_) => return Err(ApiError::BadRequest("refresh_token must be a string".into())),
         }
     };
+    // The refresh cookie travels with the access cookie (the request's CSRF value already vouched for both). A
+    // stale one (another user's, from before a secret change) is left alone rather than blocking the logout.
+    let cookie_refresh = match refresh_token {
+        None if authenticated.by_cookie => read_cookie(&headers, &state.cookies.refresh.jwt)
+            .and_then(|t| state.keys.verify(&t, TokenKind::Refresh).ok())
+            .filter(|claims| claims.sub == access.sub),
+        _ => None,
+    };
     let refresh = match refresh_token.as_deref().map(|t| state.keys.verify(t, TokenKind::Refresh)) {
         None | Some(Err(TokenError::Expired)) => None,
         Some(Err(e)) => return Err(ApiError::BadRequest(format!("refresh_token: {e}"))),
@@ -39,7 +56,8 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Byt
             return Err(ApiError::BadRequest("refresh_token: it belongs to another user".into()))
         }
         Some(Ok(claims)) => Some(claims),
-    };
+    }
+    .or(cookie_refresh);
 
     let revocations = &state.revocations;
     let revoke = |claims| async move {
@@ -67,5 +85,11 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Byt
         }
     };
     tracing::info!(username = ?access.sub, revoked = ?revoked, "logout");
-    Ok(Json(json!({ "msg": "Successfully logged out", "revoked": revoked })))
+    let mut cookies = HeaderMap::new();
+    if state.cookies.cookies() {
+        for cookie in state.cookies.unset_all() {
+            cookies.append(header::SET_COOKIE, cookie);
+        }
+    }
+    Ok((cookies, Json(json!({ "msg": "Successfully logged out", "revoked": revoked }))))
 }

@@ -6,9 +6,13 @@ pub mod logout;
 pub mod protected;
 pub mod refresh;
 
+use axum::http::{header, HeaderMap};
+use axum::Json;
 use serde_json::{Map, Value};
 
+use super::cookies::CookieSettings;
 use super::error::ApiError;
+use super::tokens::{Claims, TokenKind};
 
 /// `Ok` when the request declares a JSON body (`application/json`, or `application/<anything>+json`, as Flask's
 /// `is_json`); 415 otherwise. Requiring it means a cross-site form or a `text/plain` fetch, which a browser sends
@@ -33,13 +37,13 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-/// Issues a token, or 503 (signing with an HMAC key fails only on a broken setup).
+/// Issues a token and its claims, or 503 (signing with an HMAC key fails only on a broken setup).
 fn issue(
     keys: &super::tokens::TokenKeys,
     user: &str,
-    kind: super::tokens::TokenKind,
+    kind: TokenKind,
     fresh: bool,
-) -> Result<String, ApiError> {
+) -> Result<(String, Claims), ApiError> {
     issue_at(keys, user, kind, fresh, chrono::Utc::now().timestamp())
 }
 
@@ -47,12 +51,38 @@ fn issue(
 fn issue_at(
     keys: &super::tokens::TokenKeys,
     user: &str,
-    kind: super::tokens::TokenKind,
+    kind: TokenKind,
     fresh: bool,
     issued_at: i64,
-) -> Result<String, ApiError> {
-    keys.issue_at(user, kind, fresh, issued_at).map(|(token, _)| token).map_err(|e| {
+) -> Result<(String, Claims), ApiError> {
+    keys.issue_at(user, kind, fresh, issued_at).map_err(|e| {
         tracing::error!("could not sign a token: {e}");
         ApiError::Unavailable
     })
+}
+
+/// An answer that hands `tokens` to the client where `JWT_TOKEN_LOCATION` says: in the JSON body as
+/// `access_token` / `refresh_token` when headers are a location, and as cookies (each JWT with its CSRF value)
+/// when cookies are. `cookie_only` is the body when only cookies are (`{"login": true}`, as Flask apps answer).
+fn hand_out(
+    cookies: &CookieSettings,
+    tokens: &[(String, Claims)],
+    cookie_only: (&str, Value),
+) -> (HeaderMap, Json<Value>) {
+    let mut headers = HeaderMap::new();
+    let mut body = Map::new();
+    for (token, claims) in tokens {
+        if cookies.headers() {
+            body.insert(format!("{}_token", claims.kind.as_str()), Value::String(token.clone()));
+        }
+        if cookies.cookies() {
+            for cookie in cookies.set(claims.kind, token, claims.csrf.as_deref().unwrap_or_default()) {
+                headers.append(header::SET_COOKIE, cookie);
+            }
+        }
+    }
+    if !cookies.headers() {
+        body.insert(cookie_only.0.to_string(), cookie_only.1);
+    }
+    (headers, Json(Value::Object(body)))
 }

@@ -2,7 +2,7 @@
 //! (`RATE_LIMIT_PROTECTED`).
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -11,7 +11,11 @@ use crate::server::AppState;
 use crate::tokens::TokenKind;
 
 /// Who the token belongs to.
-pub async fn protected(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let claims = state.authorize(&headers, TokenKind::Access).await?;
+pub async fn protected(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let claims = state.authorize(&method, &headers, TokenKind::Access).await?;
     Ok(Json(json!({ "logged_in_as": claims.sub })))
 }

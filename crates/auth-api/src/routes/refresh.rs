@@ -1,21 +1,27 @@
 //! `POST /refresh` with a refresh token (not revoked, its user still there, issued after their last password
-//! change) → `{"access_token"}` (not fresh). Costs the revocation lookup and one lookup of the user by name, both
+//! change) → `{"access_token"}` (not fresh); in cookie mode, from the refresh cookie, a new access cookie and its
+//! CSRF cookie. Costs the revocation lookup and one lookup of the user by name, both
 //! indexed. Rate limited per client
 //! (`RATE_LIMIT_REFRESH`): one stolen refresh token cannot mint access tokens by the thousand.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::issue;
+use super::{hand_out, issue};
 use crate::error::ApiError;
 use crate::server::AppState;
 use crate::tokens::TokenKind;
 
 /// A new access token for the refresh token's user.
-pub async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let claims = state.authorize(&headers, TokenKind::Refresh).await?;
+pub async fn refresh(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<(HeaderMap, Json<Value>), ApiError> {
+    // From the header or the refresh cookie (then with the refresh CSRF value).
+    let claims = state.authorize(&method, &headers, TokenKind::Refresh).await?;
     // The user must still exist, and the token must be younger than their password (whole seconds, as `iat` is:
     // a token issued in the very second of the change is refused too).
     let changed = state.users.password_changed(&claims.sub).await.map_err(|e| {
@@ -29,6 +35,7 @@ pub async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Resul
         }
         Some(_) => {}
     }
-    let access_token = issue(&state.keys, &claims.sub, TokenKind::Access, false)?;
-    Ok(Json(json!({ "access_token": access_token })))
+    let access = issue(&state.keys, &claims.sub, TokenKind::Access, false)?;
+    // `{"access_token"}`, and in cookie mode a new access cookie and its CSRF cookie.
+    Ok(hand_out(&state.cookies, &[access], ("refresh", Value::Bool(true))))
 }

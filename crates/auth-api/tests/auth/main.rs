@@ -4,8 +4,10 @@
 
 mod cli;
 mod connections;
+mod cookies;
 mod cors;
 mod end_to_end;
+mod flask_interop;
 mod logout;
 mod rate_limits;
 mod routes;
