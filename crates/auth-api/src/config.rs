@@ -12,6 +12,7 @@ use jtc_shared::config::{
 use jtc_shared::names::{FieldPath, MongoName};
 
 use crate::cookies::CookieSettings;
+use crate::revocation_cache::CacheSettings;
 use jtc_shared::serve::ConnectionLimits;
 use jtc_shared::Secret;
 
@@ -97,6 +98,8 @@ pub struct AuthSettings {
     pub password_min_length: usize,
     /// `JWT_TOKEN_LOCATION` and the cookie settings (see `cookies`).
     pub cookies: CookieSettings,
+    /// `REVOCATION_CACHE`, `REVOCATION_MAX_STALENESS_MS`, `REVOCATION_POLL_MS` (see `revocation_cache`).
+    pub revocation_cache: CacheSettings,
 }
 
 impl AuthSettings {
@@ -218,6 +221,20 @@ impl AuthSettings {
                 1024,
             )? as usize,
             cookies,
+            revocation_cache: CacheSettings {
+                enabled: match get("REVOCATION_CACHE").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+                    None | Some("true" | "1" | "yes") => true,
+                    Some("false" | "0" | "no") => false,
+                    Some(other) => {
+                        return Err(ConfigError::Invalid {
+                            name: "REVOCATION_CACHE",
+                            reason: format!("{other:?} is not true or false"),
+                        })
+                    }
+                },
+                max_staleness: Duration::from_millis(number(&get, "REVOCATION_MAX_STALENESS_MS", 1000, 10, 600_000)?),
+                poll: Duration::from_millis(number(&get, "REVOCATION_POLL_MS", 250, 10, 60_000)?),
+            },
         })
     }
 }

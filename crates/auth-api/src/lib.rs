@@ -12,6 +12,8 @@
 //! - [`tokens`]: issuing and checking tokens (one algorithm, expiry to the millisecond).
 //! - [`users`]: the users collection, [`users::Username`] (parsed once, at the boundary) and password hashing.
 //! - [`revocation`]: the blacklist: revoke, look up, the `jti` index (entries built by `jtc_shared::blacklist`).
+//! - [`revocation_cache`]: the revocations in memory, kept current by a change stream (or polling), with a stated
+//!   staleness bound.
 //! - [`rate_limit`]: fixed windows in Redis or memory (one `Counter` trait, a file each), one scope per limited
 //!   route with its own setting; [`client_ip`]: whose IP (peer or proxies' header).
 //! - [`cookies`]: tokens in HttpOnly cookies with double-submit CSRF values (Flask-JWT-Extended's scheme).
@@ -31,6 +33,7 @@ pub mod cookies;
 pub mod error;
 pub mod rate_limit;
 pub mod revocation;
+pub mod revocation_cache;
 pub mod routes;
 pub mod server;
 pub mod tokens;

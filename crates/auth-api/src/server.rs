@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
@@ -23,6 +23,7 @@ use super::cookies::{constant_time_eq, read_cookie, read_header, CookieSettings,
 use super::error::ApiError;
 use super::rate_limit::{Decision, RateLimiter, Scope, Subject};
 use super::revocation::RevocationList;
+use super::revocation_cache::{Check, RevocationCache};
 use super::routes;
 use super::tokens::{Claims, TokenKeys, TokenKind};
 use super::users::{UserError, UserStore};
@@ -68,6 +69,8 @@ pub struct Shared {
     pub trusted_proxy_hops: u8,
     /// Where tokens are read from and written to, and their CSRF values.
     pub cookies: CookieSettings,
+    /// The revocations in memory, when `REVOCATION_CACHE` is on.
+    pub revocation_cache: Option<Arc<RevocationCache>>,
 }
 
 impl Shared {
@@ -137,8 +140,14 @@ impl Shared {
         Err(ApiError::MissingToken(missing.join("; ")))
     }
 
-    /// `Err(Revoked)` when `claims.jti` is in the blacklist.
+    /// `Err(Revoked)` when `claims.jti` is in the blacklist: from the set in memory while it is proven current,
+    /// else from the database (failing closed).
     pub async fn check_not_revoked(&self, claims: &Claims) -> Result<(), ApiError> {
+        match self.revocation_cache.as_ref().map(|cache| cache.check(claims)) {
+            Some(Check::Revoked) => return Err(ApiError::Revoked),
+            Some(Check::NotRevoked) => return Ok(()),
+            Some(Check::Stale) | None => {}
+        }
         match self.revocations.is_revoked(claims).await {
             Ok(false) => Ok(()),
             Ok(true) => Err(ApiError::Revoked),
@@ -241,6 +250,28 @@ pub fn router(state: AppState, cors_allowed_origins: &[String]) -> Router {
     router.layer(cors)
 }
 
+/// Starts the revocation watcher and waits for its first load (the server answers only once the set is loaded),
+/// at most twice the database timeout: past that it starts anyway, and checks go to the database (failing closed)
+/// until the set is loaded.
+async fn start_revocation_cache(settings: &AuthSettings, database: &mongodb::Database) -> Arc<RevocationCache> {
+    let cache = Arc::new(RevocationCache::new(&settings.revocation_cache));
+    let blacklist = database.collection(&settings.blacklist_collection);
+    tokio::spawn(crate::revocation_cache::watcher::run(
+        Arc::clone(&cache),
+        blacklist,
+        settings.expires_field.clone(),
+        settings.revocation_cache,
+    ));
+    let waited = Instant::now();
+    while !cache.is_loaded() && waited.elapsed() < settings.db.timeout * 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !cache.is_loaded() {
+        tracing::warn!("revocations not loaded yet: checks go to the database until they are");
+    }
+    cache
+}
+
 /// A bound, not yet running server.
 pub struct Application {
     listener: std::net::TcpListener,
@@ -277,6 +308,10 @@ impl Application {
             Some(url) => RateLimiter::with_redis(limits, url.expose(), &settings.rate_limits.key_prefix)?,
             None => RateLimiter::in_memory(limits),
         };
+        let revocation_cache = match settings.revocation_cache.enabled {
+            true => Some(start_revocation_cache(settings, &database).await),
+            false => None,
+        };
         let state = AppState::new(Shared {
             users,
             revocations,
@@ -284,6 +319,7 @@ impl Application {
             limiter,
             trusted_proxy_hops: settings.rate_limits.trusted_proxy_hops,
             cookies: settings.cookies.clone(),
+            revocation_cache,
         });
 
         if settings.cookies.cookies() && !settings.cookies.secure {

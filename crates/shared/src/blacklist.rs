@@ -3,9 +3,12 @@
 //! auth-api writes entries on logout and on `revoke-user`; the cleaner deletes them once provably expired, and
 //! seeds samples of them. Every entry carries its expiry in the configured field (`EXPIRES_FIELD`, default
 //! `expires_at`): that field, never a hard-coded name, is what the sweep walks. Two shapes:
-//! - a revoked token: `{jti, type: "access" | "refresh", user, created_at, <field>: <the token's exp, a Date>}`;
-//! - a user logged out everywhere: `{jti: "user:NAME", type: "user", user, revoked_before, created_at,
+//! - a revoked token: `{jti, type: "access" | "refresh", user, created_at, updated_at, <field>: <the token's exp,
+//!   a Date>}`;
+//! - a user logged out everywhere: `{jti: "user:NAME", type: "user", user, revoked_before, created_at, updated_at,
 //!   <field>: revoked_before + the longest token lifetime}`. Token `jti`s are UUIDs: they never look like this.
+//!
+//! `updated_at` is the time of the last write: what a poll for new revocations looks for.
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
@@ -36,7 +39,7 @@ impl EntrySchema {
     /// A revoked token's entry, without its `jti` (an upsert takes it from the filter): `kind` is `access` or
     /// `refresh`, `expires_at` the token's `exp`.
     pub fn token(&self, kind: &str, user: &str, expires_at: DateTime, created_at: DateTime) -> Document {
-        let mut entry = doc! { "type": kind, "user": user, "created_at": created_at };
+        let mut entry = doc! { "type": kind, "user": user, "created_at": created_at, "updated_at": created_at };
         self.set_expiry(&mut entry, expires_at);
         entry
     }
@@ -44,7 +47,8 @@ impl EntrySchema {
     /// The fields a user's "every token issued until `revoked_before`" entry sets, expiring at `expires_at`
     /// (`created_at` is set on insert only; the `jti` is [`user_entry_jti`]).
     pub fn user_revocation(&self, user: &str, revoked_before: DateTime, expires_at: DateTime) -> Document {
-        let mut entry = doc! { "type": "user", "user": user, "revoked_before": revoked_before };
+        let mut entry =
+            doc! { "type": "user", "user": user, "revoked_before": revoked_before, "updated_at": revoked_before };
         self.set_expiry(&mut entry, expires_at);
         entry
     }

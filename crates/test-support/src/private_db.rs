@@ -14,6 +14,7 @@ pub struct PrivateDb {
     pub port: u16,
     dir: PathBuf,
     auth: bool,
+    standalone: bool,
     child: Option<Child>,
 }
 
@@ -28,7 +29,7 @@ impl PrivateDb {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("jtc-private-db-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut db = Self { port, dir, auth: false, child: None };
+        let mut db = Self { port, dir, auth: false, standalone: false, child: None };
         db.start_again().await;
         if let Some((name, password)) = user {
             let client = mongodb::Client::with_uri_str(db.uri()).await.unwrap();
@@ -41,6 +42,16 @@ impl PrivateDb {
             db.auth = true;
             db.start_again().await;
         }
+        db
+    }
+
+    /// Starts a server that announces itself as a standalone server (`--standalone`): no change streams.
+    pub async fn start_standalone() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("jtc-private-db-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut db = Self { port, dir, auth: false, standalone: true, child: None };
+        db.start_again().await;
         db
     }
 
@@ -60,6 +71,9 @@ impl PrivateDb {
             .stderr(Stdio::null());
         if self.auth {
             command.arg("--auth");
+        }
+        if self.standalone {
+            command.arg("--standalone");
         }
         self.child = Some(command.spawn().expect("start SecantusDB"));
         let started = Instant::now();

@@ -19,8 +19,9 @@ use serde_json::{json, Value};
 use super::json_object;
 use crate::cookies::read_cookie;
 use crate::error::ApiError;
+use crate::revocation_cache::set::Entry;
 use crate::server::AppState;
-use crate::tokens::{TokenError, TokenKind};
+use crate::tokens::{Claims, TokenError, TokenKind};
 
 /// Writes the blacklist entries and answers which tokens were revoked.
 pub async fn logout(
@@ -60,11 +61,21 @@ pub async fn logout(
     .or(cookie_refresh);
 
     let revocations = &state.revocations;
-    let revoke = |claims| async move {
-        revocations.revoke(claims).await.map_err(|e| {
-            tracing::error!("logout: could not write the blacklist entry: {e}");
-            ApiError::Unavailable
-        })
+    let cache = state.revocation_cache.as_deref();
+    // Written, then in this instance's own set before the answer: the instance that revoked a token never accepts
+    // it again, whatever its watcher has seen yet.
+    let revoke = |claims: &'_ Claims| {
+        let claims = claims.clone();
+        async move {
+            let written = revocations.revoke(&claims).await.map_err(|e| {
+                tracing::error!("logout: could not write the blacklist entry: {e}");
+                ApiError::Unavailable
+            })?;
+            if let Some(cache) = cache {
+                cache.insert(Entry::Token { jti: claims.jti.clone(), expires_ms: claims.exp.saturating_mul(1000) });
+            }
+            Ok::<bool, ApiError>(written)
+        }
     };
     let revoked = match &refresh {
         None => {

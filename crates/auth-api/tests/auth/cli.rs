@@ -160,12 +160,14 @@ async fn tokens_do_not_outlive_a_password_change_a_revocation_or_the_account() {
     let changed = add_user(&vars, &["alice", "--update"], "new pass phrase\n");
     assert!(changed.status.success(), "{}", String::from_utf8_lossy(&changed.stderr));
     assert!(String::from_utf8_lossy(&changed.stderr).contains("is refused from now on"));
+    app.caught_up().await;
     assert_eq!(app.protected(&alice_access).await.msg(), "Token has been revoked");
     assert_eq!(app.call(Method::POST, "/refresh", Some(&alice_refresh), None).await.msg(), "Token has been revoked");
 
     // revoke-user: every token of bob's, access and refresh; nobody else's. Any way of typing the name is bob.
     let revoked = revoke_user(&vars, "ＢＯＢ");
     assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    app.caught_up().await;
     assert_eq!(app.protected(&bob_access).await.msg(), "Token has been revoked");
     assert_eq!(app.call(Method::POST, "/refresh", Some(&bob_refresh), None).await.msg(), "Token has been revoked");
     assert_eq!(app.protected(&carol_access).await.status, StatusCode::OK);
@@ -184,6 +186,7 @@ async fn tokens_do_not_outlive_a_password_change_a_revocation_or_the_account() {
     let answer = app.call(Method::POST, "/refresh", Some(&carol_refresh), None).await;
     assert_eq!((answer.status, answer.msg()), (StatusCode::UNAUTHORIZED, "Error loading the user carol"));
     assert!(revoke_user(&vars, "carol").status.success());
+    app.caught_up().await;
     assert_eq!(app.protected(&carol_access).await.msg(), "Token has been revoked");
 
     // The user entries are blacklist entries the cleaner sweeps once every token they cover has expired.
@@ -259,6 +262,7 @@ async fn logins_in_flight_do_not_outlive_a_password_change() {
             .await
             .unwrap();
     assert!(changed.status.success(), "{}", String::from_utf8_lossy(&changed.stderr));
+    app.caught_up().await;
     let mut issued = Vec::new();
     for login in logins {
         let answer = login.await.unwrap();
@@ -293,6 +297,7 @@ async fn users_stored_before_names_were_normalised_keep_working() {
     assert_eq!(crate::support::claims(&access)["sub"], "Alice");
     // revoke-user with the name as it was stored covers the name the tokens carry.
     assert!(revoke_user(&vars, "Alice").status.success());
+    app.caught_up().await;
     assert_eq!(app.protected(&access).await.msg(), "Token has been revoked");
     db.drop_db().await;
 }

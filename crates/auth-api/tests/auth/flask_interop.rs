@@ -130,6 +130,7 @@ async fn flask_jwt_extended_and_auth_api_accept_each_others_cookies() {
     assert_eq!((answer.status, answer.msg()), (StatusCode::UNAUTHORIZED, "Token has been revoked"));
     let answer = send(&http, Method::POST, format!("{}/logout", flask.address), &f_cookie, Some(&f_csrf_access)).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+    api.caught_up().await;
     let answer = send(&http, Method::GET, format!("{}/protected", api.address), &f_cookie, None).await;
     assert_eq!((answer.status, answer.msg()), (StatusCode::UNAUTHORIZED, "Token has been revoked"));
     db.drop_db().await;

@@ -29,7 +29,7 @@ async fn logout_writes_the_entry_the_cleaner_sweeps_and_revokes_the_token() {
     let doc = entry(&db, jti).await.expect("blacklist entry");
     let mut keys: Vec<&str> = doc.keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(keys, ["_id", "created_at", "expires_at", "jti", "type", "user"]);
+    assert_eq!(keys, ["_id", "created_at", "expires_at", "jti", "type", "updated_at", "user"]);
     assert_eq!(
         doc.get("expires_at"),
         Some(&Bson::DateTime(mongodb::bson::DateTime::from_millis(c["exp"].as_i64().unwrap() * 1000)))

@@ -10,6 +10,7 @@ mod end_to_end;
 mod flask_interop;
 mod logout;
 mod rate_limits;
+mod revocation_cache;
 mod routes;
 mod support;
 mod tls;

@@ -24,9 +24,14 @@ pub fn redis_url() -> String {
 
 /// The environment for an API on `db`, generous rate limits unless `extra` says otherwise.
 pub fn env(db: &TestDb, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    env_at(&db.uri, &db.name, extra)
+}
+
+/// [`env`] for the database `name` on the server at `uri` (a private server).
+pub fn env_at(uri: &str, name: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
     let mut env: HashMap<String, String> = [
-        ("DB_URI", db.uri.as_str()),
-        ("DB_NAME", db.name.as_str()),
+        ("DB_URI", uri),
+        ("DB_NAME", name),
         ("JWT_SECRET_KEY", SECRET),
         ("PORT", "0"),
         ("RATE_LIMIT_LOGIN", "1000/minute"),
@@ -45,7 +50,12 @@ pub fn env(db: &TestDb, extra: &[(&str, &str)]) -> HashMap<String, String> {
 }
 
 pub fn settings(db: &TestDb, extra: &[(&str, &str)]) -> AuthSettings {
-    let env = env(db, extra);
+    settings_at(&db.uri, &db.name, extra)
+}
+
+/// [`settings`] for the database `name` on the server at `uri`.
+pub fn settings_at(uri: &str, name: &str, extra: &[(&str, &str)]) -> AuthSettings {
+    let env = env_at(uri, name, extra);
     AuthSettings::from_lookup(|k| env.get(k).cloned()).expect("test settings")
 }
 
@@ -101,6 +111,30 @@ impl AuthApp {
         (access, refresh)
     }
 
+    /// Waits until the instance's revocation set is proven current as of now (`/health`'s staleness): every
+    /// revocation written before this call, by any process, is then honoured. Without the set: at once.
+    pub async fn caught_up(&self) {
+        let since = chrono::Utc::now().timestamp_millis();
+        let started = std::time::Instant::now();
+        loop {
+            let health = self.call(Method::GET, "/health", None, None).await.json;
+            let revocations = &health["revocations"];
+            if revocations["mode"] == "database" {
+                return;
+            }
+            if let Some(staleness) = revocations["staleness_ms"].as_i64() {
+                if chrono::Utc::now().timestamp_millis() - staleness > since {
+                    return;
+                }
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "the revocation set never caught up: {health}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn protected(&self, access: &str) -> Answer {
         self.call(Method::GET, "/protected", Some(access), None).await
     }
@@ -116,7 +150,12 @@ pub async fn answer(response: reqwest::Response) -> Answer {
 
 /// Adds a user straight through the users store (as `auth-api add-user` does).
 pub async fn add_user(db: &TestDb, username: &str, password: &str) {
-    let users = UserStore::new(db.client.database(&db.name).collection("users")).await.expect("store");
+    add_user_in(&db.client.database(&db.name), username, password).await
+}
+
+/// [`add_user`] in `database`.
+pub async fn add_user_in(database: &mongodb::Database, username: &str, password: &str) {
+    let users = UserStore::new(database.collection("users")).await.expect("store");
     users.ensure_indexes().await.expect("index");
     users.add(&Username::parse(username).expect("name"), Secret::new(password), false, 1).await.expect("add user");
 }

@@ -1,0 +1,163 @@
+//! Revocation checks off the request path: every instance keeps the unexpired revocations in memory ([`set`]),
+//! loaded at start and kept current by a change stream on the blacklist, or by polling where change streams are
+//! unavailable ([`watcher`]), with a stated bound on how stale the set may be.
+//!
+//! `REVOCATION_MAX_STALENESS_MS` (default 1000) is the longest the set may go without proof that it is current:
+//! an answer from the server, either an empty change-stream batch (a getMore that came back after its await time
+//! proves that nothing changed until it was sent) or a completed poll. Within the bound, a check is a memory
+//! lookup; past it, the check goes to the database as without the set, and fails closed (503) if the database
+//! cannot answer. A revocation written by this instance is in its own set before `/logout` answers.
+//!
+//! What the set does not see: a blacklist entry deleted by hand before its expiry stays in force here until it
+//! expires or the instance restarts (a delete event names only the `_id`, which the set does not keep: the safe
+//! side); an entry whose expiry is neither a date nor a number is kept until restart.
+
+pub mod set;
+pub mod watcher;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
+use std::sync::{PoisonError, RwLock};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::tokens::Claims;
+use set::{Entry, RevokedSet};
+
+/// How the set is kept current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Not loaded yet (or reloading): checks go to the database.
+    Loading,
+    /// A change stream on the blacklist.
+    ChangeStream,
+    /// Polling by write time, every `REVOCATION_POLL_MS` (a standalone server has no change streams).
+    Polling,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Loading => "loading",
+            Mode::ChangeStream => "change_stream",
+            Mode::Polling => "polling",
+        }
+    }
+
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Mode::ChangeStream,
+            2 => Mode::Polling,
+            _ => Mode::Loading,
+        }
+    }
+}
+
+/// What the set says of a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Revoked.
+    Revoked,
+    /// Not revoked, as of a proof within the bound.
+    NotRevoked,
+    /// The set cannot vouch (not loaded, or past the bound): ask the database.
+    Stale,
+}
+
+/// The settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// `REVOCATION_CACHE` (default true); false keeps the per-request lookup.
+    pub enabled: bool,
+    /// `REVOCATION_MAX_STALENESS_MS` (default 1000).
+    pub max_staleness: Duration,
+    /// `REVOCATION_POLL_MS` (default 250), where change streams are unavailable.
+    pub poll: Duration,
+}
+
+/// The set, its mode and its last proof of being current.
+pub struct RevocationCache {
+    set: RwLock<RevokedSet>,
+    /// When the last proof was sent, in milliseconds since the epoch (`i64::MIN`: never).
+    proof_ms: AtomicI64,
+    mode: AtomicU8,
+    loaded: AtomicBool,
+    max_staleness_ms: i64,
+}
+
+impl RevocationCache {
+    /// An empty cache with the staleness bound of `settings`.
+    pub fn new(settings: &CacheSettings) -> Self {
+        Self {
+            set: RwLock::new(RevokedSet::default()),
+            proof_ms: AtomicI64::new(i64::MIN),
+            mode: AtomicU8::new(0),
+            loaded: AtomicBool::new(false),
+            max_staleness_ms: i64::try_from(settings.max_staleness.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn now_ms() -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+
+    /// What the set says of `claims`, now.
+    pub fn check(&self, claims: &Claims) -> Check {
+        if !self.is_current(Self::now_ms()) {
+            return Check::Stale;
+        }
+        let set = self.set.read().unwrap_or_else(PoisonError::into_inner);
+        if set.is_revoked(claims) {
+            Check::Revoked
+        } else {
+            Check::NotRevoked
+        }
+    }
+
+    fn is_current(&self, now_ms: i64) -> bool {
+        self.loaded.load(Ordering::Acquire)
+            && now_ms.saturating_sub(self.proof_ms.load(Ordering::Acquire)) <= self.max_staleness_ms
+    }
+
+    /// Adds an entry this instance (or the watcher) learnt of.
+    pub fn insert(&self, entry: Entry) {
+        self.set.write().unwrap_or_else(PoisonError::into_inner).insert(entry, Self::now_ms());
+    }
+
+    /// Replaces the whole set (a load), proven current as of `proof_ms`.
+    fn replace(&self, set: RevokedSet, proof_ms: i64, mode: Mode) {
+        *self.set.write().unwrap_or_else(PoisonError::into_inner) = set;
+        self.proved(proof_ms);
+        self.mode.store(mode as u8, Ordering::Release);
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    /// The set was current when a request sent at `sent_ms` was answered.
+    fn proved(&self, sent_ms: i64) {
+        self.proof_ms.fetch_max(sent_ms, Ordering::AcqRel);
+    }
+
+    fn evict_expired(&self) -> usize {
+        self.set.write().unwrap_or_else(PoisonError::into_inner).evict_expired(Self::now_ms())
+    }
+
+    /// True once the first load is done.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// `{"mode", "size", "staleness_ms", "max_staleness_ms", "degraded"}` for `/health`.
+    pub fn health(&self) -> Value {
+        let now = Self::now_ms();
+        let proof = self.proof_ms.load(Ordering::Acquire);
+        let staleness = (proof != i64::MIN).then(|| now.saturating_sub(proof).max(0));
+        let size = self.set.read().unwrap_or_else(PoisonError::into_inner).len();
+        json!({
+            "mode": Mode::from_u8(self.mode.load(Ordering::Acquire)).as_str(),
+            "size": size,
+            "staleness_ms": staleness,
+            "max_staleness_ms": self.max_staleness_ms,
+            "degraded": !self.is_current(now),
+        })
+    }
+}

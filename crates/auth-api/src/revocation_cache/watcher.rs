@@ -1,0 +1,228 @@
+//! Keeping the set current: load it, then follow a change stream on the blacklist; where change streams are
+//! unavailable (a standalone server), poll by write time instead.
+//!
+//! - **Load**: every unexpired entry, through the expiry index (a Date lane and a numeric lane), plus the few
+//!   entries whose expiry is neither (kept: they revoke for as long as they exist). The change stream is opened
+//!   before the load, so nothing written meanwhile is missed (an entry seen twice is harmless).
+//! - **Change stream**: inserts, updates and replaces carry the whole entry (`fullDocument: updateLookup`). The
+//!   getMore waits at most a quarter of the staleness bound, so an idle stream still proves itself well within it;
+//!   only an empty batch counts as proof (on the test server its resume token does not advance, so the arrival of
+//!   the answer is what counts). After an error the stream resumes from the last resume token; when that fails
+//!   (the token fell out of the oplog: `ChangeStreamHistoryLost`, or anything else) the set is loaded anew.
+//! - **Polling**: every `REVOCATION_POLL_MS`, the entries created or updated since the last poll (less a 5 s
+//!   overlap for writers' clocks), through indexes on `created_at` and `updated_at`; each completed poll is proof.
+//! - Every 30 s, expired entries leave the set.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, DateTime, Document};
+use mongodb::change_stream::event::{ChangeStreamEvent, OperationType, ResumeToken};
+use mongodb::error::{Error as MongoError, ErrorKind};
+use mongodb::options::FullDocumentType;
+use mongodb::{Collection, IndexModel};
+
+use super::set::{Entry, RevokedSet};
+use super::{CacheSettings, Mode, RevocationCache};
+use jtc_shared::names::FieldPath;
+
+/// How often expired entries are dropped.
+const EVICT_EVERY: Duration = Duration::from_secs(30);
+/// How far back a poll looks beyond the last one, for writers whose clocks lag.
+const POLL_OVERLAP_MS: i64 = 5_000;
+/// The pause before trying again after an error.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// `The $changeStream stage is only supported on replica sets` (40573), and servers that do not know the stage.
+const NO_CHANGE_STREAMS: [i32; 3] = [40573, 40324, 115];
+
+/// Follows `blacklist` into `cache` for ever (spawn it).
+pub async fn run(
+    cache: Arc<RevocationCache>,
+    blacklist: Collection<Document>,
+    field: FieldPath,
+    settings: CacheSettings,
+) {
+    let await_time = (settings.max_staleness / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut resume: Option<ResumeToken> = None;
+    loop {
+        match follow(&cache, &blacklist, &field, await_time, &mut resume).await {
+            Err(e) if is_no_change_streams(&e) => {
+                tracing::info!("change streams are unavailable here ({e}); polling the blacklist instead");
+                poll(&cache, &blacklist, &field, settings.poll).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %jtc_shared::redact::scrub_registered(&e.to_string()), "revocation watcher: retrying");
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+            Ok(()) => tokio::time::sleep(RETRY_AFTER).await,
+        }
+    }
+}
+
+fn is_no_change_streams(e: &MongoError) -> bool {
+    matches!(&*e.kind, ErrorKind::Command(c) if NO_CHANGE_STREAMS.contains(&c.code))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Opens the stream (resuming from `resume` when there is one, loading the set anew when there is not) and
+/// follows it until an error.
+async fn follow(
+    cache: &RevocationCache,
+    blacklist: &Collection<Document>,
+    field: &FieldPath,
+    await_time: Duration,
+    resume: &mut Option<ResumeToken>,
+) -> Result<(), MongoError> {
+    let open = |token: Option<ResumeToken>| {
+        let mut watch = blacklist.watch().full_document(FullDocumentType::UpdateLookup).max_await_time(await_time);
+        if let Some(token) = token {
+            watch = watch.start_after(token);
+        }
+        watch
+    };
+    let mut stream = match resume.take() {
+        Some(token) => match open(Some(token)).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "revocation watcher: cannot resume the change stream; loading anew");
+                let stream = open(None).await?;
+                load(cache, blacklist, field, Mode::ChangeStream).await?;
+                stream
+            }
+        },
+        None => {
+            let stream = open(None).await?;
+            load(cache, blacklist, field, Mode::ChangeStream).await?;
+            stream
+        }
+    };
+    let mut evicted_at = Instant::now();
+    loop {
+        let sent = now_ms();
+        let next = stream.next_if_any().await;
+        if let Some(token) = stream.resume_token() {
+            *resume = Some(token);
+        }
+        match next? {
+            Some(event) => {
+                if !apply(cache, event, field) {
+                    *resume = None;
+                    return Ok(());
+                }
+            }
+            None => cache.proved(sent),
+        }
+        if evicted_at.elapsed() >= EVICT_EVERY {
+            cache.evict_expired();
+            evicted_at = Instant::now();
+        }
+    }
+}
+
+/// Applies one event; false when the set must be loaded anew (the collection was dropped or renamed).
+fn apply(cache: &RevocationCache, event: ChangeStreamEvent<Document>, field: &FieldPath) -> bool {
+    match event.operation_type {
+        OperationType::Insert | OperationType::Update | OperationType::Replace => {
+            if let Some(document) = event.full_document {
+                learn(cache, &document, field);
+            }
+            true
+        }
+        // Only the `_id` is known: the entry stays until it expires (see the module doc of the cache).
+        OperationType::Delete => true,
+        OperationType::Drop | OperationType::Rename | OperationType::DropDatabase | OperationType::Invalidate => false,
+        _ => true,
+    }
+}
+
+/// Adds the entry `document` holds; a malformed one is skipped and logged, never fatal.
+fn learn(cache: &RevocationCache, document: &Document, field: &FieldPath) {
+    match Entry::from_document(document, field) {
+        Ok(entry) => cache.insert(entry),
+        Err(why) => tracing::warn!(%why, id = ?document.get("_id"), "skipped a malformed blacklist entry"),
+    }
+}
+
+/// Loads every unexpired entry (see the module doc) and replaces the set.
+async fn load(
+    cache: &RevocationCache,
+    blacklist: &Collection<Document>,
+    field: &FieldPath,
+    mode: Mode,
+) -> Result<(), MongoError> {
+    let started = now_ms();
+    let now = DateTime::from_millis(started);
+    let field = &**field;
+    let filters = [
+        doc! { field: { "$gt": now } },
+        doc! { field: { "$gt": started / 1000 } },
+        doc! { field: { "$not": { "$type": ["date", "number"] } } },
+    ];
+    let mut set = RevokedSet::default();
+    let mut skipped = 0u64;
+    for filter in filters {
+        let mut cursor =
+            blacklist.find(filter).projection(doc! { "_id": 0, "jti": 1, "revoked_before": 1, field: 1 }).await?;
+        while let Some(document) = cursor.try_next().await? {
+            match Entry::from_document(&document, field) {
+                Ok(entry) => set.insert(entry, started),
+                Err(why) => {
+                    skipped += 1;
+                    tracing::debug!(%why, "skipped a malformed blacklist entry");
+                }
+            }
+        }
+    }
+    if skipped > 0 {
+        tracing::warn!(skipped, "skipped malformed blacklist entries (no jti, or not a string)");
+    }
+    tracing::info!(entries = set.len(), took_ms = now_ms() - started, mode = ?mode, "revocations loaded");
+    cache.replace(set, started, mode);
+    Ok(())
+}
+
+/// Polls for ever (change streams are unavailable); errors are retried.
+async fn poll(cache: &RevocationCache, blacklist: &Collection<Document>, field: &FieldPath, every: Duration) {
+    for key in ["created_at", "updated_at"] {
+        if let Err(e) = blacklist.create_index(IndexModel::builder().keys(doc! { key: 1 }).build()).await {
+            tracing::warn!(error = %e, "could not index the blacklist on {key}: polls will scan");
+        }
+    }
+    let mut since = loop {
+        let started = now_ms();
+        match load(cache, blacklist, field, Mode::Polling).await {
+            Ok(()) => break started,
+            Err(e) => {
+                tracing::warn!(error = %e, "revocation watcher: load failed; retrying");
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+        }
+    };
+    let mut evicted_at = Instant::now();
+    loop {
+        tokio::time::sleep(every).await;
+        let sent = now_ms();
+        let after = DateTime::from_millis(since - POLL_OVERLAP_MS);
+        let filter = doc! { "$or": [{ "created_at": { "$gte": after } }, { "updated_at": { "$gte": after } }] };
+        let polled: Result<Vec<Document>, MongoError> =
+            async { blacklist.find(filter).await?.try_collect().await }.await;
+        match polled {
+            Ok(documents) => {
+                for document in &documents {
+                    learn(cache, document, field);
+                }
+                cache.proved(sent);
+                since = sent;
+            }
+            Err(e) => tracing::warn!(error = %e, "revocation poll failed; retrying"),
+        }
+        if evicted_at.elapsed() >= EVICT_EVERY {
+            cache.evict_expired();
+            evicted_at = Instant::now();
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Revocation checks off the request path: the set in memory, kept current by a change stream (or polling on a
+//! standalone server), its staleness bound, and what happens when the database stops, restarts, or holds
+//! malformed entries. Tests that count operations or stop the database run on private servers.
+
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{doc, DateTime, Document};
+use reqwest::{Method, StatusCode};
+
+use crate::support::{add_user, add_user_in, settings, AuthApp};
+use jtc_test_support::{PrivateDb, TestDb};
+
+fn settings_at(uri: &str, extra: &[(&str, &str)]) -> auth_api::config::AuthSettings {
+    crate::support::settings_at(uri, "cache", extra)
+}
+
+async fn user_on(uri: &str) {
+    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+    add_user_in(&client.database("cache"), "alice", "wonderland-42").await;
+}
+
+/// `opcounters.query` of the server at `uri`.
+async fn queries(uri: &str) -> i64 {
+    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+    let status = client.database("admin").run_command(doc! { "serverStatus": 1 }).await.expect("serverStatus");
+    let counters = status.get_document("opcounters").expect("opcounters");
+    counters.get_i64("query").or_else(|_| counters.get_i32("query").map(i64::from)).expect("query count")
+}
+
+async fn health(app: &AuthApp) -> serde_json::Value {
+    app.call(Method::GET, "/health", None, None).await.json
+}
+
+#[tokio::test]
+async fn a_token_that_is_not_revoked_costs_no_database_call() {
+    let db = PrivateDb::start(None).await;
+    let uri = db.uri();
+    user_on(&uri).await;
+    let app = AuthApp::spawn(&settings_at(&uri, &[])).await;
+    assert_eq!(health(&app).await["revocations"]["mode"], "change_stream");
+    let (access, _) = app.tokens("alice", "wonderland-42").await;
+    app.caught_up().await;
+    let before = queries(&uri).await;
+    for _ in 0..50 {
+        assert_eq!(app.protected(&access).await.status, StatusCode::OK);
+    }
+    let with_set = queries(&uri).await - before;
+    // The lookup per request, for comparison.
+    let plain = AuthApp::spawn(&settings_at(&uri, &[("REVOCATION_CACHE", "false")])).await;
+    assert_eq!(health(&plain).await["revocations"]["mode"], "database");
+    let before = queries(&uri).await;
+    for _ in 0..50 {
+        assert_eq!(plain.protected(&access).await.status, StatusCode::OK);
+    }
+    let without = queries(&uri).await - before;
+    assert!(with_set <= 1, "{with_set} queries for 50 checks with the set (serverStatus itself may count one)");
+    assert!(without >= 50, "{without} queries for 50 checks without it");
+}
+
+#[tokio::test]
+async fn a_logout_is_refused_at_once_by_its_instance_and_within_the_bound_by_another() {
+    let db = TestDb::new().await;
+    add_user(&db, "alice", "wonderland-42").await;
+    let a = AuthApp::spawn(&settings(&db, &[])).await;
+    let b = AuthApp::spawn(&settings(&db, &[])).await;
+    for _ in 0..10 {
+        let (access, _) = a.tokens("alice", "wonderland-42").await;
+        assert_eq!(b.protected(&access).await.status, StatusCode::OK);
+        assert_eq!(a.call(Method::POST, "/logout", Some(&access), None).await.status, StatusCode::OK);
+        assert_eq!(a.protected(&access).await.msg(), "Token has been revoked", "its own instance, at once");
+        let started = Instant::now();
+        while b.protected(&access).await.status == StatusCode::OK {
+            assert!(started.elapsed() < Duration::from_secs(2), "instance B still accepts a revoked token");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(b.protected(&access).await.msg(), "Token has been revoked");
+    }
+    let size = health(&b).await["revocations"]["size"].as_u64().unwrap();
+    assert!(size >= 10, "{size}");
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_stopped_database_is_served_from_the_set_within_the_bound_then_fails_closed() {
+    let mut db = PrivateDb::start(None).await;
+    let uri = db.uri();
+    user_on(&uri).await;
+    // A bound longer than SecantusDB takes to stop (about 3 s after SIGTERM).
+    let app =
+        AuthApp::spawn(&settings_at(&uri, &[("REVOCATION_MAX_STALENESS_MS", "8000"), ("DB_TIMEOUT_SECONDS", "1")]))
+            .await;
+    let (access, _) = app.tokens("alice", "wonderland-42").await;
+    let (revoked, _) = app.tokens("alice", "wonderland-42").await;
+    assert_eq!(app.call(Method::POST, "/logout", Some(&revoked), None).await.status, StatusCode::OK);
+    app.caught_up().await;
+    let proven = Instant::now();
+    db.stop();
+    // Within the bound: from the set; the revoked token never passes.
+    let answer = app.protected(&access).await;
+    assert!(proven.elapsed() < Duration::from_secs(7), "the server took too long to stop for this test");
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+    assert_eq!(app.protected(&revoked).await.msg(), "Token has been revoked");
+    // Past it: the database is asked, cannot answer, and the answer is 503, never a pass.
+    tokio::time::sleep(Duration::from_secs(8).saturating_sub(proven.elapsed()) + Duration::from_millis(500)).await;
+    let answer = app.protected(&access).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.json);
+    assert_eq!(health(&app).await["status"], "degraded");
+    assert_ne!(app.protected(&revoked).await.status, StatusCode::OK);
+
+    // Restarted: the stream resumes or the set reloads, and a revocation written now is honoured once caught up.
+    db.start_again().await;
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let jti = crate::support::claims(&access)["jti"].as_str().unwrap().to_string();
+    let expires = DateTime::from_millis(chrono::Utc::now().timestamp_millis() + 600_000);
+    client
+        .database("cache")
+        .collection::<Document>("jwt_blacklist")
+        .insert_one(doc! { "jti": &jti, "expires_at": expires, "type": "access", "user": "alice" })
+        .await
+        .unwrap();
+    app.caught_up().await;
+    assert_eq!(app.protected(&access).await.msg(), "Token has been revoked");
+    assert_eq!(health(&app).await["status"], "ok");
+}
+
+#[tokio::test]
+async fn a_standalone_server_is_polled() {
+    let db = PrivateDb::start_standalone().await;
+    let uri = db.uri();
+    user_on(&uri).await;
+    let a = AuthApp::spawn(&settings_at(&uri, &[("REVOCATION_POLL_MS", "100")])).await;
+    let b = AuthApp::spawn(&settings_at(&uri, &[("REVOCATION_POLL_MS", "100")])).await;
+    assert_eq!(health(&b).await["revocations"]["mode"], "polling");
+    let (access, _) = a.tokens("alice", "wonderland-42").await;
+    assert_eq!(a.call(Method::POST, "/logout", Some(&access), None).await.status, StatusCode::OK);
+    b.caught_up().await;
+    assert_eq!(b.protected(&access).await.msg(), "Token has been revoked");
+    // A user revoked everywhere (an update of the user's entry) is seen too.
+    let (fresh, _) = a.tokens("alice", "wonderland-42").await;
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let list = auth_api::revocation::RevocationList::new(
+        client.database("cache").collection("jwt_blacklist"),
+        &jtc_shared::names::FieldPath::parse("EXPIRES_FIELD", "expires_at").unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    list.revoke_user("alice", Duration::from_secs(3600)).await.unwrap();
+    b.caught_up().await;
+    assert_eq!(b.protected(&fresh).await.msg(), "Token has been revoked");
+}
+
+#[tokio::test]
+async fn malformed_entries_are_skipped_and_the_watcher_goes_on() {
+    let db = TestDb::new().await;
+    add_user(&db, "alice", "wonderland-42").await;
+    let expires = DateTime::from_millis(chrono::Utc::now().timestamp_millis() + 600_000);
+    db.blacklist().insert_one(doc! { "token": "no jti", "expires_at": expires }).await.unwrap();
+    let a = AuthApp::spawn(&settings(&db, &[])).await;
+    let b = AuthApp::spawn(&settings(&db, &[])).await;
+    // While it runs, too: a jti of the wrong type.
+    db.blacklist().insert_one(doc! { "jti": 42, "expires_at": expires }).await.unwrap();
+    let (access, _) = a.tokens("alice", "wonderland-42").await;
+    assert_eq!(a.call(Method::POST, "/logout", Some(&access), None).await.status, StatusCode::OK);
+    b.caught_up().await;
+    assert_eq!(b.protected(&access).await.msg(), "Token has been revoked");
+    let (other, _) = a.tokens("alice", "wonderland-42").await;
+    assert_eq!(
+        b.protected(&other).await.status,
+        StatusCode::OK,
+        "the watcher is still alive and nothing else is revoked"
+    );
+    db.drop_db().await;
+}
