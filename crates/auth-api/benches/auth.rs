@@ -7,9 +7,17 @@
 //! against what it cannot beat:
 //! 1. the revocation lookup floor: the driver's `find_one({jti})` (`_id` only), sequential, then 16 at a time;
 //! 2. `GET /protected` over HTTP (keep-alive), sequential and 16 at a time, in-memory rate limits (a generous
-//!    limit: counted, never refused), and with the counters in Redis;
+//!    limit: counted, never refused): with the revocation set (the default), with the lookup per request
+//!    (`REVOCATION_CACHE=false`), and with the counters in Redis; against the floors of a check without any
+//!    revocation lookup: `GET /health` (the HTTP stack) and the token's HMAC verification in-process; the
+//!    database's query count during the set's requests (`serverStatus.opcounters`);
 //! 3. the blacklist write floor (the driver's upsert of a random jti) against `POST /logout`, interleaved;
 //! 4. one argon2id verification (the floor of a login) against `POST /login`, sequential and 4 at a time.
+//!
+//! 5. propagation: a logout on instance A, then instance B polled every 2 ms until it refuses the token, for
+//!    `--requests / 10` logouts (at least 200);
+//! 6. the set's memory: bytes per entry at `--entries` UUID entries, measured as the process's resident growth,
+//!    against the same entries kept as `String` keys.
 //!
 //! Each route runs interleaved with its floor (rounds of 100 calls, 4 for logins), so both meet the same state.
 
@@ -145,7 +153,7 @@ async fn main() {
     while next < args.entries {
         let end = (next + 10_000).min(args.entries);
         let docs: Vec<Document> = (next..end)
-            .map(|i| doc! { "jti": format!("seed-{i:08}"), "expires_at": far, "type": "access", "user": "seed", "created_at": DateTime::now() })
+            .map(|i| doc! { "jti": seed_jti(i), "expires_at": far, "type": "access", "user": "seed", "created_at": DateTime::now() })
             .collect();
         blacklist.insert_many(docs).await.expect("seed");
         next = end;
@@ -210,21 +218,74 @@ async fn main() {
     let lookup = op(move |i| {
         let coll = coll.clone();
         async move {
-            let jti = format!("seed-{:08}", (i as u64 * 7919) % entries);
+            let jti = seed_jti((i as u64 * 7919) % entries);
             let found = coll.find_one(doc! { "jti": jti }).projection(doc! { "_id": 1 }).await.expect("find");
             assert!(found.is_some());
         }
     });
+    let plain_address = spawn(env(&[("REVOCATION_CACHE", "false")])).await;
+    let (h, url) = (http.clone(), format!("{address}/health"));
+    let health = op(move |_| {
+        let request = h.get(&url);
+        async move {
+            let response = request.send().await.expect("health");
+            assert_eq!(response.status(), 200);
+            response.bytes().await.expect("body");
+        }
+    });
+    let (verify_keys, verify_token) = (Arc::clone(&keys), access.clone());
+    let hmac = op(move |_| {
+        let (keys, token) = (Arc::clone(&verify_keys), verify_token.clone());
+        async move {
+            keys.verify(&token, TokenKind::Access).expect("verify");
+        }
+    });
+    let mut queries_with_set = Vec::new();
     for concurrency in [1, 16] {
         let mut ops = vec![
             ("(1) find_one({jti}) through the driver", lookup.clone()),
-            ("(2) GET /protected, memory rate limit", protected(&address)),
+            ("(2) GET /protected, revocation set in memory", protected(&address)),
+            ("(2) GET /protected, lookup per request (REVOCATION_CACHE=false)", protected(&plain_address)),
+            ("(2f) GET /health: the HTTP stack, no token", health.clone()),
+            ("(2f) TokenKeys::verify in-process: the HMAC", hmac.clone()),
         ];
         if let Some(redis_address) = &redis_address {
             ops.push(("(2) GET /protected, Redis rate limit", protected(redis_address)));
         }
         samples.extend(interleaved(n, concurrency, 100, &ops).await);
+        // The set's requests alone, counted at the server: no query is the claim.
+        let before = query_count(&client).await;
+        run(&protected(&address), 0..n, concurrency).await;
+        queries_with_set.push((concurrency, query_count(&client).await - before));
     }
+
+    // 5: propagation, instance A to instance B.
+    let a_address = spawn(env(&[])).await;
+    let b_address = spawn(env(&[])).await;
+    let logouts = (n / 10).max(200);
+    let mut propagation = Vec::with_capacity(logouts);
+    for _ in 0..logouts {
+        let (token, _) = keys.issue("bench", TokenKind::Access, true).expect("token");
+        let response = http.post(format!("{a_address}/logout")).bearer_auth(&token).send().await.expect("logout");
+        assert_eq!(response.status(), 200);
+        let revoked_at = Instant::now();
+        loop {
+            let status =
+                http.get(format!("{b_address}/protected")).bearer_auth(&token).send().await.expect("b").status();
+            if status == 401 {
+                break;
+            }
+            assert!(revoked_at.elapsed() < Duration::from_secs(30), "B never refused the token");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        propagation.push(revoked_at.elapsed());
+    }
+    samples.push(Sample {
+        name: "(5) logout on A until B refuses the token".into(),
+        wall: propagation.iter().sum(),
+        latencies: propagation,
+        concurrency: 1,
+    });
 
     // 3: writes. Each logout needs a token of its own, made beforehand.
     let tokens: Arc<Vec<String>> =
@@ -275,12 +336,58 @@ async fn main() {
     );
     samples.extend(interleaved(logins, 4, logins, &[("(4) POST /login", login)]).await);
 
-    let report = report(&args, &samples, redis.is_some());
+    let memory = set_memory(args.entries);
+    let mut report = report(&args, &samples, redis.is_some());
+    for (concurrency, queries) in queries_with_set {
+        let _ = writeln!(
+            report,
+            "\nDatabase queries during {n} `GET /protected` with the set, {concurrency} at a time: {queries} (serverStatus)."
+        );
+    }
+    let _ = writeln!(report, "\n{memory}");
     println!("{report}");
     if let Some(out) = &args.out {
         splice(out, &report);
     }
     database.drop().await.expect("drop");
+}
+
+/// The jti of seed entry `i`: a UUID, as every real token's.
+fn seed_jti(i: u64) -> String {
+    uuid::Uuid::from_u128(u128::from(i) | (0x4000_8000u128 << 64)).to_string()
+}
+
+/// `opcounters.query` of the server.
+async fn query_count(client: &Client) -> i64 {
+    let status = client.database("admin").run_command(doc! { "serverStatus": 1 }).await.expect("serverStatus");
+    let counters = status.get_document("opcounters").expect("opcounters");
+    counters.get_i64("query").or_else(|_| counters.get_i32("query").map(i64::from)).expect("query")
+}
+
+/// Bytes per entry of the revocation set at `entries` UUID entries, as resident growth of this process, beside
+/// the same entries with `String` keys.
+fn set_memory(entries: u64) -> String {
+    use auth_api::revocation_cache::set::{Entry, RevokedSet};
+    let rss = || jtc_test_support::rss_bytes(std::process::id()).unwrap_or(0);
+    let far = i64::MAX / 2;
+    let before = rss();
+    let mut set = RevokedSet::default();
+    for i in 0..entries {
+        set.insert(Entry::Token { jti: seed_jti(i), expires_ms: far }, 0);
+    }
+    let compact = rss().saturating_sub(before);
+    let before = rss();
+    let strings: std::collections::HashMap<String, i64> = (0..entries).map(|i| (seed_jti(i), far)).collect();
+    let plain = rss().saturating_sub(before);
+    let per = |bytes: u64| bytes as f64 / entries.max(1) as f64;
+    let text = format!(
+        "Revocation set at {entries} UUID entries: {:.0} bytes per entry (resident growth), against {:.0} with a \
+         `String` key per entry.",
+        per(compact),
+        per(plain)
+    );
+    drop((set, strings));
+    text
 }
 
 async fn users_hash(database: &mongodb::Database) -> String {
@@ -326,6 +433,7 @@ fn report(args: &Args, samples: &[Sample], with_redis: bool) -> String {
 /// sequential one for logins, whose floor is one verification).
 fn floor_of(s: &Sample, samples: &[Sample]) -> Option<Duration> {
     let (group, floor_name) = match s.name.get(..3)? {
+        "(2)" if s.name.contains("revocation set") => ("(2f) GET /health", None),
         "(2)" => ("(1)", None),
         "(3)" if s.name.contains("/logout") => ("(3)", Some("upsert")),
         "(4)" if s.name.contains("/login") => ("(4)", Some("argon2id")),
