@@ -181,11 +181,28 @@ async fn main() {
     users.ensure_indexes().await.expect("index");
     users.add(&Username::parse("bench").expect("name"), Secret::new(PASSWORD), false, 1).await.expect("user");
 
-    let spawn = |settings: AuthSettings| async move {
-        let app = Application::build(&settings).await.expect("build");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped(std::future::pending()));
-        address
+    let loads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let spawn = |settings: AuthSettings| {
+        let loads = Arc::clone(&loads);
+        async move {
+            let started = Instant::now();
+            let app = Application::build(&settings).await.expect("build");
+            let address = format!("http://127.0.0.1:{}", app.port());
+            tokio::spawn(app.run_until_stopped(std::future::pending()));
+            // Measured only once the revocation set is loaded (the server may start before, on lookups).
+            if settings.revocation_cache.enabled {
+                loop {
+                    let health: serde_json::Value =
+                        reqwest::get(format!("{address}/health")).await.expect("health").json().await.expect("json");
+                    if health["revocations"]["mode"] != "loading" {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                loads.lock().expect("loads").push(started.elapsed());
+            }
+            address
+        }
     };
     let address = spawn(settings.clone()).await;
     let keys = Arc::new(TokenKeys::new(&settings.jwt));
@@ -345,6 +362,13 @@ async fn main() {
         );
     }
     let _ = writeln!(report, "\n{memory}");
+    let loads: Vec<String> = loads.lock().expect("loads").iter().map(|d| format!("{:.1} s", d.as_secs_f64())).collect();
+    let _ = writeln!(
+        report,
+        "\nStart-up with the set, until it was loaded ({} entries): {}.",
+        args.entries,
+        loads.join(", ")
+    );
     println!("{report}");
     if let Some(out) = &args.out {
         splice(out, &report);

@@ -170,3 +170,42 @@ async fn malformed_entries_are_skipped_and_the_watcher_goes_on() {
     );
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn two_instances_concurrent_logouts_and_a_revoke_user_are_refused_by_both() {
+    let db = TestDb::new().await;
+    add_user(&db, "alice", "wonderland-42").await;
+    add_user(&db, "bob", "the builder 42").await;
+    let a = std::sync::Arc::new(AuthApp::spawn(&settings(&db, &[])).await);
+    let b = std::sync::Arc::new(AuthApp::spawn(&settings(&db, &[])).await);
+    let mut tokens = Vec::new();
+    for _ in 0..10 {
+        tokens.push(a.tokens("alice", "wonderland-42").await.0);
+    }
+    let bob_tokens = [b.tokens("bob", "the builder 42").await.0, a.tokens("bob", "the builder 42").await.0];
+    // Half the logouts on each instance, all at once.
+    let logouts: Vec<_> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, token)| {
+            let app = std::sync::Arc::clone(if i % 2 == 0 { &a } else { &b });
+            let token = token.clone();
+            tokio::spawn(async move { app.call(Method::POST, "/logout", Some(&token), None).await.status })
+        })
+        .collect();
+    for logout in logouts {
+        assert_eq!(logout.await.unwrap(), StatusCode::OK);
+    }
+    let list = auth_api::revocation::RevocationList::new(
+        db.client.database(&db.name).collection("jwt_blacklist"),
+        &jtc_shared::names::FieldPath::parse("EXPIRES_FIELD", "expires_at").unwrap(),
+    );
+    list.revoke_user("bob", Duration::from_secs(3600)).await.unwrap();
+    for app in [&a, &b] {
+        app.caught_up().await;
+        for token in tokens.iter().chain(&bob_tokens) {
+            assert_eq!(app.protected(token).await.msg(), "Token has been revoked");
+        }
+    }
+    db.drop_db().await;
+}
