@@ -54,7 +54,7 @@ fn args() -> Args {
             "--entries" => args.entries = it.next().and_then(|v| v.parse().ok()).expect("--entries N"),
             "--requests" => args.requests = it.next().and_then(|v| v.parse().ok()).expect("--requests N"),
             "--out" => args.out = it.next().map(PathBuf::from),
-            "--bench" => {}
+            "--bench" | "--set-memory-only" => {}
             other => panic!("unknown argument {other}"),
         }
     }
@@ -140,6 +140,10 @@ fn ms(d: Duration) -> String {
 #[tokio::main]
 async fn main() {
     let args = args();
+    if std::env::args().any(|a| a == "--set-memory-only") {
+        println!("{}", set_memory(args.entries));
+        return;
+    }
     let uri = std::env::var("MONGODB_TEST_URI").expect("MONGODB_TEST_URI (scripts/bench auth sets it)");
     let redis = std::env::var("REDIS_TEST_URL").ok();
     let client = Client::with_uri_str(&uri).await.expect("database");
