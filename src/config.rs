@@ -8,7 +8,8 @@ use std::fmt;
 use std::time::Duration;
 
 use jtc_shared::config::{
-    blacklist_collection, db_name, db_settings, db_uri, env_lookup, expires_field, jwt_algorithm, number, redact_uri,
+    blacklist_collection, db_name, db_settings, db_uri, env_lookup, expires_field, flag, jwt_algorithm, number,
+    redact_uri,
 };
 pub use jtc_shared::config::{ConfigError, DbSettings};
 pub use jtc_shared::names::{FieldPath, MongoName};
@@ -317,16 +318,6 @@ pub fn listen_port(get: &impl Fn(&str) -> Option<String>) -> Result<u16, ConfigE
         None => number(&get, "PORT", 9000, 0, 65535)?,
     };
     Ok(port as u16)
-}
-
-/// `true`/`false` (also `1`/`0`, `yes`/`no`), `default` when unset.
-fn flag(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-    match get(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-        None => Ok(default),
-        Some("false" | "0" | "no") => Ok(false),
-        Some("true" | "1" | "yes") => Ok(true),
-        Some(other) => Err(ConfigError::Invalid { name, reason: format!("{other:?} is not true or false") }),
-    }
 }
 
 #[cfg(test)]

@@ -58,26 +58,7 @@ pub fn oldest_pipeline(field: &FieldPath, range: &ExpiryRange) -> Vec<Document> 
 /// Reads the answer of [`oldest_pipeline`]: the expiry in milliseconds since the epoch (a Date as it is, seconds
 /// times 1000), or `None` when the range is empty.
 pub fn oldest_answer(field: &FieldPath, rows: Result<Vec<Document>, StoreError>) -> Result<Option<i64>, StoreError> {
-    Ok(rows?.first().and_then(|row| read_path(row, field)))
-}
-
-/// The expiry at the dotted `field` of `row`, in milliseconds since the epoch.
-fn read_path(row: &Document, field: &FieldPath) -> Option<i64> {
-    let mut current = row;
-    let mut parts = field.split('.').peekable();
-    while let Some(part) = parts.next() {
-        if parts.peek().is_none() {
-            return match current.get(part)? {
-                Bson::DateTime(date) => Some(date.timestamp_millis()),
-                Bson::Int32(seconds) => Some(i64::from(*seconds) * 1000),
-                Bson::Int64(seconds) => Some(seconds.saturating_mul(1000)),
-                Bson::Double(seconds) if seconds.is_finite() => Some((seconds * 1000.0).floor() as i64),
-                _ => None,
-            };
-        }
-        current = current.get_document(part).ok()?;
-    }
-    None
+    Ok(rows?.first().and_then(|row| jtc_shared::blacklist::expiry_ms(row, field)))
 }
 
 /// The BSON types that make an expiry usable (by a range of one of the lanes).

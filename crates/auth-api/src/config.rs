@@ -222,16 +222,7 @@ impl AuthSettings {
             )? as usize,
             cookies,
             revocation_cache: CacheSettings {
-                enabled: match get("REVOCATION_CACHE").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-                    None | Some("true" | "1" | "yes") => true,
-                    Some("false" | "0" | "no") => false,
-                    Some(other) => {
-                        return Err(ConfigError::Invalid {
-                            name: "REVOCATION_CACHE",
-                            reason: format!("{other:?} is not true or false"),
-                        })
-                    }
-                },
+                enabled: jtc_shared::config::flag(&get, "REVOCATION_CACHE", true)?,
                 max_staleness: Duration::from_millis(number(&get, "REVOCATION_MAX_STALENESS_MS", 1000, 10, 600_000)?),
                 poll: Duration::from_millis(number(&get, "REVOCATION_POLL_MS", 250, 10, 60_000)?),
             },

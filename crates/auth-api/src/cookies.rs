@@ -14,7 +14,7 @@
 use std::fmt;
 
 use axum::http::{HeaderMap, HeaderValue, Method};
-use jtc_shared::config::ConfigError;
+use jtc_shared::config::{flag, ConfigError};
 
 use crate::tokens::TokenKind;
 
@@ -289,15 +289,6 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
-}
-
-fn flag(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-    match get(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("") => Ok(default),
-        Some("true" | "1" | "yes") => Ok(true),
-        Some("false" | "0" | "no") => Ok(false),
-        Some(other) => Err(ConfigError::Invalid { name, reason: format!("{other:?} is not true or false") }),
-    }
 }
 
 #[cfg(test)]

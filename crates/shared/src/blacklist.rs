@@ -72,6 +72,26 @@ impl EntrySchema {
     }
 }
 
+/// The expiry at the dotted `field` of `entry`, in milliseconds since the epoch: a Date as it is, a number as
+/// seconds (rounded up, so that an entry is never taken for expired early); `None` for any other value or none.
+pub fn expiry_ms(entry: &Document, field: &str) -> Option<i64> {
+    let mut current = entry;
+    let mut parts = field.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            return match current.get(part)? {
+                Bson::DateTime(date) => Some(date.timestamp_millis()),
+                Bson::Int32(seconds) => Some(i64::from(*seconds) * 1000),
+                Bson::Int64(seconds) => Some(seconds.saturating_mul(1000)),
+                Bson::Double(seconds) if seconds.is_finite() => Some((seconds * 1000.0).ceil() as i64),
+                _ => None,
+            };
+        }
+        current = current.get_document(part).ok()?;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +113,9 @@ mod tests {
         schema("expires_at").set_expiry(&mut numeric, 1_700_000_000_i64);
         assert_eq!(numeric.get_i64("expires_at").ok(), Some(1_700_000_000));
         assert_eq!(user_entry_jti("carol"), "user:carol");
+        assert_eq!(expiry_ms(&doc! { "meta": { "exp": 1.5 } }, "meta.exp"), Some(1500));
+        assert_eq!(expiry_ms(&doc! { "exp": at }, "exp"), Some(1000));
+        assert_eq!(expiry_ms(&doc! { "exp": "soon" }, "exp"), None);
+        assert_eq!(expiry_ms(&doc! {}, "a.b"), None);
     }
 }

@@ -140,6 +140,16 @@ pub fn jwt_algorithm(get: &impl Fn(&str) -> Option<String>) -> Result<jsonwebtok
     }
 }
 
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, any case), `default` when the variable is not set or empty.
+pub fn flag(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match get(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") => Ok(default),
+        Some("false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(other) => Err(ConfigError::Invalid { name, reason: format!("{other:?} is not true or false") }),
+    }
+}
+
 /// A whole number from `min` to `max`, `default` when the variable is not set.
 pub fn number(
     get: &impl Fn(&str) -> Option<String>,

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use mongodb::bson::{Bson, Document};
 
 use crate::tokens::Claims;
+use jtc_shared::blacklist::expiry_ms;
 
 /// One blacklist entry, as the set keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,25 +51,6 @@ impl Entry {
             None => Ok(Entry::Token { jti: jti.clone(), expires_ms }),
         }
     }
-}
-
-/// The expiry at the dotted `field`, in milliseconds (a Date, or seconds as a number).
-fn expiry_ms(doc: &Document, field: &str) -> Option<i64> {
-    let mut current = doc;
-    let mut parts = field.split('.').peekable();
-    while let Some(part) = parts.next() {
-        if parts.peek().is_none() {
-            return match current.get(part)? {
-                Bson::DateTime(d) => Some(d.timestamp_millis()),
-                Bson::Int32(s) => Some(i64::from(*s) * 1000),
-                Bson::Int64(s) => Some(s.saturating_mul(1000)),
-                Bson::Double(s) if s.is_finite() => Some((s * 1000.0).ceil() as i64),
-                _ => None,
-            };
-        }
-        current = current.get_document(part).ok()?;
-    }
-    None
 }
 
 /// A UUID `jti` as two words: a 24-byte table slot with its expiry, where an enum of a `u128` and a string took
