@@ -87,8 +87,10 @@ impl RevocationList {
     pub async fn revoke(&self, claims: &Claims) -> Result<bool, MongoError> {
         // A BSON Date holds any i64 of milliseconds: every `exp` we issue fits.
         let expires_at = DateTime::from_millis(claims.exp.saturating_mul(1000));
-        // `jti` comes from the filter on insert.
-        let entry = self.schema.token(claims.kind.as_str(), &claims.sub, expires_at, DateTime::now());
+        // `jti` comes from the filter on insert; `_id` is the jti too, so that a change stream's delete event (which
+        // names only the `_id`) says which revocation went (see `revocation_cache`).
+        let mut entry = self.schema.token(claims.kind.as_str(), &claims.sub, expires_at, DateTime::now());
+        entry.insert("_id", &claims.jti);
         match self.blacklist.update_one(doc! { "jti": &claims.jti }, doc! { "$setOnInsert": entry }).upsert(true).await
         {
             // Two upserts of one jti at once: the unique index lets one insert; the other's work is done.
@@ -130,7 +132,7 @@ impl RevocationList {
         let lifetime_ms = i64::try_from(longest_lifetime.as_millis()).unwrap_or(i64::MAX);
         let expires_at = DateTime::from_millis(now.timestamp_millis().saturating_add(lifetime_ms));
         let set = self.schema.user_revocation(user, now, expires_at);
-        let update = doc! { "$set": set, "$setOnInsert": { "created_at": now } };
+        let update = doc! { "$set": set, "$setOnInsert": { "created_at": now, "_id": user_entry_jti(user) } };
         let filter = doc! { "jti": user_entry_jti(user) };
         match self.blacklist.update_one(filter.clone(), update.clone()).upsert(true).await {
             // Two revocations at once: one inserted; this one updates what it inserted.

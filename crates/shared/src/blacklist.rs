@@ -8,7 +8,8 @@
 //! - a user logged out everywhere: `{jti: "user:NAME", type: "user", user, revoked_before, created_at, updated_at,
 //!   <field>: revoked_before + the longest token lifetime}`. Token `jti`s are UUIDs: they never look like this.
 //!
-//! `updated_at` is the time of the last write: what a poll for new revocations looks for.
+//! `updated_at` is the time of the last write: what a poll for new revocations looks for. auth-api also writes the
+//! jti as `_id` (a change stream's delete event names only the `_id`).
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 

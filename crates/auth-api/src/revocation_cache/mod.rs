@@ -8,9 +8,11 @@
 //! lookup; past it, the check goes to the database as without the set, and fails closed (503) if the database
 //! cannot answer. A revocation written by this instance is in its own set before `/logout` answers.
 //!
-//! What the set does not see: a blacklist entry deleted by hand before its expiry stays in force here until it
-//! expires or the instance restarts (a delete event names only the `_id`, which the set does not keep: the safe
-//! side); an entry whose expiry is neither a date nor a number is kept until restart.
+//! Deletes: a delete event names only the `_id`. Every entry auth-api writes has its jti as `_id` (and a user
+//! entry `user:NAME`), so deleting one (un-revoking by hand) reaches every set. An entry written by another service
+//! with an ObjectId `_id` stays in force here until it expires or the instance restarts (the safe side: a refusal,
+//! never a pass); keeping an `_id` map for those would double the memory per entry. An entry whose expiry is
+//! neither a date nor a number is kept until restart.
 
 pub mod set;
 pub mod watcher;
@@ -122,6 +124,11 @@ impl RevocationCache {
     /// Adds an entry this instance (or the watcher) learnt of.
     pub fn insert(&self, entry: Entry) {
         self.set.write().unwrap_or_else(PoisonError::into_inner).insert(entry, Self::now_ms());
+    }
+
+    /// Removes the revocation `jti` names (its entry was deleted).
+    pub fn remove(&self, jti: &str) {
+        self.set.write().unwrap_or_else(PoisonError::into_inner).remove(jti);
     }
 
     /// Replaces the whole set (a load), proven current as of `proof_ms`.

@@ -4,7 +4,8 @@
 //! - **Load**: every unexpired entry, through the expiry index (a Date lane and a numeric lane), plus the few
 //!   entries whose expiry is neither (kept: they revoke for as long as they exist). The change stream is opened
 //!   before the load, so nothing written meanwhile is missed (an entry seen twice is harmless).
-//! - **Change stream**: inserts, updates and replaces carry the whole entry (`fullDocument: updateLookup`). The
+//! - **Change stream**: inserts, updates and replaces carry the whole entry (`fullDocument: updateLookup`); a
+//!   delete names only the `_id`, which is the jti in every entry auth-api writes, so it leaves the set too. The
 //!   getMore waits at most a quarter of the staleness bound, so an idle stream still proves itself well within it;
 //!   only an empty batch counts as proof (on the test server its resume token does not advance, so the arrival of
 //!   the answer is what counts). After an error the stream resumes from the last resume token; when that fails
@@ -132,8 +133,14 @@ fn apply(cache: &RevocationCache, event: ChangeStreamEvent<Document>, field: &Fi
             }
             true
         }
-        // Only the `_id` is known: the entry stays until it expires (see the module doc of the cache).
-        OperationType::Delete => true,
+        // Only the `_id` is known: the entries auth-api writes have their jti as `_id`; others (an ObjectId) stay
+        // until they expire (see the module doc of the cache).
+        OperationType::Delete => {
+            if let Some(mongodb::bson::Bson::String(jti)) = event.document_key.as_ref().and_then(|key| key.get("_id")) {
+                cache.remove(jti);
+            }
+            true
+        }
         OperationType::Drop | OperationType::Rename | OperationType::DropDatabase | OperationType::Invalidate => false,
         _ => true,
     }

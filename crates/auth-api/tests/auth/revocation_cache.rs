@@ -209,3 +209,24 @@ async fn two_instances_concurrent_logouts_and_a_revoke_user_are_refused_by_both(
     }
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn an_entry_deleted_by_hand_is_accepted_again_everywhere() {
+    let db = TestDb::new().await;
+    add_user(&db, "alice", "wonderland-42").await;
+    let a = AuthApp::spawn(&settings(&db, &[])).await;
+    let b = AuthApp::spawn(&settings(&db, &[])).await;
+    let (access, _) = a.tokens("alice", "wonderland-42").await;
+    assert_eq!(a.call(Method::POST, "/logout", Some(&access), None).await.status, StatusCode::OK);
+    let jti = crate::support::claims(&access)["jti"].as_str().unwrap().to_string();
+    let entry = crate::support::entry(&db, &jti).await.expect("entry");
+    assert_eq!(entry.get_str("_id").ok(), Some(jti.as_str()), "the jti is the _id: a delete event names it");
+    b.caught_up().await;
+    assert_eq!(b.protected(&access).await.msg(), "Token has been revoked");
+    db.blacklist().delete_one(doc! { "_id": &jti }).await.unwrap();
+    for app in [&a, &b] {
+        app.caught_up().await;
+        assert_eq!(app.protected(&access).await.status, StatusCode::OK, "un-revoked by hand");
+    }
+    db.drop_db().await;
+}
