@@ -53,19 +53,12 @@ pub fn metrics(run: &RunRecord) -> String {
                 "Expired entries still there after the last run (counted to a limit).",
                 backlog.expired as f64,
             );
-            if let Some(age) = backlog.oldest_expired_age_seconds {
-                gauge(
-                    "jwt_cleaner_oldest_expired_age_seconds",
-                    "Age of the oldest expired entry after the last run.",
-                    age as f64,
-                );
-            } else {
-                gauge(
-                    "jwt_cleaner_oldest_expired_age_seconds",
-                    "Age of the oldest expired entry after the last run.",
-                    0.0,
-                );
-            }
+            // No expired entry left: the oldest is 0 s old.
+            gauge(
+                "jwt_cleaner_oldest_expired_age_seconds",
+                "Age of the oldest expired entry after the last run.",
+                backlog.oldest_expired_age_seconds.unwrap_or(0) as f64,
+            );
         }
     }
     text

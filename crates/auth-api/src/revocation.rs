@@ -20,7 +20,7 @@ use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
 use super::tokens::Claims;
-use jtc_shared::blacklist::{user_entry_jti, EntrySchema};
+use jtc_shared::blacklist::{revoked_before_ms, user_entry_jti, EntrySchema};
 use jtc_shared::mongo::{is_duplicate_key, is_index_conflict};
 use jtc_shared::names::FieldPath;
 
@@ -107,18 +107,11 @@ impl RevocationList {
         let filter = doc! { "jti": { "$in": [&claims.jti, &user_jti] } };
         let mut found =
             self.blacklist.find(filter).projection(doc! { "_id": 0, "jti": 1, "revoked_before": 1 }).await?;
-        let issued_ms = claims.iat.saturating_mul(1000);
         while let Some(entry) = found.try_next().await? {
             match entry.get_str("jti") {
                 Ok(jti) if jti == claims.jti => return Ok(true),
-                Ok(_) => {
-                    // A user entry without a readable date revokes everything: fail closed.
-                    let before = entry.get_datetime("revoked_before").map(|d| d.timestamp_millis()).unwrap_or(i64::MAX);
-                    if issued_ms <= before {
-                        return Ok(true);
-                    }
-                }
-                Err(_) => {}
+                Ok(_) if claims.issued_by(revoked_before_ms(&entry)) => return Ok(true),
+                Ok(_) | Err(_) => {}
             }
         }
         Ok(false)

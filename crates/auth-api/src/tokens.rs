@@ -62,6 +62,15 @@ pub struct Claims {
     pub csrf: Option<String>,
 }
 
+impl Claims {
+    /// True when the token was issued at or before `ms` (milliseconds since the epoch). `iat` has whole seconds,
+    /// so a token issued in the very second of `ms` counts as before it: the safe side for every revocation that
+    /// ends the tokens issued until an instant (a user's entry, a password change).
+    pub fn issued_by(&self, ms: i64) -> bool {
+        self.iat.saturating_mul(1000) <= ms
+    }
+}
+
 /// Why a token was refused; the `Display` text is the `msg` answered to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {

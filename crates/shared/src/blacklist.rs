@@ -20,6 +20,17 @@ pub fn user_entry_jti(user: &str) -> String {
     format!("user:{user}")
 }
 
+/// The user a `user:NAME` entry's jti names; `None` for a token's jti.
+pub fn user_of_entry_jti(jti: &str) -> Option<&str> {
+    jti.strip_prefix("user:")
+}
+
+/// A user entry's `revoked_before`, in milliseconds since the epoch; an entry without a readable one revokes
+/// everything (`i64::MAX`): fail closed.
+pub fn revoked_before_ms(entry: &Document) -> i64 {
+    entry.get_datetime("revoked_before").map(|d| d.timestamp_millis()).unwrap_or(i64::MAX)
+}
+
 /// Builds entries with the expiry in one configured field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntrySchema {
@@ -114,6 +125,10 @@ mod tests {
         schema("expires_at").set_expiry(&mut numeric, 1_700_000_000_i64);
         assert_eq!(numeric.get_i64("expires_at").ok(), Some(1_700_000_000));
         assert_eq!(user_entry_jti("carol"), "user:carol");
+        assert_eq!(user_of_entry_jti("user:carol"), Some("carol"));
+        assert_eq!(user_of_entry_jti("0b6f5f3e-6d3a-4e0b-9d8a-3c1f2f0a9e11"), None);
+        assert_eq!(revoked_before_ms(&doc! { "revoked_before": at }), 1000);
+        assert_eq!(revoked_before_ms(&doc! {}), i64::MAX);
         assert_eq!(expiry_ms(&doc! { "meta": { "exp": 1.5 } }, "meta.exp"), Some(1500));
         assert_eq!(expiry_ms(&doc! { "exp": at }, "exp"), Some(1000));
         assert_eq!(expiry_ms(&doc! { "exp": "soon" }, "exp"), None);

@@ -152,8 +152,14 @@ impl HttpApiStore {
         Ok(())
     }
 
-    async fn documents(&self, action: &str, fields: Value) -> Result<Vec<Document>, StoreError> {
-        let answer = self.action(action, fields).await?;
+    /// The `documents` of an answer on `collection` (the blacklist when `None`).
+    async fn documents(
+        &self,
+        collection: Option<&str>,
+        action: &str,
+        fields: Value,
+    ) -> Result<Vec<Document>, StoreError> {
+        let answer = self.action_on(collection, action, fields).await?;
         let documents = read_documents(action, &answer, |t| self.transport.excerpt(t));
         if let Err(error) = &documents {
             self.forget_proof(error);
@@ -162,7 +168,7 @@ impl HttpApiStore {
     }
 
     async fn aggregate(&self, pipeline: Vec<Document>) -> Result<Vec<Document>, StoreError> {
-        self.documents("aggregate", json!({ "pipeline": ext_json(Bson::from(pipeline)) })).await
+        self.documents(None, "aggregate", json!({ "pipeline": ext_json(Bson::from(pipeline)) })).await
     }
 
     async fn counted(&self, action: &str, fields: Value, key: &str) -> Result<u64, StoreError> {
@@ -200,7 +206,7 @@ impl BlacklistStore for HttpApiStore {
     }
 
     async fn check(&self) -> Result<(), StoreError> {
-        self.documents("find", json!({ "filter": {}, "projection": { "_id": 1 }, "limit": 1 })).await.map(|_| ())
+        self.documents(None, "find", json!({ "filter": {}, "projection": { "_id": 1 }, "limit": 1 })).await.map(|_| ())
     }
 
     async fn stats(&self) -> Result<CollectionStats, StoreError> {
@@ -218,12 +224,7 @@ impl BlacklistStore for HttpApiStore {
 
     async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
         let pipeline = vec![doc! { "$match": range_filter(&self.field, range) }, doc! { "$count": "count" }];
-        let rows = self.aggregate(pipeline).await?;
-        match rows.first() {
-            None => Ok(0),
-            Some(row) => as_u64(row.get("count"))
-                .ok_or_else(|| StoreError::protocol(format!("aggregate $count: unexpected answer: {row}"))),
-        }
+        count_answer(self.aggregate(pipeline).await)
     }
 
     async fn count_at_most(&self, range: &ExpiryRange, limit: u64) -> Result<u64, StoreError> {
@@ -252,12 +253,7 @@ impl BlacklistStore for HttpApiStore {
     async fn recent_runs(&self, limit: u32) -> Result<Vec<Document>, StoreError> {
         let collection = self.history_collection()?;
         let fields = json!({ "filter": {}, "sort": { HISTORY_TIME_FIELD: -1 }, "limit": limit });
-        let answer = self.action_on(Some(collection), "find", fields).await?;
-        let documents = read_documents("find", &answer, |t| self.transport.excerpt(t));
-        if let Err(error) = &documents {
-            self.forget_proof(error);
-        }
-        documents
+        self.documents(Some(collection), "find", fields).await
     }
 
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {

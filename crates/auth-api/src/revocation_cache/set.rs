@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use mongodb::bson::{Bson, Document};
 
 use crate::tokens::Claims;
-use jtc_shared::blacklist::expiry_ms;
+use jtc_shared::blacklist::{expiry_ms, revoked_before_ms, user_of_entry_jti};
 
 /// One blacklist entry, as the set keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,12 +42,10 @@ impl Entry {
             None => return Err("no jti".into()),
         };
         let expires_ms = expiry_ms(doc, expires_field).unwrap_or(i64::MAX);
-        match jti.strip_prefix("user:") {
-            Some(user) => Ok(Entry::User {
-                user: user.to_string(),
-                revoked_before_ms: doc.get_datetime("revoked_before").map(|d| d.timestamp_millis()).unwrap_or(i64::MAX),
-                expires_ms,
-            }),
+        match user_of_entry_jti(jti) {
+            Some(user) => {
+                Ok(Entry::User { user: user.to_string(), revoked_before_ms: revoked_before_ms(doc), expires_ms })
+            }
             None => Ok(Entry::Token { jti: jti.clone(), expires_ms }),
         }
     }
@@ -59,14 +57,13 @@ impl Entry {
 type UuidKey = [u64; 2];
 
 fn uuid_key(jti: &str) -> Option<UuidKey> {
-    match uuid::Uuid::try_parse(jti) {
-        // Only the canonical spelling: another spelling of the same UUID is another jti to the database.
-        Ok(id) if id.hyphenated().to_string() == jti => {
-            let bits = id.as_u128();
-            Some([(bits >> 64) as u64, bits as u64])
-        }
-        _ => None,
+    // Only the canonical spelling (36 characters, lower case, hyphenated): another spelling of the same UUID is
+    // another jti to the database. Checked on the bytes, as every revocation check passes here.
+    if jti.len() != 36 || jti.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
     }
+    let bits = uuid::Uuid::try_parse(jti).ok()?.as_u128();
+    Some([(bits >> 64) as u64, bits as u64])
 }
 
 /// The revocations in force.
@@ -98,7 +95,7 @@ impl RevokedSet {
 
     /// Removes what `jti` names (a token's entry, or `user:NAME`).
     pub fn remove(&mut self, jti: &str) {
-        match (jti.strip_prefix("user:"), uuid_key(jti)) {
+        match (user_of_entry_jti(jti), uuid_key(jti)) {
             (Some(user), _) => {
                 self.users.remove(user);
             }
@@ -121,7 +118,7 @@ impl RevokedSet {
         if token {
             return true;
         }
-        self.users.get(claims.sub.as_str()).is_some_and(|(before, _)| claims.iat.saturating_mul(1000) <= *before)
+        self.users.get(claims.sub.as_str()).is_some_and(|(before, _)| claims.issued_by(*before))
     }
 
     /// Drops every entry expired by `now_ms`; returns how many.
@@ -179,6 +176,12 @@ mod tests {
         assert!(!set.is_revoked(&claims("bob", "x", 5)));
         assert_eq!(set.evict_expired(10_000), 2);
         assert!(set.is_empty());
+        // Another spelling of a UUID is another jti, as in the database.
+        let upper = uuid.to_ascii_uppercase();
+        set.insert(Entry::Token { jti: upper.clone(), expires_ms: 10_000 }, 0);
+        assert!(set.is_revoked(&claims("alice", &upper, 1)));
+        assert!(!set.is_revoked(&claims("alice", uuid, 1)));
+        set.remove(&upper);
         set.insert(Entry::Token { jti: uuid.into(), expires_ms: 5 }, 10);
         assert!(set.is_empty(), "already expired: never added");
     }

@@ -30,9 +30,7 @@ pub async fn refresh(
     })?;
     match changed {
         None => return Err(ApiError::UnknownUser(claims.sub)),
-        Some(Some(changed)) if claims.iat.saturating_mul(1000) <= changed.timestamp_millis() => {
-            return Err(ApiError::Revoked)
-        }
+        Some(Some(changed)) if claims.issued_by(changed.timestamp_millis()) => return Err(ApiError::Revoked),
         Some(_) => {}
     }
     let access = issue(&state.keys, &claims.sub, TokenKind::Access, false)?;
