@@ -14,6 +14,7 @@ pub mod options;
 pub mod progress;
 pub mod report;
 mod tally;
+pub mod target;
 pub mod window;
 
 use std::time::Instant;
@@ -29,6 +30,7 @@ use crate::store::deadline::{Deadline, CALL_MARGIN};
 use crate::store::{BlacklistStore, ExpiryRange, Lane, StoreError};
 use report::RunEnd;
 use tally::Tally;
+use target::Target;
 use window::Window;
 
 /// The first window of each lane: a minute of expiries below the cutoff. Later windows follow the density.
@@ -150,7 +152,8 @@ pub async fn run_at(
 ///
 /// Gentleness (see the README's "Gentle sweeps"): after each batch the sweep pauses `pause_ratio` times the batch's
 /// own duration, inside the budget; with a `max_operation` bound, the window target follows the measured cost per
-/// entry ([`OperationClock`]) so that no single measure or delete is expected to run longer. Without `exact_bytes`,
+/// entry so that no single measure or delete is expected to run longer; either starts small and probes windows of
+/// unknown density ([`target`]). Without `exact_bytes`,
 /// a window is deleted without being measured first (only the first window with entries is measured, for the
 /// average entry size), and the next window is sized from what the delete removed.
 async fn sweep_lane(
@@ -162,28 +165,56 @@ async fn sweep_lane(
     tally: &mut Tally,
     progress: &dyn Progress,
 ) -> Result<Option<ExpiryRange>, StoreError> {
-    let mut window = Window::new(lane, cutoff_ms, INITIAL_WINDOW_MS, options.batch_size);
-    let mut clock = OperationClock::default();
+    let mut target = Target::new(options);
+    let mut window = Window::new(lane, cutoff_ms, INITIAL_WINDOW_MS, target.get());
+    // Whether the entries per unit of expiry of the current window can be told from the one before it.
+    let mut density_known = false;
     loop {
         let range = window.range();
+        // What a probe of this window counted, when it was probed.
+        let mut probed = None;
         if started.elapsed() >= options.time_budget {
             return Ok(Some(ExpiryRange::expired(lane, range.hi_ms)));
+        }
+        if target.probes() && !density_known {
+            // A gentle sweep probes a window of unknown density (the lane's first, the first after an empty one)
+            // with a count that stops just past "too crowded": it reads at most twice the target, where a measure
+            // or a delete of the window could cost anything.
+            let at = Instant::now();
+            let seen = store.count_at_most(&range, window.crowded_above().saturating_add(1)).await?;
+            target.measured(at.elapsed(), seen);
+            // Crowded for the target the count was sized for (a count that reached its limit says only "at
+            // least"), or for the target the cost it just taught leaves.
+            let crowded = window.too_crowded(seen);
+            window.set_target(target.get());
+            if crowded || window.too_crowded(seen) {
+                window.shrink(seen);
+                continue;
+            }
+            if seen == 0 {
+                if window.is_last() {
+                    return Ok(None);
+                }
+                window.advance(0);
+                continue;
+            }
+            density_known = true;
+            probed = Some(seen);
         }
         let batch_started = Instant::now();
         let estimate = !options.exact_bytes && tally.average_bytes().is_some();
         let count = if estimate {
             // Estimate mode: no measuring read. A dry run still has to count what it would delete.
             let at = Instant::now();
-            // Unmeasured, the window can hold no more than the batch size it was sized for, by what the sweep knows.
-            let count = if options.dry_run {
-                store.count(&range).await?
-            } else {
-                store.delete(&range, u64::from(options.batch_size)).await?
-            };
+            // Unmeasured, the window can hold no more than the batch size it was sized for, or what its probe
+            // counted, by what the sweep knows.
+            let at_most = u64::from(options.batch_size).max(probed.unwrap_or(0));
+            let count =
+                if options.dry_run { store.count(&range).await? } else { store.delete(&range, at_most).await? };
             if options.dry_run {
-                clock.measured(at.elapsed(), count);
+                target.measured(at.elapsed(), count);
             } else {
-                clock.deleted(at.elapsed(), count);
+                target.deleted(at.elapsed(), count);
             }
             if count > 0 {
                 tally.batch();
@@ -197,7 +228,7 @@ async fn sweep_lane(
         } else {
             let at = Instant::now();
             let measured = store.measure(&range).await?;
-            clock.measured(at.elapsed(), measured.count);
+            target.measured(at.elapsed(), measured.count);
             if window.too_crowded(measured.count) {
                 window.shrink(measured.count);
                 continue;
@@ -209,7 +240,7 @@ async fn sweep_lane(
                 } else {
                     let at = Instant::now();
                     let deleted = store.delete(&range, measured.count).await?;
-                    clock.deleted(at.elapsed(), deleted);
+                    target.deleted(at.elapsed(), deleted);
                     tally.deleted(measured.count, measured.bytes, deleted);
                     tracing::debug!(?lane, lo = range.lo_ms, hi = range.hi_ms, deleted, "batch deleted");
                 }
@@ -219,9 +250,13 @@ async fn sweep_lane(
         if count > 0 {
             progress.batch(Done { entries: tally.entries_done(), batches: tally.batches() });
         }
-        if let Some(bound) = options.max_operation {
-            window.set_target(clock.target(bound, options.batch_size));
+        if count > 0 {
+            target.grow();
+        } else {
+            target.restart();
+            density_known = false;
         }
+        window.set_target(target.get());
         if count > 0 && options.pause_ratio > 0.0 {
             let left = options.time_budget.saturating_sub(started.elapsed());
             let pause = batch_started.elapsed().mul_f64(options.pause_ratio).min(left);
@@ -232,45 +267,5 @@ async fn sweep_lane(
             return Ok(None);
         }
         window.advance(count);
-    }
-}
-
-/// What one entry costs a measure or a delete, learned from the operations so far (the slower of the two, each
-/// an average that weighs the latest operation as much as all before it), for the time bound.
-#[derive(Debug, Default)]
-struct OperationClock {
-    measure_ms_per_entry: Option<f64>,
-    delete_ms_per_entry: Option<f64>,
-}
-
-impl OperationClock {
-    fn measured(&mut self, took: std::time::Duration, entries: u64) {
-        Self::record(&mut self.measure_ms_per_entry, took, entries);
-    }
-
-    fn deleted(&mut self, took: std::time::Duration, entries: u64) {
-        Self::record(&mut self.delete_ms_per_entry, took, entries);
-    }
-
-    fn record(slot: &mut Option<f64>, took: std::time::Duration, entries: u64) {
-        if entries == 0 {
-            return;
-        }
-        let per_entry = took.as_secs_f64() * 1000.0 / entries as f64;
-        *slot = Some(slot.map_or(per_entry, |old| (old + per_entry) / 2.0));
-    }
-
-    /// The window target that keeps one operation under `bound`: from the batch size until something is known,
-    /// never above it, never below one entry.
-    fn target(&self, bound: std::time::Duration, batch_size: u32) -> u64 {
-        let per_entry = match (self.measure_ms_per_entry, self.delete_ms_per_entry) {
-            (None, None) => return u64::from(batch_size),
-            (a, b) => a.unwrap_or(0.0).max(b.unwrap_or(0.0)),
-        };
-        if per_entry <= 0.0 {
-            return u64::from(batch_size);
-        }
-        let fits = (bound.as_secs_f64() * 1000.0 / per_entry).floor() as u64;
-        fits.clamp(1, u64::from(batch_size))
     }
 }

@@ -23,10 +23,10 @@ pub struct Window {
 
 impl Window {
     /// Starts at `cutoff_ms` (exclusive) with `initial_width_ms`, aiming at `target` entries per window.
-    pub fn new(lane: Lane, cutoff_ms: i64, initial_width_ms: i64, target: u32) -> Self {
+    pub fn new(lane: Lane, cutoff_ms: i64, initial_width_ms: i64, target: u64) -> Self {
         let unit = lane.unit_ms();
         let hi_ms = cutoff_ms.max(lane.floor_ms());
-        Self { lane, hi_ms, width_ms: round_to_unit(initial_width_ms, unit), target: u64::from(target.max(1)) }
+        Self { lane, hi_ms, width_ms: round_to_unit(initial_width_ms, unit), target: target.max(1) }
     }
 
     /// The range to measure (and delete) next.
@@ -46,9 +46,14 @@ impl Window {
         self.target = target.max(1);
     }
 
+    /// The count above which a window is too crowded to delete (twice the target).
+    pub fn crowded_above(&self) -> u64 {
+        self.target.saturating_mul(2)
+    }
+
     /// True when a window holding `count` entries is too crowded to delete and can still shrink.
     pub fn too_crowded(&self, count: u64) -> bool {
-        count > self.target.saturating_mul(2) && self.width_ms > self.lane.unit_ms()
+        count > self.crowded_above() && self.width_ms > self.lane.unit_ms()
     }
 
     /// Shrinks the current window after it measured `count` entries (more than twice the target).

@@ -53,12 +53,14 @@ async fn the_pause_is_taken_and_counted_in_the_budget() {
     db.drop_db().await;
 }
 
-/// The real store, slowed down by a fixed cost per entry on every measure and delete (as a loaded server would
-/// be), recording how many entries each delete removed.
+/// The real store, slowed down by a fixed cost per entry on every measure, bounded count and delete (as a loaded
+/// server would be), recording each delete: the upper end of its range and how many entries it removed.
 struct Slowed {
     inner: MongoStore,
     per_entry: Duration,
-    deletes: Mutex<Vec<u64>>,
+    deletes: Mutex<Vec<(i64, u64)>>,
+    /// The entries every measure and bounded count read, in order.
+    reads: Mutex<Vec<u64>>,
 }
 
 #[async_trait::async_trait]
@@ -75,19 +77,23 @@ impl BlacklistStore for Slowed {
     async fn measure(&self, range: &ExpiryRange) -> Result<Measure, StoreError> {
         let measured = self.inner.measure(range).await?;
         tokio::time::sleep(self.per_entry * measured.count as u32).await;
+        self.reads.lock().unwrap().push(measured.count);
         Ok(measured)
     }
     async fn delete(&self, range: &ExpiryRange, at_most: u64) -> Result<u64, StoreError> {
         let deleted = self.inner.delete(range, at_most).await?;
         tokio::time::sleep(self.per_entry * deleted as u32).await;
-        self.deletes.lock().unwrap().push(deleted);
+        self.deletes.lock().unwrap().push((range.hi_ms, deleted));
         Ok(deleted)
     }
     async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
         self.inner.count(range).await
     }
     async fn count_at_most(&self, range: &ExpiryRange, limit: u64) -> Result<u64, StoreError> {
-        self.inner.count_at_most(range, limit).await
+        let counted = self.inner.count_at_most(range, limit).await?;
+        tokio::time::sleep(self.per_entry * counted as u32).await;
+        self.reads.lock().unwrap().push(counted);
+        Ok(counted)
     }
     async fn oldest_expiry(&self, range: &ExpiryRange) -> Result<Option<i64>, StoreError> {
         self.inner.oldest_expiry(range).await
@@ -112,16 +118,23 @@ impl BlacklistStore for Slowed {
     }
 }
 
-async fn slowed_sweep(db: &TestDb, extra: &[(&str, &str)]) -> (serde_json::Value, Vec<u64>) {
+/// A sweep of `db` through [`Slowed`] (1 ms an entry, batch 1000): its report, its deletes and its reads.
+async fn slowed_sweep(db: &TestDb, extra: &[(&str, &str)]) -> (serde_json::Value, Vec<(i64, u64)>, Vec<u64>) {
     let settings = db.settings(extra);
     let inner =
         MongoStore::new(settings.db.clone().unwrap(), &settings.sweep.collection, &settings.sweep.expires_field);
-    let store = Arc::new(Slowed { inner, per_entry: Duration::from_millis(1), deletes: Mutex::new(Vec::new()) });
+    let store = Arc::new(Slowed {
+        inner,
+        per_entry: Duration::from_millis(1),
+        deletes: Mutex::new(Vec::new()),
+        reads: Mutex::new(Vec::new()),
+    });
     let overrides = SweepOverrides { batch_size: Some(1000), ..SweepOverrides::default() };
     let options = SweepOptions::resolve(&settings.sweep, &settings.legacy, overrides);
     let report = sweep::run(store.as_ref(), &options, None, "gentle").await.expect("sweep");
     let deletes = store.deletes.lock().unwrap().clone();
-    (serde_json::to_value(report).unwrap(), deletes)
+    let reads = store.reads.lock().unwrap().clone();
+    (serde_json::to_value(report).unwrap(), deletes, reads)
 }
 
 #[tokio::test]
@@ -129,19 +142,58 @@ async fn windows_shrink_when_operations_run_long() {
     // 1 ms per entry, a 40 ms bound: after the first window teaches the cost, windows hold about 40 entries.
     let db = TestDb::new().await;
     seed(&db, 2000).await;
-    let (report, deletes) = slowed_sweep(&db, &[("CLEANUP_MAX_OPERATION_MS", "40")]).await;
+    let (report, deletes, reads) = slowed_sweep(&db, &[("CLEANUP_MAX_OPERATION_MS", "40")]).await;
     assert_eq!(report["cleaned_count"], 2001, "{report}");
     assert_eq!(report["complete"], true);
-    // The first window is measured before anything is known; every later one fits the bound.
-    let later = &deletes[1..];
-    assert!(later.len() > 20 && later.iter().all(|n| *n <= 80), "bounded windows: {deletes:?}");
+    // The first window is probed with a count that stops at twice the start target, which teaches the cost: no
+    // read is larger, and every delete fits the bound, the first one included.
+    assert!(deletes.len() > 20 && deletes.iter().all(|(_, n)| *n <= 80), "bounded windows: {deletes:?}");
+    assert!(reads.iter().all(|n| *n <= 201), "bounded reads: {reads:?}");
 
     // Without the bound, the same data goes in windows of the batch size.
     let db2 = TestDb::new().await;
     seed(&db2, 2000).await;
-    let (report, deletes) = slowed_sweep(&db2, &[]).await;
+    let (report, deletes, _) = slowed_sweep(&db2, &[]).await;
     assert_eq!(report["cleaned_count"], 2001);
-    assert!(deletes.iter().any(|n| *n > 500), "unbounded windows: {deletes:?}");
+    assert!(deletes.iter().any(|(_, n)| *n > 500), "unbounded windows: {deletes:?}");
+    db.drop_db().await;
+    db2.drop_db().await;
+}
+
+/// 300 entries a second apart from an hour ago, then nothing for 30 days, then 1,000 more a second apart.
+async fn seed_with_a_gap(db: &TestDb) -> i64 {
+    let now = Utc::now().timestamp_millis();
+    let gap_starts = now - 3_600_000 - 300_000;
+    let older = gap_starts - 30 * 86_400_000;
+    let docs: Vec<Document> = (0..300)
+        .map(|i| doc! { "jti": format!("a{i:04}"), "expires_at": DateTime::from_millis(now - 3_600_000 - i * 1000) })
+        .chain(
+            (0..1000)
+                .map(|i| doc! { "jti": format!("b{i:04}"), "expires_at": DateTime::from_millis(older - i * 1000) }),
+        )
+        .collect();
+    db.insert(docs).await;
+    gap_starts
+}
+
+#[tokio::test]
+async fn a_paced_sweep_starts_small_again_after_a_gap() {
+    let db = TestDb::new().await;
+    let gap_starts = seed_with_a_gap(&db).await;
+    let (report, deletes, _) = slowed_sweep(&db, &[("CLEANUP_PAUSE_RATIO", "0.01")]).await;
+    assert_eq!(report["cleaned_count"], 1300, "{report}");
+    // The slow start: the first delete holds at most twice the start target, and so does the first one past the
+    // gap, although the windows before the gap had grown.
+    let after_gap = deletes.iter().position(|(hi, _)| *hi < gap_starts).expect("deletes past the gap");
+    assert!(deletes[0].1 <= 200 && deletes[after_gap].1 <= 200, "{deletes:?}");
+    assert!(deletes[..after_gap].iter().any(|(_, n)| *n > 200), "the windows before the gap grew: {deletes:?}");
+
+    // Not paced: the first window past the gap takes the whole cluster at once.
+    let db2 = TestDb::new().await;
+    let gap_starts = seed_with_a_gap(&db2).await;
+    let (_, deletes, _) = slowed_sweep(&db2, &[]).await;
+    let after_gap = deletes.iter().find(|(hi, _)| *hi < gap_starts).expect("deletes past the gap");
+    assert!(after_gap.1 > 200, "{deletes:?}");
     db.drop_db().await;
     db2.drop_db().await;
 }
