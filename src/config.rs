@@ -68,7 +68,7 @@ pub struct SweepSettings {
     pub expires_field: FieldPath,
     /// `CLEANUP_GRACE_SECONDS` (default 60): an entry goes only once its expiry is this far in the past.
     pub grace: Duration,
-    /// `CLEANUP_BATCH_SIZE` (default 5000).
+    /// `CLEANUP_BATCH_SIZE` (default [`DEFAULT_BATCH_SIZE`], [`DEFAULT_ESTIMATE_BATCH_SIZE`] in estimate mode).
     pub batch_size: u32,
     /// `CLEANUP_TIME_BUDGET_SECONDS` (default 50): no batch starts after it.
     pub time_budget: Duration,
@@ -140,6 +140,14 @@ pub struct Settings {
 
 /// Upper bounds shared by the environment and the invoke body.
 pub const MAX_BATCH_SIZE: u32 = 100_000;
+
+/// `CLEANUP_BATCH_SIZE`'s default: entries per measured window.
+pub const DEFAULT_BATCH_SIZE: u32 = 5000;
+
+/// `CLEANUP_BATCH_SIZE`'s default in estimate mode (`CLEANUP_EXACT_BYTES=false`). With no measure to bound, a
+/// window costs only its delete, which yields to other clients; larger windows save the per-batch work that kept
+/// estimate mode at 1.13x of a bare `deleteMany` with 5,000 (BENCHMARKS.md, impact table).
+pub const DEFAULT_ESTIMATE_BATCH_SIZE: u32 = 20_000;
 /// The largest time budget, in seconds (FC functions may run longer than the default 60 s).
 pub const MAX_TIME_BUDGET_SECONDS: u64 = 900;
 /// The default cap on one HTTP API answer: 8 MiB, far above the largest real one (a page of 500 legacy entries).
@@ -196,7 +204,9 @@ impl Settings {
         let expires_field = expires_field(&get)?;
 
         let grace = number(&get, "CLEANUP_GRACE_SECONDS", 60, 0, 365 * 24 * 3600)?;
-        let batch_size = number(&get, "CLEANUP_BATCH_SIZE", 5000, 1, MAX_BATCH_SIZE as u64)? as u32;
+        let exact_bytes = flag(&get, "CLEANUP_EXACT_BYTES", true)?;
+        let default_batch = if exact_bytes { DEFAULT_BATCH_SIZE } else { DEFAULT_ESTIMATE_BATCH_SIZE };
+        let batch_size = number(&get, "CLEANUP_BATCH_SIZE", u64::from(default_batch), 1, MAX_BATCH_SIZE as u64)? as u32;
         let time_budget = number(&get, "CLEANUP_TIME_BUDGET_SECONDS", 50, 1, MAX_TIME_BUDGET_SECONDS)?;
         let pause_ratio = match get("CLEANUP_PAUSE_RATIO") {
             None => 0.0,
@@ -215,7 +225,6 @@ impl Settings {
             Some(_) => Some(Duration::from_millis(number(&get, "CLEANUP_MAX_OPERATION_MS", 0, 1, 600_000)?)),
         };
         let collection_stats = flag(&get, "CLEANUP_COLLECTION_STATS", true)?;
-        let exact_bytes = flag(&get, "CLEANUP_EXACT_BYTES", true)?;
 
         let api_timeout = number(&get, "MONGODB_API_TIMEOUT_SECONDS", 10, 1, 120)?;
         let max_answer_bytes =

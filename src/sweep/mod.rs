@@ -203,6 +203,9 @@ async fn sweep_lane(
         }
         let batch_started = Instant::now();
         let estimate = !options.exact_bytes && tally.average_bytes().is_some();
+        if estimate {
+            target.sampled();
+        }
         let count = if estimate {
             // Estimate mode: no measuring read. A dry run still has to count what it would delete.
             let at = Instant::now();

@@ -18,10 +18,17 @@ use super::options::SweepOptions;
 /// entries holds other clients for a few milliseconds (`../shared/docs/test-database.md`).
 pub const START_TARGET: u64 = 100;
 
+/// Estimate mode's first window with entries is measured, for the average entry size: this many entries at most
+/// (a measure holds the test server for as long as it reads; an average needs no more).
+pub const AVERAGE_SAMPLE: u64 = 1000;
+
 /// The target of one lane's windows.
 #[derive(Debug)]
 pub struct Target {
     batch_size: u64,
+    /// Estimate mode before the average entry size is known: the window is measured, so it is kept to
+    /// [`AVERAGE_SAMPLE`].
+    sampling: bool,
     bound: Option<Duration>,
     gentle: bool,
     /// The slow start's ceiling (gentle sweeps only).
@@ -35,6 +42,7 @@ impl Target {
         let batch_size = u64::from(options.batch_size.max(1));
         Self {
             batch_size,
+            sampling: !options.exact_bytes,
             bound: options.max_operation,
             gentle: options.max_operation.is_some() || options.pause_ratio > 0.0,
             ramp: START_TARGET.min(batch_size),
@@ -57,6 +65,11 @@ impl Target {
         self.clock.deleted(took, entries);
     }
 
+    /// Estimate mode: the average entry size is known, windows are no longer measured.
+    pub fn sampled(&mut self) {
+        self.sampling = false;
+    }
+
     /// After a window with entries: the slow start doubles.
     pub fn grow(&mut self) {
         self.ramp = self.ramp.saturating_mul(2).min(self.batch_size);
@@ -70,6 +83,9 @@ impl Target {
     /// The entries the next window aims at (at least one).
     pub fn get(&self) -> u64 {
         let mut target = self.batch_size;
+        if self.sampling {
+            target = target.min(AVERAGE_SAMPLE);
+        }
         if self.gentle {
             target = target.min(self.ramp);
         }
@@ -139,6 +155,14 @@ mod tests {
             collection_stats: true,
             exact_bytes: true,
         }
+    }
+
+    #[test]
+    fn estimate_mode_measures_a_sample_first() {
+        let mut target = Target::new(&SweepOptions { exact_bytes: false, ..options(0.0, None) });
+        assert_eq!(target.get(), AVERAGE_SAMPLE);
+        target.sampled();
+        assert_eq!(target.get(), 5000);
     }
 
     #[test]

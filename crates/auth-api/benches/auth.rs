@@ -183,7 +183,7 @@ async fn main() {
             .expect("settings")
     };
     let settings = env(&[]);
-    let users = UserStore::new(database.collection("users")).await.expect("users");
+    let users = UserStore::new(database.collection("users"), std::time::Duration::ZERO).await.expect("users");
     users.ensure_indexes().await.expect("index");
     users.add(&Username::parse("bench").expect("name"), Secret::new(PASSWORD), false, 1).await.expect("user");
 
@@ -344,9 +344,11 @@ async fn main() {
     // 4: logins, dominated by argon2 on purpose; the floor is one verification, sequential.
     let logins = (n / 20).clamp(20, 200);
     let hash = users_hash(&database).await;
+    // The server's default: argon2's memory kept between verifications.
+    let memory = auth_api::password_memory::BlockPool::new(std::time::Duration::from_secs(1));
     let verify = op(move |_| {
-        let hash = hash.clone();
-        async move { assert!(verify_password(Secret::new(PASSWORD), hash).await) }
+        let (hash, memory) = (hash.clone(), std::sync::Arc::clone(&memory));
+        async move { assert!(verify_password(memory, Secret::new(PASSWORD), hash).await) }
     });
     let (h, url) = (http.clone(), format!("{address}/login"));
     let login = op(move |_| {

@@ -96,6 +96,9 @@ pub struct AuthSettings {
     pub connections: ConnectionLimits,
     /// `PASSWORD_MIN_LENGTH` (default 12, 1-1024): the fewest characters a new or changed password may have.
     pub password_min_length: usize,
+    /// `PASSWORD_MEMORY_KEEP_MS` (default 1000, 0-60000): how long argon2's memory is kept for the next login
+    /// after the last one (see `password_memory`); 0 allocates it for every login.
+    pub password_memory_keep: Duration,
     /// `JWT_TOKEN_LOCATION` and the cookie settings (see `cookies`).
     pub cookies: CookieSettings,
     /// `REVOCATION_CACHE`, `REVOCATION_MAX_STALENESS_MS`, `REVOCATION_POLL_MS` (see `revocation_cache`).
@@ -220,6 +223,7 @@ impl AuthSettings {
                 1,
                 1024,
             )? as usize,
+            password_memory_keep: Duration::from_millis(number(&get, "PASSWORD_MEMORY_KEEP_MS", 1000, 0, 60_000)?),
             cookies,
             revocation_cache: CacheSettings {
                 enabled: jtc_shared::config::flag(&get, "REVOCATION_CACHE", true)?,

@@ -10,7 +10,8 @@
 //!
 //! - [`config`]: its settings (shares `DB_*`, `BLACKLIST_COLLECTION`, `EXPIRES_FIELD`, `JWT_*` with the cleaner).
 //! - [`tokens`]: issuing and checking tokens (one algorithm, expiry to the millisecond).
-//! - [`users`]: the users collection, [`users::Username`] (parsed once, at the boundary) and password hashing.
+//! - [`users`]: the users collection, [`users::Username`] (parsed once, at the boundary) and password hashing;
+//!   [`password_memory`]: argon2's memory, reused between verifications and given back after a burst.
 //! - [`revocation`]: the blacklist: revoke, look up, the `jti` index (entries built by `jtc_shared::blacklist`).
 //! - [`revocation_cache`]: the revocations in memory, kept current by a change stream (or polling), with a stated
 //!   staleness bound.
@@ -31,6 +32,7 @@ pub mod client_ip;
 pub mod config;
 pub mod cookies;
 pub mod error;
+pub mod password_memory;
 pub mod rate_limit;
 pub mod revocation;
 pub mod revocation_cache;

@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use auth_api::config::AuthSettings;
 use auth_api::revocation::RevocationList;
@@ -68,7 +69,8 @@ async fn revocations(settings: &AuthSettings) -> Result<RevocationList, mongodb:
 /// The users collection.
 async fn users(settings: &AuthSettings) -> Result<UserStore, UserError> {
     let client = connect(&settings.db, "auth-api").await?;
-    UserStore::new(client.database(&settings.db.database).collection(&settings.users_collection)).await
+    // One-shot commands hash, they do not verify: nothing to keep.
+    UserStore::new(client.database(&settings.db.database).collection(&settings.users_collection), Duration::ZERO).await
 }
 
 /// Every token of `username` issued until now refused; prints when. The name is the one the user is stored under
@@ -160,16 +162,20 @@ async fn add_user(settings: &AuthSettings, name: &str, update: bool) -> ExitCode
     }
 }
 
-/// Every password verification allocates argon2id's 19 MiB of memory and frees it. glibc's malloc serves such a
-/// block with `mmap` at first, but after the first free it raises its mmap threshold to the block's size, and from
-/// then on serves and keeps the blocks in its per-thread arenas: measured, 200 concurrent failed logins took the
-/// process from 10 MB to 715 MB, and it never went back (`scripts/bench auth-memory`, BENCHMARKS.md). A fixed
-/// threshold of 1 MiB keeps every argon2 block in an `mmap` of its own, returned to the system the moment it is
-/// freed: the peak is the verifications in flight (at most two per core), and the memory comes back at once.
+/// Every password verification allocates argon2id's 19 MiB of memory (kept between verifications by
+/// `password_memory`, and dropped after a burst). glibc's malloc serves such a block with `mmap` at first, but
+/// after the first free it raises its mmap threshold to the block's size, and from then on serves and keeps the
+/// blocks in its per-thread arenas: measured, 200 concurrent failed logins took the process from 10 MB to 715 MB,
+/// and it never went back (`scripts/bench auth-memory`, BENCHMARKS.md). A fixed threshold of 1 MiB keeps every
+/// argon2 block in an `mmap` of its own, returned to the system the moment it is freed. glibc's own
+/// `MALLOC_MMAP_THRESHOLD_`, when the environment sets it, is left to rule (the benchmark sets it to run glibc's
+/// way side by side).
 fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes a malloc tuning parameter; it is called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: mallopt only changes a malloc tuning parameter; it is called before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        }
     }
 }

@@ -287,7 +287,8 @@ impl Application {
     pub async fn build(settings: &AuthSettings) -> Result<Self, StartError> {
         let client = connect(&settings.db, "auth-api").await?;
         let database = client.database(&settings.db.database);
-        let users = UserStore::new(database.collection(&settings.users_collection)).await?;
+        let users =
+            UserStore::new(database.collection(&settings.users_collection), settings.password_memory_keep).await?;
         let revocations =
             RevocationList::new(database.collection(&settings.blacklist_collection), &settings.expires_field);
         let (users_index, jti_index, expiry_index) =

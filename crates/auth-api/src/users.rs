@@ -6,8 +6,9 @@
 //! password against a dummy hash, so the answer time does not tell which user names exist.
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::Argon2;
 use mongodb::bson::{doc, DateTime, Document};
@@ -16,6 +17,7 @@ use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 use tokio::sync::Semaphore;
 
+use crate::password_memory::BlockPool;
 use jtc_shared::mongo::is_duplicate_key;
 use jtc_shared::Secret;
 
@@ -194,12 +196,11 @@ pub async fn hash_password(password: Secret) -> Result<String, UserError> {
     .map_err(|e| UserError::Hash(e.to_string()))?
 }
 
-/// True when `password` matches the PHC `hash`; false for a wrong password or an unreadable hash.
-pub async fn verify_password(password: Secret, hash: String) -> bool {
+/// True when `password` matches the PHC `hash`; false for a wrong password or an unreadable hash. argon2's
+/// memory comes from `memory`.
+pub async fn verify_password(memory: Arc<BlockPool>, password: Secret, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|parsed| Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok())
-            .unwrap_or(false)
+        PasswordHash::new(&hash).map(|parsed| memory.verify(password.expose().as_bytes(), &parsed)).unwrap_or(false)
     })
     .await
     .unwrap_or(false)
@@ -213,14 +214,21 @@ pub struct UserStore {
     verifying: Arc<Semaphore>,
     /// Verified against when the user does not exist, so that case costs as much as a wrong password.
     dummy_hash: String,
+    /// argon2's memory, kept for `keep` after the last verification.
+    memory: Arc<BlockPool>,
 }
 
 impl UserStore {
-    /// The store over `users`; computes the dummy hash once.
-    pub async fn new(users: Collection<Document>) -> Result<Self, UserError> {
+    /// The store over `users`, keeping argon2's memory `keep` after a verification; computes the dummy hash once.
+    pub async fn new(users: Collection<Document>, keep: Duration) -> Result<Self, UserError> {
         let dummy = Secret::new(uuid::Uuid::new_v4().to_string());
         let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Ok(Self { users, verifying: Arc::new(Semaphore::new(2 * parallel)), dummy_hash: hash_password(dummy).await? })
+        Ok(Self {
+            users,
+            verifying: Arc::new(Semaphore::new(2 * parallel)),
+            dummy_hash: hash_password(dummy).await?,
+            memory: BlockPool::new(keep),
+        })
     }
 
     /// Creates the unique index on `username` (idempotent).
@@ -312,7 +320,8 @@ impl UserStore {
         let hash = stored.as_ref().and_then(|d| d.get_str("password_hash").ok()).map(str::to_string);
         // The semaphore is never closed, so acquiring only waits.
         let permit = self.verifying.acquire().await.ok();
-        let matches = verify_password(password, hash.clone().unwrap_or_else(|| self.dummy_hash.clone())).await;
+        let against = hash.clone().unwrap_or_else(|| self.dummy_hash.clone());
+        let matches = verify_password(Arc::clone(&self.memory), password, against).await;
         drop(permit);
         let (Some(user), Some(hash), true) = (stored, hash, matches) else { return Ok(None) };
         let Ok(name) = user.get_str("username") else { return Ok(None) };
@@ -337,9 +346,10 @@ mod tests {
         let b = hash_password(Secret::new("correct horse")).await.unwrap();
         assert!(a.starts_with("$argon2id$"), "{a}");
         assert_ne!(a, b, "salted");
-        assert!(verify_password(Secret::new("correct horse"), a.clone()).await);
-        assert!(!verify_password(Secret::new("correct horse!"), a).await);
-        assert!(!verify_password(Secret::new("x"), "not a hash".into()).await);
+        let memory = BlockPool::new(Duration::from_secs(1));
+        assert!(verify_password(Arc::clone(&memory), Secret::new("correct horse"), a.clone()).await);
+        assert!(!verify_password(Arc::clone(&memory), Secret::new("correct horse!"), a).await);
+        assert!(!verify_password(memory, Secret::new("x"), "not a hash".into()).await);
     }
 
     #[test]

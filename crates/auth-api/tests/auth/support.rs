@@ -155,7 +155,7 @@ pub async fn add_user(db: &TestDb, username: &str, password: &str) {
 
 /// [`add_user`] in `database`.
 pub async fn add_user_in(database: &mongodb::Database, username: &str, password: &str) {
-    let users = UserStore::new(database.collection("users")).await.expect("store");
+    let users = UserStore::new(database.collection("users"), std::time::Duration::ZERO).await.expect("store");
     users.ensure_indexes().await.expect("index");
     users.add(&Username::parse(username).expect("name"), Secret::new(password), false, 1).await.expect("add user");
 }
