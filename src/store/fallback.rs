@@ -129,8 +129,8 @@ impl BlacklistStore for Fallback {
         with_fallback!(self, |s| s.stats())
     }
 
-    async fn measure(&self, range: &ExpiryRange) -> Result<Measure, StoreError> {
-        with_fallback!(self, |s| s.measure(range))
+    async fn measure(&self, range: &ExpiryRange, limit: Option<u64>) -> Result<Measure, StoreError> {
+        with_fallback!(self, |s| s.measure(range, limit))
     }
 
     async fn delete(&self, range: &ExpiryRange, at_most: u64) -> Result<u64, StoreError> {

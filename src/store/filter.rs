@@ -156,16 +156,15 @@ pub fn indexes_lead_with(field: &FieldPath, keys: &[Document]) -> bool {
     keys.iter().any(|key| key.keys().next().map(String::as_str) == Some(field))
 }
 
-/// `[{$match: range}, {$group: {_id: null, count, bytes: {$sum: {$bsonSize: "$$ROOT"}}}}]`.
-pub fn measure_pipeline(field: &FieldPath, range: &ExpiryRange) -> Vec<Document> {
-    vec![
-        doc! { "$match": range_filter(field, range) },
-        doc! { "$group": {
-            "_id": Bson::Null,
-            "count": { "$sum": 1 },
-            "bytes": { "$sum": { "$bsonSize": "$$ROOT" } },
-        } },
-    ]
+/// `[{$match: range}, {$limit: limit}?, {$group: {_id: null, count, bytes: {$sum: {$bsonSize: "$$ROOT"}}}}]`.
+pub fn measure_pipeline(field: &FieldPath, range: &ExpiryRange, limit: Option<u64>) -> Vec<Document> {
+    let limit = limit.map(|limit| doc! { "$limit": i64::try_from(limit).unwrap_or(i64::MAX) });
+    let group = doc! { "$group": {
+        "_id": Bson::Null,
+        "count": { "$sum": 1 },
+        "bytes": { "$sum": { "$bsonSize": "$$ROOT" } },
+    } };
+    std::iter::once(doc! { "$match": range_filter(field, range) }).chain(limit).chain([group]).collect()
 }
 
 /// Reads a whole number out of a server answer, whatever numeric type it came as.

@@ -132,8 +132,9 @@ pub trait BlacklistStore: Send + Sync {
     /// Collection statistics.
     async fn stats(&self) -> Result<CollectionStats, StoreError>;
 
-    /// Count and exact BSON size of the entries in `range`.
-    async fn measure(&self, range: &ExpiryRange) -> Result<Measure, StoreError>;
+    /// Count and exact BSON size of the entries in `range`, reading no more than `limit` of them when one is given
+    /// (a count that reaches the limit then says only "at least", and the bytes are of those read).
+    async fn measure(&self, range: &ExpiryRange, limit: Option<u64>) -> Result<Measure, StoreError>;
 
     /// Deletes the entries in `range`; returns how many this call really deleted. `at_most` is how many the range
     /// can hold by what the sweep knows (its measured count, or the batch size an unmeasured window was sized

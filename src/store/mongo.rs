@@ -188,8 +188,8 @@ impl BlacklistStore for MongoStore {
         stats_answer(self.aggregate(stats_pipeline()).await)
     }
 
-    async fn measure(&self, range: &ExpiryRange) -> Result<Measure, StoreError> {
-        measure_answer(self.aggregate(measure_pipeline(&self.field, range)).await)
+    async fn measure(&self, range: &ExpiryRange, limit: Option<u64>) -> Result<Measure, StoreError> {
+        measure_answer(self.aggregate(measure_pipeline(&self.field, range, limit)).await)
     }
 
     /// The driver's `deletedCount` is the server's own word, so `at_most` is not enforced here: a count above it

@@ -13,8 +13,8 @@ pub mod legacy;
 pub mod options;
 pub mod progress;
 pub mod report;
+pub mod sizing;
 mod tally;
-pub mod target;
 pub mod window;
 
 use std::time::Instant;
@@ -26,11 +26,11 @@ pub use options::{SweepOptions, SweepOverrides};
 pub use progress::{Done, LogLines, Progress, Silent};
 pub use report::{SweepFailure, SweepReport};
 
-use crate::store::deadline::{Deadline, CALL_MARGIN};
+use crate::store::deadline::{Deadline, AFTER_RUN, CALL_MARGIN};
 use crate::store::{BlacklistStore, ExpiryRange, Lane, StoreError};
 use report::RunEnd;
+use sizing::Sizing;
 use tally::Tally;
-use target::Target;
 use window::Window;
 
 /// The first window of each lane: a minute of expiries below the cutoff. Later windows follow the density.
@@ -57,8 +57,9 @@ pub async fn run_at(
     progress: &dyn Progress,
 ) -> Result<SweepReport, SweepFailure> {
     let started = Instant::now();
-    // No call outlives the budget by more than the margin, whatever the backend's own timeouts (store::deadline).
-    let deadline = tokio::time::Instant::from_std(started) + options.time_budget + CALL_MARGIN;
+    // No call outlives the budget by more than the margin, whatever the backend's own timeouts, and the end of the
+    // margin is kept for the history write and the alerts (store::deadline).
+    let deadline = tokio::time::Instant::from_std(started) + options.time_budget + (CALL_MARGIN - AFTER_RUN);
     let store: &dyn BlacklistStore = &Deadline::new(store, deadline);
     let cutoff_ms = options.cutoff_ms(started_at);
     let mut tally = Tally::new();
@@ -152,10 +153,15 @@ pub async fn run_at(
 ///
 /// Gentleness (see the README's "Gentle sweeps"): after each batch the sweep pauses `pause_ratio` times the batch's
 /// own duration, inside the budget; with a `max_operation` bound, the window target follows the measured cost per
-/// entry so that no single measure or delete is expected to run longer; either starts small and probes windows of
-/// unknown density ([`target`]). Without `exact_bytes`,
-/// a window is deleted without being measured first (only the first window with entries is measured, for the
-/// average entry size), and the next window is sized from what the delete removed.
+/// entry so that no single measure or delete is expected to run longer, and the target starts small ([`sizing`]).
+/// A gentle sweep never reads or deletes a window it has not bounded first: its measure stops one entry past "too
+/// crowded" (twice the target), and without `exact_bytes` each window is probed with a count that stops there
+/// before it is deleted. A window is sized from the density of the one before it, and that density can be wrong
+/// by any factor: a window that straddles the edge of a gap holds a few entries where its neighbour holds
+/// thousands (the cause of reads of 400-2,000 entries under a 40-entry bound, issue #34).
+///
+/// Without `exact_bytes`, a window is deleted without being measured first (only the first window with entries is
+/// measured, for the average entry size), and the next window is sized from what the delete removed.
 async fn sweep_lane(
     store: &dyn BlacklistStore,
     options: &SweepOptions,
@@ -165,47 +171,42 @@ async fn sweep_lane(
     tally: &mut Tally,
     progress: &dyn Progress,
 ) -> Result<Option<ExpiryRange>, StoreError> {
-    let mut target = Target::new(options);
-    let mut window = Window::new(lane, cutoff_ms, INITIAL_WINDOW_MS, target.get());
-    // Whether the entries per unit of expiry of the current window can be told from the one before it.
-    let mut density_known = false;
+    let mut sizing = Sizing::new(options);
+    let mut window = Window::new(lane, cutoff_ms, INITIAL_WINDOW_MS, sizing.get());
     loop {
         let range = window.range();
-        // What a probe of this window counted, when it was probed.
-        let mut probed = None;
         if started.elapsed() >= options.time_budget {
             return Ok(Some(ExpiryRange::expired(lane, range.hi_ms)));
         }
-        if target.probes() && !density_known {
-            // A gentle sweep probes a window of unknown density (the lane's first, the first after an empty one)
-            // with a count that stops just past "too crowded": it reads at most twice the target, where a measure
-            // or a delete of the window could cost anything.
+        // The most a gentle sweep reads of this window before it knows the window is not too crowded.
+        let limit = sizing.bounds_reads().then(|| window.crowded_above().saturating_add(1));
+        let estimate = !options.exact_bytes && tally.average_bytes().is_some();
+        if estimate {
+            sizing.sampled();
+        }
+        // What a probe of this window counted, when it was probed.
+        let mut probed = None;
+        if let (Some(limit), true) = (limit, estimate) {
+            // Estimate mode deletes without measuring, and a delete cannot be limited: a gentle sweep counts first,
+            // reading at most the limit.
             let at = Instant::now();
-            let seen = store.count_at_most(&range, window.crowded_above().saturating_add(1)).await?;
-            target.measured(at.elapsed(), seen);
-            // Crowded for the target the count was sized for (a count that reached its limit says only "at
-            // least"), or for the target the cost it just taught leaves.
-            let crowded = window.too_crowded(seen);
-            window.set_target(target.get());
-            if crowded || window.too_crowded(seen) {
-                window.shrink(seen);
+            let seen = store.count_at_most(&range, limit).await?;
+            sizing.measured(at.elapsed(), seen);
+            if crowded(&mut window, &sizing, seen) {
                 continue;
             }
             if seen == 0 {
+                sizing.restart();
+                window.set_target(sizing.get());
                 if window.is_last() {
                     return Ok(None);
                 }
                 window.advance(0);
                 continue;
             }
-            density_known = true;
             probed = Some(seen);
         }
         let batch_started = Instant::now();
-        let estimate = !options.exact_bytes && tally.average_bytes().is_some();
-        if estimate {
-            target.sampled();
-        }
         let count = if estimate {
             // Estimate mode: no measuring read. A dry run still has to count what it would delete.
             let at = Instant::now();
@@ -215,9 +216,9 @@ async fn sweep_lane(
             let count =
                 if options.dry_run { store.count(&range).await? } else { store.delete(&range, at_most).await? };
             if options.dry_run {
-                target.measured(at.elapsed(), count);
+                sizing.measured(at.elapsed(), count);
             } else {
-                target.deleted(at.elapsed(), count);
+                sizing.deleted(at.elapsed(), count);
             }
             if count > 0 {
                 tally.batch();
@@ -230,11 +231,15 @@ async fn sweep_lane(
             count
         } else {
             let at = Instant::now();
-            let measured = store.measure(&range).await?;
-            target.measured(at.elapsed(), measured.count);
-            if window.too_crowded(measured.count) {
-                window.shrink(measured.count);
+            let mut measured = store.measure(&range, limit).await?;
+            sizing.measured(at.elapsed(), measured.count);
+            if crowded(&mut window, &sizing, measured.count) {
                 continue;
+            }
+            if limit.is_some_and(|limit| measured.count >= limit) {
+                // More than twice the target share one unit of expiry: the window cannot shrink, and a delete takes
+                // the whole unit, so it is measured whole.
+                measured = store.measure(&range, None).await?;
             }
             if measured.count > 0 {
                 tally.batch();
@@ -243,7 +248,7 @@ async fn sweep_lane(
                 } else {
                     let at = Instant::now();
                     let deleted = store.delete(&range, measured.count).await?;
-                    target.deleted(at.elapsed(), deleted);
+                    sizing.deleted(at.elapsed(), deleted);
                     tally.deleted(measured.count, measured.bytes, deleted);
                     tracing::debug!(?lane, lo = range.lo_ms, hi = range.hi_ms, deleted, "batch deleted");
                 }
@@ -254,12 +259,11 @@ async fn sweep_lane(
             progress.batch(Done { entries: tally.entries_done(), batches: tally.batches() });
         }
         if count > 0 {
-            target.grow();
+            sizing.grow();
         } else {
-            target.restart();
-            density_known = false;
+            sizing.restart();
         }
-        window.set_target(target.get());
+        window.set_target(sizing.get());
         if count > 0 && options.pause_ratio > 0.0 {
             let left = options.time_budget.saturating_sub(started.elapsed());
             let pause = batch_started.elapsed().mul_f64(options.pause_ratio).min(left);
@@ -271,4 +275,17 @@ async fn sweep_lane(
         }
         window.advance(count);
     }
+}
+
+/// After a bounded read of the window counted `seen`: true (and the window shrunk) when it is too crowded for the
+/// target the read was sized for (a count that reached its limit says only "at least"), or for the target the
+/// cost it just taught leaves. The window's target follows `sizing` either way.
+fn crowded(window: &mut Window, sizing: &Sizing, seen: u64) -> bool {
+    let crowded = window.too_crowded(seen);
+    window.set_target(sizing.get());
+    if crowded || window.too_crowded(seen) {
+        window.shrink(seen);
+        return true;
+    }
+    false
 }

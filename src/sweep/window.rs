@@ -19,6 +19,12 @@ pub struct Window {
     hi_ms: i64,
     width_ms: i64,
     target: u64,
+    /// The lower end of the last window found too crowded, while the sweep is still inside it: everything that
+    /// made it crowded lies between there and the current window, so no window reaches past it. Without this, a
+    /// crowded window halved from the top could come out empty (its entries all in the lower half), and the
+    /// eightfold growth after an empty window overshot into the crowd again: measured on the test server, a paced
+    /// sweep spent a 2 s budget alternating between the two without deleting anything.
+    crowded_lo_ms: Option<i64>,
 }
 
 impl Window {
@@ -26,7 +32,13 @@ impl Window {
     pub fn new(lane: Lane, cutoff_ms: i64, initial_width_ms: i64, target: u64) -> Self {
         let unit = lane.unit_ms();
         let hi_ms = cutoff_ms.max(lane.floor_ms());
-        Self { lane, hi_ms, width_ms: round_to_unit(initial_width_ms, unit), target: target.max(1) }
+        Self {
+            lane,
+            hi_ms,
+            width_ms: round_to_unit(initial_width_ms, unit),
+            target: target.max(1),
+            crowded_lo_ms: None,
+        }
     }
 
     /// The range to measure (and delete) next.
@@ -58,6 +70,8 @@ impl Window {
 
     /// Shrinks the current window after it measured `count` entries (more than twice the target).
     pub fn shrink(&mut self, count: u64) {
+        let lo_ms = self.range().lo_ms;
+        self.crowded_lo_ms = Some(self.crowded_lo_ms.map_or(lo_ms, |known| known.max(lo_ms)));
         let scaled = scale(self.width_ms, self.target, count);
         self.width_ms = round_to_unit(scaled.min(self.width_ms / 2), self.lane.unit_ms());
     }
@@ -66,7 +80,16 @@ impl Window {
     pub fn advance(&mut self, count: u64) {
         self.hi_ms = self.range().lo_ms;
         let grown = self.width_ms.saturating_mul(GALLOP);
-        let next = if count == 0 { grown } else { scale(self.width_ms, self.target, count).min(grown) };
+        let crowd = self.crowded_lo_ms.filter(|crowded_lo| *crowded_lo < self.hi_ms);
+        self.crowded_lo_ms = crowd;
+        let next = match (count, crowd) {
+            // An empty window inside the crowded one: the crowd is further down, at no lower density than the
+            // crowded window measured, so the width stays, and stops at the crowded window's end.
+            (0, Some(crowded_lo)) => self.width_ms.min(self.hi_ms - crowded_lo),
+            (0, None) => grown,
+            (_, Some(crowded_lo)) => scale(self.width_ms, self.target, count).min(grown).min(self.hi_ms - crowded_lo),
+            (_, None) => scale(self.width_ms, self.target, count).min(grown),
+        };
         self.width_ms = round_to_unit(next, self.lane.unit_ms());
     }
 }
@@ -129,6 +152,22 @@ mod tests {
         assert_eq!(w.range().hi_ms - w.range().lo_ms, 1_000);
         w.advance(100);
         assert_eq!(w.range().hi_ms, 999_000);
+    }
+
+    #[test]
+    fn after_a_crowded_window_no_window_reaches_past_it() {
+        // A crowded window [0, 10,000) halved from the top comes out empty: its entries are all lower. The next
+        // window is the rest of the crowded one, not eight times the empty one.
+        let mut w = Window::new(Lane::Date, 10_000, 10_000, 100);
+        w.shrink(400);
+        assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms: 7_500, hi_ms: 10_000 });
+        for lo_ms in [5_000, 2_500, 0] {
+            w.advance(0);
+            assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms, hi_ms: lo_ms + 2_500 }, "no growth inside");
+        }
+        // Once past it, empty windows gallop again.
+        w.advance(0);
+        assert_eq!(w.range().hi_ms - w.range().lo_ms, 20_000);
     }
 
     #[test]

@@ -74,8 +74,8 @@ impl BlacklistStore for Slowed {
     async fn stats(&self) -> Result<CollectionStats, StoreError> {
         self.inner.stats().await
     }
-    async fn measure(&self, range: &ExpiryRange) -> Result<Measure, StoreError> {
-        let measured = self.inner.measure(range).await?;
+    async fn measure(&self, range: &ExpiryRange, limit: Option<u64>) -> Result<Measure, StoreError> {
+        let measured = self.inner.measure(range, limit).await?;
         tokio::time::sleep(self.per_entry * measured.count as u32).await;
         self.reads.lock().unwrap().push(measured.count);
         Ok(measured)
@@ -158,6 +158,46 @@ async fn windows_shrink_when_operations_run_long() {
     assert!(deletes.iter().any(|(_, n)| *n > 500), "unbounded windows: {deletes:?}");
     db.drop_db().await;
     db2.drop_db().await;
+}
+
+/// Sparse entries (two minutes apart for 80 minutes below the cutoff), then a dense stretch (1,000 entries 5 ms
+/// apart), then sparse again: the pattern that fooled the window sizing (issue #34). A window that straddles the
+/// edge of the dense stretch holds a few entries, so the one after it was sized for a sparse density and read
+/// 400-2,000 entries at once.
+async fn seed_sparse_then_dense(db: &TestDb) {
+    let now = Utc::now().timestamp_millis();
+    db.blacklist()
+        .create_index(mongodb::IndexModel::builder().keys(doc! { "expires_at": 1 }).build())
+        .await
+        .expect("index");
+    let top = now - 600_000;
+    let sparse = |prefix: &'static str, from: i64| {
+        (0..40).map(
+            move |i| doc! { "jti": format!("{prefix}{i:03}"), "expires_at": DateTime::from_millis(from - i * 120_000) },
+        )
+    };
+    let dense_top = top - 40 * 120_000;
+    let dense =
+        (0..1000).map(|i| doc! { "jti": format!("d{i:04}"), "expires_at": DateTime::from_millis(dense_top - i * 5) });
+    let docs: Vec<Document> = sparse("s", top).chain(dense).chain(sparse("t", dense_top - 5_000 - 60_000)).collect();
+    db.insert(docs).await;
+}
+
+#[tokio::test]
+async fn no_read_or_delete_exceeds_the_bound_when_a_dense_stretch_follows_sparse_windows() {
+    for exact in ["true", "false"] {
+        let db = TestDb::new().await;
+        seed_sparse_then_dense(&db).await;
+        let extra = [("CLEANUP_MAX_OPERATION_MS", "40"), ("CLEANUP_EXACT_BYTES", exact)];
+        let (report, deletes, reads) = slowed_sweep(&db, &extra).await;
+        assert_eq!(report["cleaned_count"], 1080, "exact bytes {exact}: {report}");
+        // At most the probe's own limit (twice the start target, plus one) before the cost is known; after it,
+        // about 40 entries a window (1 ms an entry, 40 ms): nothing anywhere near the dense stretch's 1,000.
+        assert!(reads.iter().all(|n| *n <= 201), "exact bytes {exact}: bounded reads: {reads:?}");
+        assert!(deletes.iter().all(|(_, n)| *n <= 201), "exact bytes {exact}: bounded deletes: {deletes:?}");
+        assert!(deletes.len() > 10, "exact bytes {exact}: {deletes:?}");
+        db.drop_db().await;
+    }
 }
 
 /// 300 entries a second apart from an hour ago, then nothing for 30 days, then 1,000 more a second apart.

@@ -213,8 +213,8 @@ impl BlacklistStore for HttpApiStore {
         stats_answer(self.aggregate(stats_pipeline()).await)
     }
 
-    async fn measure(&self, range: &ExpiryRange) -> Result<Measure, StoreError> {
-        measure_answer(self.aggregate(measure_pipeline(&self.field, range)).await)
+    async fn measure(&self, range: &ExpiryRange, limit: Option<u64>) -> Result<Measure, StoreError> {
+        measure_answer(self.aggregate(measure_pipeline(&self.field, range, limit)).await)
     }
 
     async fn delete(&self, range: &ExpiryRange, at_most: u64) -> Result<u64, StoreError> {

@@ -1,4 +1,4 @@
-//! How many entries the next window aims at.
+//! The window sizing: how many entries the next window aims at.
 //!
 //! Without gentleness, the batch size. A gentle sweep (`CLEANUP_MAX_OPERATION_MS` or `CLEANUP_PAUSE_RATIO` set)
 //! adds two limits:
@@ -6,9 +6,12 @@
 //!   target is what fits the bound ([`OperationClock`]);
 //! - a slow start: the target starts at [`START_TARGET`] and doubles after each window with entries, up to the
 //!   batch size. Before the first operation nothing is known of the cost, and after a window with nothing in it
-//!   nothing is known of the density ahead (the window that follows is eight times wider), so in both places a
-//!   full-size window could cost anything. Measured before this (`scripts/bench impact`, 200,000 entries): the
-//!   paced sweep's first window, measured at the full 5,000 entries, held one lookup 148 ms.
+//!   nothing is known of the density ahead (the window that follows is eight times wider). Measured before this
+//!   (`scripts/bench impact`, 200,000 entries): the paced sweep's first window, measured at the full 5,000
+//!   entries, held one lookup 148 ms.
+//!
+//! The target sizes a window; it does not bound what the window holds. A gentle sweep bounds every read itself
+//! (`sweep_lane`): the window's density can be wrong by any factor.
 
 use std::time::Duration;
 
@@ -22,9 +25,9 @@ pub const START_TARGET: u64 = 100;
 /// (a measure holds the test server for as long as it reads; an average needs no more).
 pub const AVERAGE_SAMPLE: u64 = 1000;
 
-/// The target of one lane's windows.
+/// The sizing of one lane's windows.
 #[derive(Debug)]
-pub struct Target {
+pub struct Sizing {
     batch_size: u64,
     /// Estimate mode before the average entry size is known: the window is measured, so it is kept to
     /// [`AVERAGE_SAMPLE`].
@@ -36,8 +39,8 @@ pub struct Target {
     clock: OperationClock,
 }
 
-impl Target {
-    /// The target for a sweep run with `options`.
+impl Sizing {
+    /// The sizing for a sweep run with `options`.
     pub fn new(options: &SweepOptions) -> Self {
         let batch_size = u64::from(options.batch_size.max(1));
         Self {
@@ -50,8 +53,9 @@ impl Target {
         }
     }
 
-    /// True when a window of unknown density is probed with a bounded count before it is measured or deleted.
-    pub fn probes(&self) -> bool {
+    /// True when every read of a window is bounded before the window is known not to be too crowded (a gentle
+    /// sweep: see `sweep_lane`).
+    pub fn bounds_reads(&self) -> bool {
         self.gentle
     }
 
@@ -159,7 +163,7 @@ mod tests {
 
     #[test]
     fn estimate_mode_measures_a_sample_first() {
-        let mut target = Target::new(&SweepOptions { exact_bytes: false, ..options(0.0, None) });
+        let mut target = Sizing::new(&SweepOptions { exact_bytes: false, ..options(0.0, None) });
         assert_eq!(target.get(), AVERAGE_SAMPLE);
         target.sampled();
         assert_eq!(target.get(), 5000);
@@ -167,15 +171,15 @@ mod tests {
 
     #[test]
     fn a_default_sweep_aims_at_the_batch_size_from_the_start() {
-        let target = Target::new(&options(0.0, None));
+        let target = Sizing::new(&options(0.0, None));
         assert_eq!(target.get(), 5000);
-        assert!(!target.probes());
+        assert!(!target.bounds_reads());
     }
 
     #[test]
     fn a_paced_sweep_starts_small_doubles_and_restarts_after_an_empty_window() {
-        let mut target = Target::new(&options(1.0, None));
-        assert!(target.probes());
+        let mut target = Sizing::new(&options(1.0, None));
+        assert!(target.bounds_reads());
         let mut seen = vec![target.get()];
         for _ in 0..7 {
             target.grow();
@@ -188,7 +192,7 @@ mod tests {
 
     #[test]
     fn the_time_bound_caps_the_slow_start() {
-        let mut target = Target::new(&options(0.0, Some(Duration::from_millis(40))));
+        let mut target = Sizing::new(&options(0.0, Some(Duration::from_millis(40))));
         assert_eq!(target.get(), START_TARGET, "nothing known yet: the slow start's first step");
         target.measured(Duration::from_millis(100), 100);
         for _ in 0..10 {
