@@ -1,10 +1,14 @@
 //! One run, from start to record: what `/invoke` and `jwt-token-cleaner sweep` both do, and `status` beside it.
 //!
 //! A real run tells the alerts it started (beside the sweep, never in its way), sweeps through a fresh fallback
-//! chain, appends its record to the run history through the backend that did the work, and tells the alerts how
-//! it ended. Writing the record or alerting can fail without failing the run: a record that could not be written
-//! is a warning in the report, an alert that could not be sent is a log line. Dry runs are recorded (marked as
-//! such) but do not alert: they keep nothing clean.
+//! chain, then appends its record to the run history through the backend that did the work and tells the alerts
+//! how it ended, those two side by side. Writing the record or alerting can fail without failing the run: a
+//! record that could not be written is a warning in the report, an alert that could not be sent is a log line.
+//! Dry runs are recorded (marked as such) but do not alert: they keep nothing clean.
+//!
+//! The whole run answers by one deadline, `budget + CALL_MARGIN` after it started (`store::deadline`): the sweep's
+//! calls end [`AFTER_RUN`] before it, and what is still unsent of the record and the alerts at the deadline is
+//! dropped with a log line. FC's function timeout is the budget plus 10 s by default; an answer after it is lost.
 
 use std::time::Duration;
 
@@ -14,13 +18,14 @@ use crate::alerts::Alerts;
 use crate::config::{LegacySettings, Settings, SweepSettings};
 use crate::history::{RunRecord, Trigger};
 use crate::status::{self, StatusQuery, StatusReport};
-use crate::store::deadline::Deadline;
+use crate::store::deadline::{Deadline, AFTER_RUN, CALL_MARGIN};
 use crate::store::fallback::Backends;
 use crate::store::{BlacklistStore, StoreError};
 use crate::sweep::{self, Progress, SweepFailure, SweepOptions, SweepOverrides, SweepReport, TokenVerifier};
 
-/// The longest the history write after a run may take (the run's own calls end by the budget plus 5 s).
-const RECORD_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest the end-of-run alerts wait for the start ping still in flight, so that the start arrives first when
+/// it can; past it the start is given up (a heartbeat service that never saw it still gets the end).
+const START_GRACE: Duration = Duration::from_secs(1);
 /// The longest a `status` may take, every call included: well inside FC's function timeout.
 const STATUS_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -62,6 +67,7 @@ impl Runner {
         started_at: DateTime<Utc>,
         progress: &dyn Progress,
     ) -> Result<SweepReport, SweepFailure> {
+        let deadline = tokio::time::Instant::now() + options.time_budget + CALL_MARGIN;
         let start = (!options.dry_run).then(|| self.alerts.started());
         let store = self.backends.for_run();
         let result = sweep::run_at(&store, options, self.verifier.as_ref(), request_id, started_at, progress).await;
@@ -81,31 +87,44 @@ impl Runner {
                 (record, Err(failure))
             }
         };
-        if let Err(e) = self.record(&store, &record).await {
+        // The record and the alerts side by side, both ended by the run's deadline (never earlier than AFTER_RUN
+        // from now, for a sweep whose calls ran to their own end).
+        let bound = deadline.max(tokio::time::Instant::now() + AFTER_RUN);
+        let alerts = async {
+            if let Some(mut start) = start {
+                if tokio::time::timeout(START_GRACE, &mut start).await.is_err() {
+                    start.abort();
+                    tracing::warn!("the start of the run was not reported within {START_GRACE:?}; gave it up");
+                }
+                self.alerts.finished(&record).await;
+            }
+        };
+        let alerts = async {
+            if tokio::time::timeout_at(bound, alerts).await.is_err() {
+                tracing::warn!("the end of the run was not reported before the run's deadline; gave it up");
+            }
+        };
+        let recorded = async {
+            let written = tokio::time::timeout_at(bound, self.record(&store, &record)).await;
+            written.unwrap_or_else(|_| Err(StoreError::unreachable("no answer before the run's deadline".to_string())))
+        };
+        let (recorded, ()) = tokio::join!(recorded, alerts);
+        if let Err(e) = recorded {
             let warning = format!("the run history was not written: {e}");
             tracing::warn!("{warning}");
             if let Ok(report) = &mut result {
                 report.warnings.push(warning);
             }
         }
-        if let Some(start) = start {
-            // The start ping goes first; it is bounded by the alerts' own timeout.
-            let _ = start.await;
-            self.alerts.finished(&record).await;
-        }
         result
     }
 
-    /// Appends `record` to the history, when it is on, through `store` (the run's chain), within a short bound.
+    /// Appends `record` to the history, when it is on, through `store` (the run's chain).
     async fn record(&self, store: &dyn BlacklistStore, record: &RunRecord) -> Result<(), StoreError> {
         if !self.history {
             return Ok(());
         }
-        let document = record.to_document();
-        match tokio::time::timeout(RECORD_TIMEOUT, store.record_run(&document)).await {
-            Ok(written) => written,
-            Err(_) => Err(StoreError::unreachable(format!("no answer within {} s", RECORD_TIMEOUT.as_secs()))),
-        }
+        store.record_run(&record.to_document()).await
     }
 
     /// Where things stand, at `now` (see `status`); a history that cannot be read is the `unknown` verdict.

@@ -67,21 +67,23 @@ impl Alerts {
     pub fn started(&self) -> tokio::task::JoinHandle<()> {
         let sinks = self.sinks.clone();
         tokio::spawn(async move {
-            for sink in sinks {
+            let calls = sinks.iter().map(|sink| async move {
                 if let Err(e) = sink.started().await {
                     tracing::warn!(alert = sink.name(), error = %e, "could not report the run's start");
                 }
-            }
+            });
+            futures_util::future::join_all(calls).await;
         })
     }
 
-    /// Tells every alert how the run ended.
+    /// Tells every alert how the run ended, all at once (a hanging one does not hold up the others).
     pub async fn finished(&self, run: &RunRecord) {
-        for sink in &self.sinks {
+        let calls = self.sinks.iter().map(|sink| async move {
             if let Err(e) = sink.finished(run).await {
                 tracing::warn!(alert = sink.name(), error = %e, "could not report the run's end");
             }
-        }
+        });
+        futures_util::future::join_all(calls).await;
     }
 }
 

@@ -324,6 +324,39 @@ async fn a_heartbeat_that_hangs_or_is_down_neither_fails_nor_holds_the_sweep() {
     db.drop_db().await;
 }
 
+/// Alert endpoints that accept and never answer, and a Data API that does the same: the answer still comes within
+/// the budget plus the call margin (5 s), because the history write and the alerts run side by side and end at the
+/// run's deadline. Third review: 15 s for a 26 ms sweep (start ping, end ping and push, 5 s each, one after
+/// another), and 22 s on a 2 s budget with the hanging Data API. The slack over 1 + 5 s is for a slow machine.
+#[tokio::test]
+async fn hanging_alerts_and_a_hanging_api_answer_within_the_budget_and_the_margin() {
+    let db = TestDb::new().await;
+    seed(&db, 4).await;
+    let (hanging, seen) = recorder(true).await;
+    let pushgateway = hanging.replace("/ping/secret-check-uuid-1234", "");
+    let alerts = [("CLEANUP_HEARTBEAT_URL", hanging.as_str()), ("CLEANUP_PUSHGATEWAY_URL", pushgateway.as_str())];
+    let budget = [("CLEANUP_TIME_BUDGET_SECONDS", "1")];
+    let app = TestApp::spawn(&db.settings(&[alerts[0], alerts[1], budget[0]])).await;
+    let started = Instant::now();
+    let answer = app.invoke("").await;
+    let took = started.elapsed();
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_eq!(answer.json["data"]["cleaned_count"], 4);
+    assert!(took < Duration::from_secs(9), "answered after {took:?}");
+    assert!(seen.lock().unwrap().iter().any(|path| path.ends_with("/start")), "the start was sent");
+
+    // The Data API hangs too, with no database to fall back to: the run fails, and says so in time.
+    let mut env = db.env(&[alerts[0], alerts[1], budget[0], ("MONGODB_API_URL", pushgateway.as_str())]);
+    env.remove("DB_URI");
+    let app = TestApp::spawn(&settings_from(env)).await;
+    let started = Instant::now();
+    let answer = app.invoke("").await;
+    let took = started.elapsed();
+    assert_eq!(answer.status, 503, "{}", answer.json);
+    assert!(took < Duration::from_secs(9), "answered after {took:?}");
+    db.drop_db().await;
+}
+
 /// The value of `metric` with `job="jwt-token-cleaner"` in the Pushgateway's `/metrics`.
 async fn pushed(gateway: &str, metric: &str) -> Option<f64> {
     let text = reqwest::get(format!("{gateway}/metrics")).await.ok()?.text().await.ok()?;

@@ -103,6 +103,36 @@ async fn slow_idle_and_short_bodied_connections_are_closed_while_health_answers(
     db.drop_db().await;
 }
 
+/// The body deadline is for the whole body: a byte every 250 ms, each gap far under the 2 s deadline, is cut off at
+/// the deadline (third review: the deadline was between frames, so such a body held its connection for as long as
+/// the client liked). The slack is for a slow machine; before the fix the connection was still open at 20 s.
+#[tokio::test]
+async fn a_body_sent_a_byte_at_a_time_is_cut_off_at_the_body_deadline() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db.settings(&[("HTTP_BODY_TIMEOUT_SECONDS", "2")])).await;
+    let give_up = std::time::Duration::from_secs(20);
+    let closed = jtc_test_support::dribble_body(socket(&app), "/invoke", give_up).await;
+    let closed = closed.unwrap_or_else(|| panic!("still open after {give_up:?}"));
+    assert!(closed < std::time::Duration::from_secs(12), "closed after {closed:?}");
+    assert_eq!(db.count().await, 0, "nothing ran");
+    db.drop_db().await;
+}
+
+/// A request head over `jtc_shared::serve::MAX_HEAD_BYTES` is refused with 431 (a 200 KB header was accepted).
+#[tokio::test]
+async fn a_huge_request_head_is_refused() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db.settings(&[])).await;
+    let big = "x".repeat(200_000);
+    let status =
+        jtc_test_support::raw_request(socket(&app), &format!("GET /health HTTP/1.1\r\nHost: h\r\nX-Big: {big}")).await;
+    assert!(status.starts_with("HTTP/1.1 431"), "{status:?}");
+    let fine =
+        jtc_test_support::raw_request(socket(&app), "GET /health HTTP/1.1\r\nHost: h\r\nConnection: close").await;
+    assert!(fine.starts_with("HTTP/1.1 200"), "{fine:?}");
+    db.drop_db().await;
+}
+
 #[tokio::test]
 async fn at_the_connection_cap_the_next_client_waits_for_a_free_slot() {
     let db = TestDb::new().await;

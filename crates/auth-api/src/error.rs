@@ -40,6 +40,9 @@ pub enum ApiError {
     /// 429, with `Retry-After`.
     #[error("Too Many Requests")]
     TooManyRequests(Duration),
+    /// The body could not be read: too large (413), or not whole within the body deadline (400), as axum answers.
+    #[error("{0}")]
+    Body(#[from] axum::extract::rejection::BytesRejection),
     /// 503: the database did not answer; nothing was decided (a revocation check fails closed).
     #[error("Service temporarily unavailable; try again")]
     Unavailable,
@@ -57,6 +60,7 @@ impl IntoResponse for ApiError {
                 response
             }
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, Json(json!({ "msg": msg }))).into_response(),
+            ApiError::Body(rejection) => (rejection.status(), Json(json!({ "msg": msg }))).into_response(),
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(json!({ "msg": msg }))).into_response()
             }

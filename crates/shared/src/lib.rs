@@ -11,6 +11,7 @@
 //! - [`mongo`]: the MongoDB client both open, and driver errors as messages without secrets.
 //! - [`redact`]: scrubbing secrets out of someone else's text (a driver error, an API's error body).
 //! - [`telemetry`]: logging to stderr, text or JSON lines, filtered by `RUST_LOG`.
+//! - [`body_deadline`]: one deadline for a whole request body, however its bytes are spaced.
 //! - [`serve`]: HTTP/1.1 with a connection cap and header, idle and body deadlines, for both servers.
 //! - [`shutdown`]: SIGTERM and SIGINT, for a graceful stop.
 //! - [`state`]: `AppState<Shared>`, the handlers' shared state.
@@ -18,6 +19,7 @@
 //! Neither product imports the other; a piece moves here only when both use it.
 
 pub mod blacklist;
+pub mod body_deadline;
 pub mod config;
 pub mod mongo;
 pub mod names;

@@ -8,8 +8,10 @@
 //! - a header deadline ([`ConnectionLimits::header_timeout`]): the request line and headers must arrive within it,
 //!   or the connection is closed. It is hyper's `header_read_timeout`, which also runs while a kept-alive
 //!   connection waits for its next request, so it bounds idle connections too;
-//! - a body deadline ([`ConnectionLimits::body_timeout`]): a body that does not arrive whole within it fails the
-//!   request (408) and the connection closes;
+//! - a body deadline ([`ConnectionLimits::body_timeout`]): a body that does not arrive whole within it, counted
+//!   from the end of the head however the bytes are spaced ([`crate::body_deadline`]), fails the request and the
+//!   connection closes;
+//! - a cap on the request head ([`MAX_HEAD_BYTES`]): a larger head is answered 431 and the connection closes;
 //! - an optional handshake (TLS), bounded by the header deadline as well.
 //!
 //! Each request gets the peer address as `ConnectInfo<SocketAddr>`. On shutdown the loop stops accepting, asks every
@@ -22,6 +24,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -30,6 +33,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
+
+use crate::body_deadline::DeadlineBody;
+
+/// The most bytes a request line and headers may take together (hyper's read buffer; its default is about
+/// 400 KiB). Cookies and a bearer token fit many times over: a head of 200 KB was accepted before this.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// How long and how many: see the module doc. Both servers read them from the same variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +108,6 @@ pub async fn serve<H: Handshake>(
     handshake: H,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
-    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_timeout));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -133,11 +141,14 @@ pub async fn serve<H: Handshake>(
             let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 let router = router.clone();
+                // The head is here: the body's clock starts.
+                let request = request.map(|b| Body::new(DeadlineBody::new(Body::new(b), limits.body_timeout)));
                 // The router's error type is `Infallible`: every request gets an answer.
-                async move { router.oneshot(request.map(axum::body::Body::new)).await }
+                async move { router.oneshot(request).await }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+            builder.max_buf_size(MAX_HEAD_BYTES);
             let connection = builder.serve_connection(TokioIo::new(io), service);
             let mut connection = pin!(connection);
             tokio::select! {

@@ -239,6 +239,43 @@ pub async fn idle_after_one_request(address: std::net::SocketAddr, give_up: Dura
     }
 }
 
+/// A client that sends a body one byte every 250 ms (a slow-body attack: each gap is far under any body timeout,
+/// the whole body is not). Returns how long the server took to answer or close (or `None` if it was still open
+/// after `give_up`).
+pub async fn dribble_body(address: std::net::SocketAddr, path: &str, give_up: Duration) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: slow\r\nContent-Type: application/json\r\nContent-Length: 16000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("request");
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < give_up {
+        if stream.write_all(b" ").await.is_err() {
+            return Some(started.elapsed());
+        }
+        match tokio::time::timeout(Duration::from_millis(250), stream.read(&mut buf)).await {
+            Ok(_) => return Some(started.elapsed()),
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+/// Sends `head` (a request line and headers, without the blank line), then the blank line, and returns the status
+/// line of the answer (empty when the server closed without one).
+pub async fn raw_request(address: std::net::SocketAddr, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    // A server may answer (and close) before it has read all of a huge head: a failed write is not an error here.
+    let _ = stream.write_all(format!("{head}\r\n\r\n").as_bytes()).await;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await.ok().and_then(Result::ok);
+    let text = String::from_utf8_lossy(&buf[..n.unwrap_or(0)]).to_string();
+    text.lines().next().unwrap_or_default().to_string()
+}
+
 /// A client that promises a body and sends only part of it. Returns how long the server took to answer or close.
 pub async fn short_body(address: std::net::SocketAddr, path: &str, give_up: Duration) -> Option<Duration> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -11,7 +11,7 @@
 //! (`RATE_LIMIT_LOGOUT`): each logout is a database write.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::Json;
 use serde_json::{json, Value};
@@ -24,14 +24,18 @@ use crate::server::AppState;
 use crate::tokens::{Claims, TokenError, TokenKind};
 
 /// Writes the blacklist entries and answers which tokens were revoked.
+///
+/// The token is checked before the body is read: a request without valid credentials costs no wait for a body
+/// (the third review held connections open with logouts whose bodies never came).
 pub async fn logout(
     State(state): State<AppState>,
     method: Method,
     headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<(HeaderMap, Json<Value>), ApiError> {
     let authenticated = state.verify_request(&method, &headers, TokenKind::Access)?;
     let access = authenticated.claims;
+    let body = Bytes::from_request(request, &state).await?;
 
     let refresh_token = if body.iter().all(u8::is_ascii_whitespace) {
         None

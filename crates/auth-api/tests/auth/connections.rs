@@ -31,3 +31,41 @@ async fn slow_idle_and_short_bodied_connections_are_closed_while_health_answers(
     }
     db.drop_db().await;
 }
+
+/// Every slot held by bodies sent a byte at a time (3 logins, 5 logouts): each is cut off at the body deadline, and
+/// `/health` is answered once a slot frees. Before the fix the deadline ran between bytes: all 8 were still open
+/// after 60 s (third review). The slack is for a slow machine.
+#[tokio::test]
+async fn bodies_sent_a_byte_at_a_time_are_cut_off_and_the_slots_free() {
+    let db = TestDb::new().await;
+    let limits = [("HTTP_MAX_CONNECTIONS", "8"), ("HTTP_BODY_TIMEOUT_SECONDS", "2")];
+    let app = AuthApp::spawn(&settings(&db, &limits)).await;
+    let address: std::net::SocketAddr = app.address.trim_start_matches("http://").parse().unwrap();
+    let give_up = Duration::from_secs(20);
+    let slow = ["/login", "/login", "/login", "/logout", "/logout", "/logout", "/logout", "/logout"]
+        .map(|path| jtc_test_support::dribble_body(address, path, give_up));
+    let (closed, health) = tokio::join!(futures_util::future::join_all(slow), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.call(Method::GET, "/health", None, None).await
+    });
+    for (i, closed) in closed.into_iter().enumerate() {
+        let closed = closed.unwrap_or_else(|| panic!("slow body {i}: still open after {give_up:?}"));
+        assert!(closed < Duration::from_secs(12), "slow body {i}: closed after {closed:?}");
+    }
+    assert_eq!(health.status, StatusCode::OK);
+    db.drop_db().await;
+}
+
+/// `/logout` checks the token before it reads a body: without one it answers 401 at once, although the body it
+/// announced never comes (before, it waited for the body first, for the whole body deadline).
+#[tokio::test]
+async fn logout_refuses_a_missing_token_before_reading_the_body() {
+    let db = TestDb::new().await;
+    let app = AuthApp::spawn(&settings(&db, &[("HTTP_BODY_TIMEOUT_SECONDS", "60")])).await;
+    let address: std::net::SocketAddr = app.address.trim_start_matches("http://").parse().unwrap();
+    let head = "POST /logout HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 16000";
+    let answered = tokio::time::timeout(Duration::from_secs(20), jtc_test_support::raw_request(address, head)).await;
+    let status = answered.expect("no answer within 20 s: the body was awaited first");
+    assert!(status.starts_with("HTTP/1.1 401"), "{status:?}");
+    db.drop_db().await;
+}
