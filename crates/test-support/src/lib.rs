@@ -255,9 +255,8 @@ pub async fn dribble_body(address: std::net::SocketAddr, path: &str, give_up: Du
         if stream.write_all(b" ").await.is_err() {
             return Some(started.elapsed());
         }
-        match tokio::time::timeout(Duration::from_millis(250), stream.read(&mut buf)).await {
-            Ok(_) => return Some(started.elapsed()),
-            Err(_) => {}
+        if tokio::time::timeout(Duration::from_millis(250), stream.read(&mut buf)).await.is_ok() {
+            return Some(started.elapsed());
         }
     }
     None
