@@ -20,7 +20,7 @@ use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
 use super::tokens::Claims;
-use jtc_shared::blacklist::{revoked_before_ms, user_entry_jti, EntrySchema};
+use jtc_shared::blacklist::{revoked_before_ms, user_entry_jti, EntrySchema, SEEN_FIELD};
 use jtc_shared::mongo::{is_duplicate_key, is_index_conflict};
 use jtc_shared::names::FieldPath;
 
@@ -121,11 +121,16 @@ impl RevocationList {
     /// doc). `longest_lifetime` is the longest a token lives (the refresh token's), so the entry outlives them all.
     /// Returns the instant tokens must be issued after.
     pub async fn revoke_user(&self, user: &str, longest_lifetime: Duration) -> Result<DateTime, MongoError> {
-        let now = DateTime::now();
+        let now = jtc_shared::mongo::server_time(self.blacklist.client()).await?;
         let lifetime_ms = i64::try_from(longest_lifetime.as_millis()).unwrap_or(i64::MAX);
         let expires_at = DateTime::from_millis(now.timestamp_millis().saturating_add(lifetime_ms));
         let set = self.schema.user_revocation(user, now, expires_at);
-        let update = doc! { "$set": set, "$setOnInsert": { "created_at": now, "_id": user_entry_jti(user) } };
+        // The stamp removed: a poller sees the change as it sees a new entry (jtc_shared::blacklist::SEEN_FIELD).
+        let update = doc! {
+            "$set": set,
+            "$setOnInsert": { "created_at": now, "_id": user_entry_jti(user) },
+            "$unset": { SEEN_FIELD: "" },
+        };
         let filter = doc! { "jti": user_entry_jti(user) };
         match self.blacklist.update_one(filter.clone(), update.clone()).upsert(true).await {
             // Two revocations at once: one inserted; this one updates what it inserted.

@@ -257,7 +257,8 @@ impl UserStore {
         };
         let username = username.as_str();
         let hash = hash_password(password).await?;
-        let now = DateTime::now();
+        // The database's clock: a password change draws a line in time for every token (see revoke-user).
+        let now = jtc_shared::mongo::server_time(self.users.client()).await?;
         if update {
             let result = self
                 .users

@@ -8,12 +8,17 @@
 //! - a user logged out everywhere: `{jti: "user:NAME", type: "user", user, revoked_before, created_at, updated_at,
 //!   <field>: revoked_before + the longest token lifetime}`. Token `jti`s are UUIDs: they never look like this.
 //!
-//! `updated_at` is the time of the last write: what a poll for new revocations looks for. auth-api also writes the
-//! jti as `_id` (a change stream's delete event names only the `_id`).
+//! auth-api also writes the jti as `_id` (a change stream's delete event names only the `_id`). On a server without
+//! change streams, auth-api's poller stamps every entry it finds without [`SEEN_FIELD`] with the database's clock,
+//! and polls by that stamp: whatever fields the writer set and whatever its clock. A writer that changes an entry
+//! (auth-api's `revoke-user`) removes the stamp, so the change is seen like a new entry.
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
 use crate::names::FieldPath;
+
+/// The field auth-api's poller stamps, with the database's clock (`$currentDate`), on entries it has not seen.
+pub const SEEN_FIELD: &str = "revocation_seen_at";
 
 /// The `jti` of a user's "every token issued until" entry.
 pub fn user_entry_jti(user: &str) -> String {

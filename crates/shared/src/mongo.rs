@@ -76,3 +76,13 @@ pub fn describe(error: &MongoError, settings: &DbSettings) -> String {
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     crate::redact::scrub_registered(&crate::redact::scrub(&message, &secrets))
 }
+
+/// The database server's clock, now: `hello`'s `localTime`. Administrative writes that draw a line in time
+/// (`revoke-user`, a password change) use it rather than the clock of the host they run on: a host 60 s behind left
+/// the last 60 s of tokens working (third review).
+pub async fn server_time(client: &Client) -> Result<mongodb::bson::DateTime, MongoError> {
+    let hello = client.database("admin").run_command(mongodb::bson::doc! { "hello": 1 }).await?;
+    hello.get_datetime("localTime").copied().map_err(|_| {
+        MongoError::custom(std::io::Error::other("the server's hello carries no localTime: its clock is unknown"))
+    })
+}

@@ -18,8 +18,8 @@ pub mod set;
 pub mod watcher;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
-use std::sync::{PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::{OnceLock, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -77,10 +77,19 @@ pub struct CacheSettings {
     pub poll: Duration,
 }
 
+/// Milliseconds on a monotonic clock (since the first call in this process). Staleness is measured on it, never on
+/// the wall clock: after the wall clock stepped forward and back, an instance cut off from the database claimed
+/// `staleness_ms: 0` and accepted a revoked token (third review).
+pub fn mono_ms() -> i64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    i64::try_from(base.elapsed().as_millis()).unwrap_or(i64::MAX)
+}
+
 /// The set, its mode and its last proof of being current.
 pub struct RevocationCache {
     set: RwLock<RevokedSet>,
-    /// When the last proof was sent, in milliseconds since the epoch (`i64::MIN`: never).
+    /// When the last proof was sent, on [`mono_ms`]'s clock (`i64::MIN`: never).
     proof_ms: AtomicI64,
     mode: AtomicU8,
     loaded: AtomicBool,
@@ -105,7 +114,7 @@ impl RevocationCache {
 
     /// What the set says of `claims`, now.
     pub fn check(&self, claims: &Claims) -> Check {
-        if !self.is_current(Self::now_ms()) {
+        if !self.is_current(mono_ms()) {
             return Check::Stale;
         }
         let set = self.set.read().unwrap_or_else(PoisonError::into_inner);
@@ -139,7 +148,7 @@ impl RevocationCache {
         self.loaded.store(true, Ordering::Release);
     }
 
-    /// The set was current when a request sent at `sent_ms` was answered.
+    /// The set was current when a request sent at `sent_ms` ([`mono_ms`]) was answered.
     fn proved(&self, sent_ms: i64) {
         self.proof_ms.fetch_max(sent_ms, Ordering::AcqRel);
     }
@@ -155,7 +164,7 @@ impl RevocationCache {
 
     /// `{"mode", "size", "staleness_ms", "max_staleness_ms", "degraded"}` for `/health`.
     pub fn health(&self) -> Value {
-        let now = Self::now_ms();
+        let now = mono_ms();
         let proof = self.proof_ms.load(Ordering::Acquire);
         let staleness = (proof != i64::MIN).then(|| now.saturating_sub(proof).max(0));
         let size = self.set.read().unwrap_or_else(PoisonError::into_inner).len();
@@ -166,5 +175,26 @@ impl RevocationCache {
             "max_staleness_ms": self.max_staleness_ms,
             "degraded": !self.is_current(now),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staleness_runs_on_the_monotonic_clock() {
+        let cache = RevocationCache::new(&CacheSettings {
+            enabled: true,
+            max_staleness: Duration::from_millis(50),
+            poll: Duration::from_millis(10),
+        });
+        let sent = mono_ms();
+        cache.replace(RevokedSet::default(), sent, Mode::Polling);
+        assert!(cache.is_current(sent + 50) && !cache.is_current(sent + 51));
+        // Whatever the wall clock does meanwhile, the bound runs out 50 ms after the proof on this clock.
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(!cache.is_current(mono_ms()));
+        assert_eq!(cache.health()["degraded"], true);
     }
 }

@@ -10,8 +10,9 @@
 //!   only an empty batch counts as proof (on the test server its resume token does not advance, so the arrival of
 //!   the answer is what counts). After an error the stream resumes from the last resume token; when that fails
 //!   (the token fell out of the oplog: `ChangeStreamHistoryLost`, or anything else) the set is loaded anew.
-//! - **Polling**: every `REVOCATION_POLL_MS`, the entries created or updated since the last poll (less a 5 s
-//!   overlap for writers' clocks), through indexes on `created_at` and `updated_at`; each completed poll is proof.
+//! - **Polling**: every `REVOCATION_POLL_MS`, the entries new since the last poll, found by a stamp the poller
+//!   itself writes with the database's clock ([`poll`]); each completed poll is proof, and the set is loaded anew
+//!   every [`RECONCILE_EVERY`].
 //! - Every 30 s, expired entries leave the set.
 
 use std::sync::Arc;
@@ -26,12 +27,15 @@ use mongodb::{Collection, IndexModel};
 
 use super::set::{Entry, RevokedSet};
 use super::{CacheSettings, Mode, RevocationCache};
+use jtc_shared::blacklist::SEEN_FIELD;
 use jtc_shared::names::FieldPath;
 
 /// How often expired entries are dropped.
 const EVICT_EVERY: Duration = Duration::from_secs(30);
-/// How far back a poll looks beyond the last one, for writers whose clocks lag.
+/// How far back a poll looks beyond the latest stamp it saw, for stamps written while it read.
 const POLL_OVERLAP_MS: i64 = 5_000;
+/// How often polling mode loads the whole set anew.
+const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 /// The pause before trying again after an error.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// `The $changeStream stage is only supported on replica sets` (40573), and servers that do not know the stage.
@@ -69,6 +73,8 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+use super::mono_ms;
+
 /// Opens the stream (resuming from `resume` when there is one, loading the set anew when there is not) and
 /// follows it until an error.
 async fn follow(
@@ -91,19 +97,19 @@ async fn follow(
             Err(e) => {
                 tracing::warn!(error = %e, "revocation watcher: cannot resume the change stream; loading anew");
                 let stream = open(None).await?;
-                load(cache, blacklist, field, Mode::ChangeStream).await?;
+                load(cache, blacklist, field, Mode::ChangeStream, mono_ms()).await?;
                 stream
             }
         },
         None => {
             let stream = open(None).await?;
-            load(cache, blacklist, field, Mode::ChangeStream).await?;
+            load(cache, blacklist, field, Mode::ChangeStream, mono_ms()).await?;
             stream
         }
     };
     let mut evicted_at = Instant::now();
     loop {
-        let sent = now_ms();
+        let sent = mono_ms();
         let next = stream.next_if_any().await;
         if let Some(token) = stream.resume_token() {
             *resume = Some(token);
@@ -154,12 +160,14 @@ fn learn(cache: &RevocationCache, document: &Document, field: &FieldPath) {
     }
 }
 
-/// Loads every unexpired entry (see the module doc) and replaces the set.
+/// Loads every unexpired entry (see the module doc) and replaces the set, proven current as of `proof`
+/// ([`mono_ms`], taken before anything the load relies on was sent).
 async fn load(
     cache: &RevocationCache,
     blacklist: &Collection<Document>,
     field: &FieldPath,
     mode: Mode,
+    proof: i64,
 ) -> Result<(), MongoError> {
     let started = now_ms();
     let now = DateTime::from_millis(started);
@@ -188,42 +196,76 @@ async fn load(
         tracing::warn!(skipped, "skipped malformed blacklist entries (no jti, or not a string)");
     }
     tracing::info!(entries = set.len(), took_ms = now_ms() - started, mode = ?mode, "revocations loaded");
-    cache.replace(set, started, mode);
+    cache.replace(set, proof, mode);
     Ok(())
 }
 
 /// Polls for ever (change streams are unavailable); errors are retried.
+///
+/// Each poll first stamps every entry without [`SEEN_FIELD`] with the database's clock (one `updateMany` through
+/// the index on the stamp; it matches nothing when nothing was written), then reads the entries stamped since the
+/// latest stamp it saw, less [`POLL_OVERLAP_MS`] for stamps still being written. So an entry is found whatever
+/// fields its writer set and whatever the writer's clock said (the third review: entries without `created_at`, or
+/// from a clock 10 s behind, were never learnt, and the revoked tokens were accepted). Every instance stamps; an
+/// entry is stamped once, by whichever instance comes first, and every instance reads it by its stamp. Proof: a
+/// poll proves the set current as of the moment its stamp was sent. Every [`RECONCILE_EVERY`], the set is loaded
+/// anew, for what stamps cannot show (an update by another writer to an entry already stamped, a server clock
+/// stepped back).
 async fn poll(cache: &RevocationCache, blacklist: &Collection<Document>, field: &FieldPath, every: Duration) {
-    for key in ["created_at", "updated_at"] {
-        if let Err(e) = blacklist.create_index(IndexModel::builder().keys(doc! { key: 1 }).build()).await {
-            tracing::warn!(error = %e, "could not index the blacklist on {key}: polls will scan");
-        }
+    let index = IndexModel::builder().keys(doc! { SEEN_FIELD: 1 }).build();
+    if let Err(e) = blacklist.create_index(index).await {
+        tracing::warn!(error = %e, "could not index the blacklist on {SEEN_FIELD}: polls will scan");
     }
-    let mut since = loop {
-        let started = now_ms();
-        match load(cache, blacklist, field, Mode::Polling).await {
-            Ok(()) => break started,
-            Err(e) => {
-                tracing::warn!(error = %e, "revocation watcher: load failed; retrying");
-                tokio::time::sleep(RETRY_AFTER).await;
+    let mut since = None;
+    let mut loaded_at = Instant::now();
+    let mut evicted_at = Instant::now();
+    let mut poll_now = false;
+    loop {
+        if !cache.is_loaded() || loaded_at.elapsed() >= RECONCILE_EVERY {
+            // Stamped first, so that the latest stamp afterwards marks everything the load is about to read.
+            let started = super::mono_ms();
+            let loaded = async {
+                stamp(blacklist).await?;
+                let latest = latest_stamp(blacklist).await?;
+                load(cache, blacklist, field, Mode::Polling, started).await?;
+                Ok::<_, MongoError>(latest)
+            };
+            match loaded.await {
+                Ok(latest) => {
+                    since = latest.or(since);
+                    loaded_at = Instant::now();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "revocation watcher: load failed; retrying");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                    continue;
+                }
             }
         }
-    };
-    let mut evicted_at = Instant::now();
-    loop {
-        tokio::time::sleep(every).await;
-        let sent = now_ms();
-        let after = DateTime::from_millis(since - POLL_OVERLAP_MS);
-        let filter = doc! { "$or": [{ "created_at": { "$gte": after } }, { "updated_at": { "$gte": after } }] };
-        let polled: Result<Vec<Document>, MongoError> =
-            async { blacklist.find(filter).await?.try_collect().await }.await;
-        match polled {
+        if poll_now {
+            tokio::time::sleep(every).await;
+        }
+        poll_now = true;
+        let sent = super::mono_ms();
+        let polled = async {
+            stamp(blacklist).await?;
+            let filter = match since {
+                Some(latest) => {
+                    doc! { SEEN_FIELD: { "$gte": DateTime::from_millis(DateTime::timestamp_millis(latest) - POLL_OVERLAP_MS) } }
+                }
+                None => doc! { SEEN_FIELD: { "$type": "date" } },
+            };
+            blacklist.find(filter).await?.try_collect::<Vec<Document>>().await
+        };
+        match polled.await {
             Ok(documents) => {
                 for document in &documents {
                     learn(cache, document, field);
+                    if let Ok(stamped) = document.get_datetime(SEEN_FIELD) {
+                        since = Some(since.map_or(*stamped, |latest: DateTime| latest.max(*stamped)));
+                    }
                 }
                 cache.proved(sent);
-                since = sent;
             }
             Err(e) => tracing::warn!(error = %e, "revocation poll failed; retrying"),
         }
@@ -232,4 +274,20 @@ async fn poll(cache: &RevocationCache, blacklist: &Collection<Document>, field: 
             evicted_at = Instant::now();
         }
     }
+}
+
+/// Stamps every entry without [`SEEN_FIELD`] with the database's clock.
+async fn stamp(blacklist: &Collection<Document>) -> Result<(), MongoError> {
+    let unseen = doc! { SEEN_FIELD: { "$exists": false } };
+    blacklist.update_many(unseen, doc! { "$currentDate": { SEEN_FIELD: true } }).await.map(|_| ())
+}
+
+/// The latest stamp in the blacklist, if any.
+async fn latest_stamp(blacklist: &Collection<Document>) -> Result<Option<DateTime>, MongoError> {
+    let latest = blacklist
+        .find_one(doc! { SEEN_FIELD: { "$type": "date" } })
+        .sort(doc! { SEEN_FIELD: -1 })
+        .projection(doc! { SEEN_FIELD: 1 })
+        .await?;
+    Ok(latest.and_then(|document| document.get_datetime(SEEN_FIELD).ok().copied()))
 }

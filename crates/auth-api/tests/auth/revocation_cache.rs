@@ -148,6 +148,34 @@ async fn a_standalone_server_is_polled() {
     assert_eq!(b.protected(&fresh).await.msg(), "Token has been revoked");
 }
 
+/// Entries another service writes, as it likes: with an ObjectId `_id` and no `created_at` or `updated_at`, or
+/// with a `created_at` from a clock 10 s behind. Polling learns both within the bound (third review: neither was
+/// ever learnt, and both tokens were accepted indefinitely while `/health` said `ok`).
+#[tokio::test]
+async fn polling_learns_entries_other_services_write_whatever_their_fields_and_clocks() {
+    let db = PrivateDb::start_standalone().await;
+    let uri = db.uri();
+    user_on(&uri).await;
+    let app = AuthApp::spawn(&settings_at(&uri, &[("REVOCATION_POLL_MS", "100")])).await;
+    assert_eq!(health(&app).await["revocations"]["mode"], "polling");
+    let (first, _) = app.tokens("alice", "wonderland-42").await;
+    let (second, _) = app.tokens("alice", "wonderland-42").await;
+    app.caught_up().await;
+    assert_eq!(app.protected(&first).await.status, StatusCode::OK);
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let blacklist = client.database("cache").collection::<Document>("jwt_blacklist");
+    let now = chrono::Utc::now().timestamp_millis();
+    let expires = DateTime::from_millis(now + 600_000);
+    let jti = |token: &str| crate::support::claims(token)["jti"].as_str().unwrap().to_string();
+    blacklist.insert_one(doc! { "jti": jti(&first), "expires_at": expires }).await.unwrap();
+    let behind = DateTime::from_millis(now - 10_000);
+    blacklist.insert_one(doc! { "jti": jti(&second), "expires_at": expires, "created_at": behind }).await.unwrap();
+    app.caught_up().await;
+    assert_eq!(app.protected(&first).await.msg(), "Token has been revoked");
+    assert_eq!(app.protected(&second).await.msg(), "Token has been revoked");
+    assert_eq!(health(&app).await["status"], "ok");
+}
+
 #[tokio::test]
 async fn malformed_entries_are_skipped_and_the_watcher_goes_on() {
     let db = TestDb::new().await;
