@@ -18,6 +18,54 @@ use crate::sweep::{SweepFailure, SweepReport};
 
 /// What marks a document as a run record.
 const KIND: &str = "jwt-token-cleaner-run";
+
+/// The fields a record is read back with: nothing else of a stored document is fetched (a document with a 2 MB
+/// extra field once took `status --json` to 130 MB).
+const FIELDS: [&str; 18] = [
+    "kind",
+    "schema",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "trigger",
+    "request_id",
+    "dry_run",
+    "backend",
+    "fallback_reason",
+    "outcome",
+    "cleaned_count",
+    "memory_saved_bytes",
+    "expired_remaining",
+    "complete",
+    "backlog",
+    "error",
+    "version",
+];
+
+/// How far past now a record may be dated and still be read as a recent run (other instances' clocks). A record
+/// dated later is set aside and counted: one record dated 2099 once turned `failing` into `ok`.
+pub const FUTURE_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// The most recent `limit` run records dated at most [`FUTURE_SKEW`] after `now` (documents without the run
+/// record's marker are not read at all: foreign documents cannot push the runs out).
+pub fn recent_query(now: DateTime<Utc>, limit: u32) -> crate::store::RunQuery {
+    let latest = mongodb::bson::DateTime::from_millis((now + FUTURE_SKEW).timestamp_millis());
+    crate::store::RunQuery {
+        filter: doc! { "kind": KIND, "started_at": { "$lte": latest } },
+        projection: FIELDS.iter().map(|field| (field.to_string(), Bson::Int32(1))).collect(),
+        limit,
+    }
+}
+
+/// Run records dated more than [`FUTURE_SKEW`] after `now`, at most `limit` of them, their `_id` only.
+pub fn future_query(now: DateTime<Utc>, limit: u32) -> crate::store::RunQuery {
+    let latest = mongodb::bson::DateTime::from_millis((now + FUTURE_SKEW).timestamp_millis());
+    crate::store::RunQuery {
+        filter: doc! { "kind": KIND, "started_at": { "$gt": latest } },
+        projection: doc! { "_id": 1 },
+        limit,
+    }
+}
 /// The record's layout version.
 const SCHEMA: i32 = 1;
 

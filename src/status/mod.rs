@@ -157,7 +157,10 @@ pub async fn gather(
     query: &StatusQuery,
     now: DateTime<Utc>,
 ) -> Result<StatusReport, StoreError> {
-    let documents = if history { store.recent_runs(RECENT_RUNS).await? } else { Vec::new() };
+    let documents =
+        if history { store.recent_runs(&crate::history::recent_query(now, RECENT_RUNS)).await? } else { Vec::new() };
+    let future =
+        if history { store.recent_runs(&crate::history::future_query(now, RECENT_RUNS)).await?.len() } else { 0 };
     let mut runs = Vec::with_capacity(documents.len());
     let mut skipped = 0u64;
     for document in &documents {
@@ -177,6 +180,13 @@ pub async fn gather(
     report.skipped_documents = skipped;
     if skipped > 0 {
         report.reasons.push(format!("{skipped} document(s) in the history are not run records and were skipped"));
+    }
+    if future > 0 {
+        let at_least = if future >= RECENT_RUNS as usize { "at least " } else { "" };
+        report.reasons.push(format!(
+            "{at_least}{future} run record(s) dated more than {} minutes in the future were set aside",
+            crate::history::FUTURE_SKEW.num_minutes()
+        ));
     }
     if !history {
         report.reasons.insert(0, "the run history is off (CLEANUP_HISTORY_COLLECTION is empty)".into());

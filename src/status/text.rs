@@ -35,7 +35,13 @@ fn run_line(run: &RunAt) -> String {
     if let Some(error) = &r.error {
         let _ = write!(line, ": {error}");
     }
-    line
+    printable(&line)
+}
+
+/// `text` with every control character escaped (`\n`, `\u{1b}`): what the history holds is printed to a terminal,
+/// and an error text with escape sequences once rewrote it.
+pub fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// The whole status as text.
@@ -43,7 +49,7 @@ pub fn render(report: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "jwt-token-cleaner status: {} (exit {})", report.verdict.as_str(), report.exit_code);
     for reason in &report.reasons {
-        let _ = writeln!(out, "  - {reason}");
+        let _ = writeln!(out, "  - {}", printable(reason));
     }
     let none = || "none recorded".to_string();
     let _ = writeln!(out, "last run:      {}", report.last_run.as_ref().map_or_else(none, run_line));

@@ -13,7 +13,7 @@ use std::time::Duration;
 use mongodb::bson::{Bson, Document};
 use tokio::time::Instant;
 
-use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
+use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, RunQuery, StoreError};
 
 /// How long past the time budget a run may still take to answer: the batch in flight when the budget ends, the
 /// confirming counts and the statistics, then the history write and the alerts. The default budget (50 s) plus
@@ -91,8 +91,8 @@ impl BlacklistStore for Deadline<'_> {
         self.bounded(self.inner.record_run(run)).await
     }
 
-    async fn recent_runs(&self, limit: u32) -> Result<Vec<Document>, StoreError> {
-        self.bounded(self.inner.recent_runs(limit)).await
+    async fn recent_runs(&self, query: &RunQuery) -> Result<Vec<Document>, StoreError> {
+        self.bounded(self.inner.recent_runs(query)).await
     }
 
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {

@@ -12,7 +12,7 @@ use mongodb::bson::{Bson, Document};
 
 use super::http_api::HttpApiStore;
 use super::mongo::MongoStore;
-use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
+use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, RunQuery, StoreError};
 use crate::config::Settings;
 
 /// The configured backends, long-lived (their connection pools are reused between invocations).
@@ -153,8 +153,8 @@ impl BlacklistStore for Fallback {
         with_fallback!(self, |s| s.record_run(run))
     }
 
-    async fn recent_runs(&self, limit: u32) -> Result<Vec<Document>, StoreError> {
-        with_fallback!(self, |s| s.recent_runs(limit))
+    async fn recent_runs(&self, query: &RunQuery) -> Result<Vec<Document>, StoreError> {
+        with_fallback!(self, |s| s.recent_runs(query))
     }
 
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {

@@ -103,6 +103,17 @@ pub struct CollectionStats {
 /// The time field of a run record, which its TTL index is on.
 pub const HISTORY_TIME_FIELD: &str = "started_at";
 
+/// A read of the run history: which documents, which of their fields, how many.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunQuery {
+    /// The filter.
+    pub filter: Document,
+    /// The projection.
+    pub projection: Document,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
 /// A legacy entry: no usable expiry field, but the raw token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LegacyEntry {
@@ -154,8 +165,9 @@ pub trait BlacklistStore: Send + Sync {
     /// of its TTL index first.
     async fn record_run(&self, run: &Document) -> Result<(), StoreError>;
 
-    /// The most recent `limit` records of the run history, newest first, as stored (unchecked).
-    async fn recent_runs(&self, limit: u32) -> Result<Vec<Document>, StoreError>;
+    /// The documents of the run history that `query` selects (its filter and projection), newest first by
+    /// [`HISTORY_TIME_FIELD`], at most its limit, as stored (unchecked). `crate::history` writes the queries.
+    async fn recent_runs(&self, query: &RunQuery) -> Result<Vec<Document>, StoreError>;
 
     /// Whether an index starts with the expiry field; `None` when this backend cannot tell.
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError>;

@@ -16,7 +16,8 @@ use super::filter::{
     stats_pipeline,
 };
 use super::{
-    BlacklistStore, CollectionStats, ExpiryRange, HistorySettings, LegacyEntry, Measure, StoreError, HISTORY_TIME_FIELD,
+    BlacklistStore, CollectionStats, ExpiryRange, HistorySettings, LegacyEntry, Measure, RunQuery, StoreError,
+    HISTORY_TIME_FIELD,
 };
 use crate::config::{DbSettings, FieldPath, MongoName};
 use jtc_shared::mongo::{connect, is_index_conflict, DriverError};
@@ -220,12 +221,13 @@ impl BlacklistStore for MongoStore {
         Ok(())
     }
 
-    async fn recent_runs(&self, limit: u32) -> Result<Vec<Document>, StoreError> {
+    async fn recent_runs(&self, query: &RunQuery) -> Result<Vec<Document>, StoreError> {
         let collection = self.history_collection().await?;
         let cursor = collection
-            .find(doc! {})
+            .find(query.filter.clone())
+            .projection(query.projection.clone())
             .sort(doc! { HISTORY_TIME_FIELD: -1 })
-            .limit(i64::from(limit))
+            .limit(i64::from(query.limit))
             .await
             .map_err(|e| self.classify(e))?;
         cursor.try_collect().await.map_err(|e| self.classify(e))

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use jwt_token_cleaner::store::mongo::MongoStore;
-use jwt_token_cleaner::store::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, StoreError};
+use jwt_token_cleaner::store::{
+    BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, RunQuery, StoreError,
+};
 use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides};
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
@@ -101,8 +103,8 @@ impl BlacklistStore for Slowed {
     async fn record_run(&self, run: &mongodb::bson::Document) -> Result<(), StoreError> {
         self.inner.record_run(run).await
     }
-    async fn recent_runs(&self, limit: u32) -> Result<Vec<mongodb::bson::Document>, StoreError> {
-        self.inner.recent_runs(limit).await
+    async fn recent_runs(&self, query: &RunQuery) -> Result<Vec<mongodb::bson::Document>, StoreError> {
+        self.inner.recent_runs(query).await
     }
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {
         self.inner.expiry_indexed().await

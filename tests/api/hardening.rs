@@ -3,7 +3,6 @@
 //! claim it), and a server that keeps a call open byte by byte (the run must still end near its budget).
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,10 +15,8 @@ use chrono::Utc;
 use futures_util::stream;
 use mongodb::bson::{doc, DateTime, Document};
 
-use crate::helpers::{settings_from, CleanerEnv, TempDir, TestApp, TestDb};
+use crate::helpers::{settings_from, CleanerEnv, TestApp, TestDb};
 use jtc_test_support::data_api::{DataApi, Fault};
-
-const BIN: &str = env!("CARGO_BIN_EXE_jwt-token-cleaner");
 
 /// Serves `router` on a free loopback port; returns its base URL.
 async fn serve(router: Router) -> String {
@@ -126,30 +123,8 @@ fn huge(bytes: u64, declared: bool) -> Response {
 
 /// Runs `jwt-token-cleaner sweep` with `env`; returns its report and its peak resident set, in bytes.
 fn sweep_with_peak_rss(env: &HashMap<String, String>) -> (serde_json::Value, u64) {
-    let dir = TempDir::new("jtc-hardening");
-    // Reaped by wait4 below, not by `Child::wait`.
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(BIN)
-        .arg("sweep")
-        .env_clear()
-        .envs(env)
-        .current_dir(&*dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run the binary");
-    let pid = child.id() as libc::pid_t;
-    let mut stdout = child.stdout.expect("stdout");
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut stdout, &mut out).expect("read stdout");
-    // wait4 reaps this child alone and gives its own peak, unlike RUSAGE_CHILDREN (every child of the suite).
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, pid, "wait4");
-    let report = serde_json::from_slice(&out).unwrap_or_else(|_| String::from_utf8_lossy(&out).into());
-    (report, usage.ru_maxrss as u64 * 1024)
+    let (out, peak) = crate::helpers::run_with_peak_rss(env, &["sweep"]);
+    (serde_json::from_str(&out).unwrap_or_else(|_| out.into()), peak)
 }
 
 #[tokio::test]

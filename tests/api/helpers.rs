@@ -77,3 +77,27 @@ impl TestApp {
         Answer { status, fc_status, json }
     }
 }
+
+/// Runs the binary with `env` and `args`; returns its stdout and its own peak resident set, in bytes.
+///
+/// Measured by a small Python parent (`RUSAGE_CHILDREN` of a process that has no other child), not by wait4 from
+/// here: Linux records the high-water mark of the memory a process had before `exec` into its `ru_maxrss`, and a
+/// child spawned from this test process starts with the whole test process's memory (it is spawned with vfork).
+/// Under a full suite that is 150-200 MB whatever the binary does: the reason the 64 MB test failed on a busy run
+/// and passed alone. Python's own ~10 MB is the floor of the reading.
+pub fn run_with_peak_rss(env: &HashMap<String, String>, args: &[&str]) -> (String, u64) {
+    const MEASURE: &str = "import resource, subprocess, sys\n\
+        p = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)\n\
+        sys.stdout.buffer.write(p.stdout)\n\
+        sys.stderr.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n";
+    let dir = TempDir::new("jtc-rss");
+    let mut command = std::process::Command::new("python3");
+    command.args(["-c", MEASURE, env!("CARGO_BIN_EXE_jwt-token-cleaner")]).args(args);
+    command.env_clear().envs(env).current_dir(&*dir).stdin(std::process::Stdio::null());
+    if let Ok(path) = std::env::var("PATH") {
+        command.env("PATH", path);
+    }
+    let out = command.output().expect("run python3 and the binary");
+    let kib: u64 = String::from_utf8_lossy(&out.stderr).trim().parse().expect("the peak, in KiB");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), kib * 1024)
+}

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use axum::http::Uri;
 use axum::Router;
 use chrono::Utc;
-use mongodb::bson::{doc, DateTime, Document};
+use mongodb::bson::{doc, Bson, DateTime, Document};
 use serde_json::Value;
 
-use crate::helpers::{dead_db_uri, settings_from, CleanerEnv, TempDir, TestApp, TestDb};
+use crate::helpers::{dead_db_uri, run_with_peak_rss, settings_from, CleanerEnv, TempDir, TestApp, TestDb};
 use jtc_test_support::data_api::DataApi;
 
 const BIN: &str = env!("CARGO_BIN_EXE_jwt-token-cleaner");
@@ -201,6 +201,68 @@ async fn status_verdicts_and_exit_codes_from_the_command_line() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2));
     assert!(text.starts_with("jwt-token-cleaner status: failing (exit 2)") && text.contains("trend:"), "{text}");
+    db.drop_db().await;
+}
+
+/// A run record started `hours_ago` (negative: in the future) with `outcome` and `error`.
+fn run_record(hours_ago: i64, outcome: &str, error: Option<&str>) -> Document {
+    let at = DateTime::from_millis(Utc::now().timestamp_millis() - hours_ago * 3_600_000);
+    doc! {
+        "kind": "jwt-token-cleaner-run", "schema": 1, "started_at": at, "ended_at": at,
+        "duration_ms": 1000_i64, "trigger": "timer", "request_id": "r", "dry_run": false, "backend": "mongodb",
+        "fallback_reason": null, "outcome": outcome, "cleaned_count": 1_i64, "memory_saved_bytes": 1_i64,
+        "expired_remaining": 0_i64, "complete": outcome == "success", "backlog": null,
+        "error": error.map_or(Bson::Null, |e| Bson::String(e.to_string())), "version": "0.1.0",
+    }
+}
+
+/// The history is not trusted as written (third review): a record dated 2099 does not turn `failing` into `ok`,
+/// foreign documents with newer dates do not push the runs out, and an error text with escape sequences and
+/// newlines is printed escaped.
+#[tokio::test]
+async fn a_hostile_history_is_read_with_care() {
+    let db = TestDb::new().await;
+    let env = db.env(&[]);
+    runs(&db).insert_one(run_record(3, "success", None)).await.unwrap();
+    runs(&db).insert_one(run_record(-(73 * 365 * 24), "success", None)).await.unwrap();
+    let (code, status) = status_json(&env).await;
+    assert_eq!((code, status["verdict"].as_str()), (2, Some("failing")), "{status}");
+    let reasons = status["reasons"].to_string();
+    assert!(reasons.contains("1 run record(s) dated more than 5 minutes in the future were set aside"), "{reasons}");
+
+    // 60 foreign documents, newer than every run: the runs are still read.
+    let foreign: Vec<Document> =
+        (0..60).map(|i| doc! { "started_at": DateTime::from_millis(Utc::now().timestamp_millis() - i) }).collect();
+    runs(&db).insert_many(foreign).await.unwrap();
+    runs(&db).insert_one(run_record(1, "error", Some("boom\u{1b}[2J\nforged line"))).await.unwrap();
+    let (_, status) = status_json(&env).await;
+    assert_ne!(status["verdict"], "never_ran", "{status}");
+    assert_eq!(status["last_run"]["outcome"], "error", "{status}");
+    let out = cli(&env, &["status"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains('\u{1b}') && !text.contains("\nforged line"), "{text}");
+    assert!(text.contains("boom\\u{1b}[2J\\nforged line"), "{text}");
+    db.drop_db().await;
+}
+
+/// Run records with a 2 MB field besides theirs: `status` reads only the fields it needs (before, 50 such records
+/// took `status --json` to a peak of 130 MB through the direct connection; FC's instance has 128 MB).
+#[tokio::test]
+async fn status_reads_only_the_fields_it_needs() {
+    let db = TestDb::new().await;
+    let big = "x".repeat(2 * 1024 * 1024);
+    for i in 0..20 {
+        let mut record = run_record(i, "success", None);
+        record.insert("padding", big.as_str());
+        runs(&db).insert_one(record).await.unwrap();
+    }
+    let env = db.env(&[]);
+    let (out, peak) =
+        tokio::task::spawn_blocking(move || run_with_peak_rss(&env, &["status", "--json"])).await.expect("join");
+    let status: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("not JSON: {out}"));
+    assert_eq!(status["verdict"], "ok", "{status}");
+    // 20 records of 2 MB are 40 MB: read whole, the peak is far above this; the binary alone takes about 10 MB.
+    assert!(peak < 32 * 1024 * 1024, "peak RSS {} MB", peak / 1024 / 1024);
     db.drop_db().await;
 }
 

@@ -69,8 +69,8 @@ use super::filter::{
     stats_pipeline,
 };
 use super::{
-    BlacklistStore, CollectionStats, ErrorKind, ExpiryRange, HistorySettings, LegacyEntry, Measure, StoreError,
-    HISTORY_TIME_FIELD,
+    BlacklistStore, CollectionStats, ErrorKind, ExpiryRange, HistorySettings, LegacyEntry, Measure, RunQuery,
+    StoreError, HISTORY_TIME_FIELD,
 };
 use crate::config::{ApiSettings, FieldPath, MongoName};
 use contract::{ext_json, probe_pipeline, probe_verdict, read_documents, Probe};
@@ -250,9 +250,14 @@ impl BlacklistStore for HttpApiStore {
         Err(error)
     }
 
-    async fn recent_runs(&self, limit: u32) -> Result<Vec<Document>, StoreError> {
+    async fn recent_runs(&self, query: &RunQuery) -> Result<Vec<Document>, StoreError> {
         let collection = self.history_collection()?;
-        let fields = json!({ "filter": {}, "sort": { HISTORY_TIME_FIELD: -1 }, "limit": limit });
+        let fields = json!({
+            "filter": ext_json(Bson::Document(query.filter.clone())),
+            "projection": ext_json(Bson::Document(query.projection.clone())),
+            "sort": { HISTORY_TIME_FIELD: -1 },
+            "limit": query.limit,
+        });
         self.documents(Some(collection), "find", fields).await
     }
 
