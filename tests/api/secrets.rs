@@ -182,3 +182,26 @@ async fn awkward_and_unreachable_uris_never_show_their_password() {
         }
     }
 }
+
+/// A one-letter user name in `CLEANUP_PUSHGATEWAY_URL`, JSON logs: every line is still JSON, "sweep finished" is
+/// still there for the Log Service alert, and the password is not (third review: the `e` was scrubbed inside every
+/// word, `{"tim****stamp":…}`).
+#[tokio::test]
+async fn short_credentials_leave_json_logs_whole() {
+    let db = jtc_test_support::TestDb::new().await;
+    let mut env: HashMap<String, String> = [("DB_URI", db.uri.as_str()), ("DB_NAME", db.name.as_str())]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.insert("LOG_FORMAT".into(), "json".into());
+    env.insert("CLEANUP_PUSHGATEWAY_URL".into(), "http://e:long-password-1234@127.0.0.1:9/".into());
+    let (logs, _) = capture(env, &[""]).await;
+    assert!(!logs.contains("long-password-1234"), "{logs}");
+    let mut finished = false;
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        let json: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        finished |= json.to_string().contains("sweep finished");
+    }
+    assert!(finished, "{logs}");
+    db.drop_db().await;
+}

@@ -14,16 +14,27 @@ use std::sync::{PoisonError, RwLock};
 /// The secrets of this process, registered at start.
 static REGISTERED: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
-/// The shortest user name that is scrubbed: shorter ones are common words (`sa`, `u`) that would blank out half a
-/// message, and say little on their own.
+/// The shortest secret that is scrubbed, whatever it is (a user name, a password, a key): shorter ones are pieces
+/// of common words that would blank out half a message and say little on their own. One rule for every secret:
+/// a one-letter user name in `CLEANUP_PUSHGATEWAY_URL` once turned every JSON log line into
+/// `{"tim****stamp":…}`, which no longer parsed, and the Log Service alert on "sweep finished" never fired.
 pub const MIN_SCRUBBED_NAME: usize = 3;
 
-/// Adds `secrets` to the ones every log line and [`scrub_registered`] remove (empty ones are ignored).
+/// Adds `secrets` to the ones every log line and [`scrub_registered`] remove, each with its base64 forms (an API
+/// that echoes a key encoded): ones shorter than [`MIN_SCRUBBED_NAME`] are ignored.
 pub fn register(secrets: impl IntoIterator<Item = String>) {
+    use base64::Engine;
     let mut registered = REGISTERED.write().unwrap_or_else(PoisonError::into_inner);
-    for secret in secrets {
-        if !secret.is_empty() && !registered.contains(&secret) {
-            registered.push(secret);
+    for secret in secrets.into_iter().filter(|s| s.len() >= MIN_SCRUBBED_NAME) {
+        let encoded = [
+            base64::engine::general_purpose::STANDARD.encode(&secret),
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(&secret),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&secret),
+        ];
+        for value in std::iter::once(secret).chain(encoded) {
+            if !registered.contains(&value) {
+                registered.push(value);
+            }
         }
     }
 }
@@ -42,13 +53,34 @@ pub const MASK: &str = "****";
 const CREDENTIAL_NAMES: [&str; 8] =
     ["proxy-authorization", "authorization", "set-cookie", "cookie", "apikey", "api-key", "x-api-key", "api_key"];
 
-/// Every known secret value removed from `text`, then every credential header value.
+/// Every known secret value of at least [`MIN_SCRUBBED_NAME`] bytes removed from `text`, in any ASCII case (an
+/// API that echoes a key upper-cased), then every credential header value.
 pub fn scrub(text: &str, secrets: &[&str]) -> String {
     // Longest first, so a secret that contains another is removed whole.
-    let mut secrets: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
+    let mut secrets: Vec<&str> = secrets.iter().copied().filter(|s| s.len() >= MIN_SCRUBBED_NAME).collect();
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let known = secrets.iter().fold(text.to_string(), |t, s| t.replace(s, MASK));
+    let known = secrets.iter().fold(text.to_string(), |t, s| replace_ignoring_ascii_case(&t, s));
     scrub_credential_values(&known)
+}
+
+/// `text` with every occurrence of `secret`, compared without ASCII case, replaced by [`MASK`].
+fn replace_ignoring_ascii_case(text: &str, secret: &str) -> String {
+    let (haystack, needle) = (text.as_bytes(), secret.as_bytes());
+    let mut out = String::with_capacity(text.len());
+    let (mut copied, mut i) = (0, 0);
+    while i + needle.len() <= haystack.len() {
+        // Matches start and end on char boundaries: the secret is valid UTF-8 and ASCII case folding keeps lengths.
+        if haystack[i..i + needle.len()].eq_ignore_ascii_case(needle) && text.is_char_boundary(i) {
+            out.push_str(&text[copied..i]);
+            out.push_str(MASK);
+            i += needle.len();
+            copied = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// The secrets an http(s) URL carries in its user-info part, as they may come back: raw, percent-decoded, and as
@@ -176,6 +208,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn short_secrets_are_never_scrubbed_inside_words() {
+        let line = r#"{"timestamp":"t","message":"sweep finished","fields":{"e":1}}"#;
+        assert_eq!(scrub(line, &["e", "ti"]), line, "shorter than MIN_SCRUBBED_NAME: left alone");
+        assert_eq!(scrub("pass=long-password-1234", &["long-password-1234"]), "pass=****");
+    }
+
+    #[test]
+    fn a_secret_echoed_in_another_case_is_scrubbed() {
+        assert_eq!(scrub("key: S3CR3T-API-KEY-ABC.", &["s3cr3t-api-key-abc"]), "key: ****.");
+        assert_eq!(scrub("ünïcode s3cr3t ünïcode", &["S3CR3T"]), "ünïcode **** ünïcode");
+    }
+
+    #[test]
+    fn registered_secrets_are_scrubbed_base64_encoded_too() {
+        use base64::Engine;
+        register(["registered-key-7f3a9".to_string(), "ab".to_string()]);
+        let encoded = base64::engine::general_purpose::STANDARD.encode("registered-key-7f3a9");
+        assert_eq!(scrub_registered(&format!("echo {encoded} end")), "echo **** end");
+        assert_eq!(scrub_registered("a tab, abc"), "a tab, abc", "a two-letter secret is not registered");
+    }
+
+    #[test]
     fn url_credentials_in_every_form() {
         use base64::Engine;
         let found = url_credentials("https://us%40er:p%3Ass@api.example/v1");
@@ -190,7 +244,7 @@ mod tests {
     #[test]
     fn known_values_go_longest_first() {
         assert_eq!(scrub("auth with hunter2 failed", &["hunter2", ""]), "auth with **** failed");
-        assert_eq!(scrub("ab abc", &["ab", "abc"]), "**** ****");
+        assert_eq!(scrub("abcd abcde", &["abcd", "abcde"]), "**** ****");
     }
 
     #[test]
