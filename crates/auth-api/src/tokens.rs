@@ -167,10 +167,16 @@ impl TokenKeys {
         // library would call them malformed). Another real algorithm (HS512 where we use HS256) is refused here
         // too, and again by jsonwebtoken's own list (`Validation::algorithms`, ours alone: `InvalidAlgorithm`,
         // mapped to the same answer below), which is what still guards it should this check ever be loosened.
-        match header_alg(token) {
+        let header = header_json(token);
+        match header.as_ref().and_then(|h| h.get("alg")?.as_str()) {
             Some(alg) if alg == format!("{:?}", self.algorithm) => {}
             Some(_) => return Err(TokenError::WrongAlgorithm),
             None => return Err(TokenError::Malformed("bad header (not a JWT, or no alg)".into())),
+        }
+        // RFC 7515 §4.1.11: a `crit` header names extensions the recipient must understand or reject the token;
+        // this service understands none.
+        if header.as_ref().is_some_and(|h| h.get("crit").is_some()) {
+            return Err(TokenError::Malformed("the header names critical extensions (crit) not understood here".into()));
         }
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
@@ -199,16 +205,18 @@ impl TokenKeys {
     }
 }
 
-/// The `alg` of a token's header, read without the JWT library.
-fn header_alg(token: &str) -> Option<String> {
+/// A token's header as a JSON object, read without the JWT library.
+fn header_json(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
     use base64::Engine;
     let (header, rest) = token.split_once('.')?;
     if rest.split('.').count() != 2 {
         return None;
     }
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).ok()?;
-    let header: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    header.get("alg")?.as_str().map(str::to_string)
+    match serde_json::from_slice(&bytes).ok()? {
+        serde_json::Value::Object(header) => Some(header),
+        _ => None,
+    }
 }
 
 /// An error's text without anything from the token itself.

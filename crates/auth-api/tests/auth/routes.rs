@@ -140,6 +140,19 @@ async fn protected_refuses_missing_malformed_and_forged_tokens() {
     let answer = app.protected(&unsigned).await;
     assert_eq!((answer.status, answer.msg()), (StatusCode::UNAUTHORIZED, "The specified alg value is not allowed"));
 
+    // Validly signed, with a critical header extension nobody here understands (RFC 7515 §4.1.11): refused.
+    let header = encode_base64url(br#"{"alg":"HS256","typ":"JWT","crit":["exp-ext"],"exp-ext":1}"#);
+    let signing_input = format!("{header}.{}", encode_base64url(c.to_string().as_bytes()));
+    let signature = jsonwebtoken::crypto::sign(
+        signing_input.as_bytes(),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        jsonwebtoken::Algorithm::HS256,
+    )
+    .unwrap();
+    let answer = app.protected(&format!("{signing_input}.{signature}")).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.json);
+    assert!(answer.msg().contains("crit"), "{}", answer.json);
+
     // Our own token with one claim changed keeps its signature, which then fails.
     let mut parts: Vec<String> = access.split('.').map(str::to_string).collect();
     let mut forged = c.clone();
