@@ -167,7 +167,7 @@ impl CookieSettings {
             }
             other => other,
         };
-        Ok(Self {
+        let settings = Self {
             locations,
             csrf_protect: flag(get, "JWT_COOKIE_CSRF_PROTECT", true)?,
             csrf_methods,
@@ -188,7 +188,42 @@ impl CookieSettings {
             secure,
             same_site,
             domain,
-        })
+        };
+        settings.check_prefixes()?;
+        Ok(settings)
+    }
+
+    /// The cookie name prefixes browsers enforce: a `__Secure-` cookie needs `Secure`, and a `__Host-` cookie also
+    /// `Path=/` and no `Domain` (the defence against a sibling subdomain tossing a cookie). A browser drops such a
+    /// cookie silently when a rule is broken, so a setting that breaks one is refused at start.
+    fn check_prefixes(&self) -> Result<(), ConfigError> {
+        let cookies = [
+            ("JWT_ACCESS_COOKIE_NAME", &self.access.jwt, "JWT_ACCESS_COOKIE_PATH", &self.access.jwt_path),
+            ("JWT_ACCESS_CSRF_COOKIE_NAME", &self.access.csrf, "JWT_ACCESS_CSRF_COOKIE_PATH", &self.access.csrf_path),
+            ("JWT_REFRESH_COOKIE_NAME", &self.refresh.jwt, "JWT_REFRESH_COOKIE_PATH", &self.refresh.jwt_path),
+            (
+                "JWT_REFRESH_CSRF_COOKIE_NAME",
+                &self.refresh.csrf,
+                "JWT_REFRESH_CSRF_COOKIE_PATH",
+                &self.refresh.csrf_path,
+            ),
+        ];
+        for (name, cookie, path_name, path) in cookies {
+            let host = cookie.starts_with("__Host-");
+            let reason = if (host || cookie.starts_with("__Secure-")) && !self.secure {
+                Some("needs JWT_COOKIE_SECURE=true (browsers drop such a cookie without Secure)".to_string())
+            } else if host && self.domain.is_some() {
+                Some("cannot be used with JWT_COOKIE_DOMAIN (a __Host- cookie has no Domain)".to_string())
+            } else if host && path != "/" {
+                Some(format!("needs {path_name}=/ (a __Host- cookie has Path=/)"))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(ConfigError::Invalid { name, reason: format!("{cookie:?} {reason}") });
+            }
+        }
+        Ok(())
     }
 
     /// Tokens are read from, and written to, cookies.
@@ -329,6 +364,17 @@ mod tests {
             assert!(e.to_string().starts_with(&format!("{name} is invalid")), "{e}");
         }
         assert!(settings(&[("JWT_COOKIE_SAMESITE", "None"), ("JWT_COOKIE_SECURE", "true")], false).is_ok());
+        let host = ("JWT_ACCESS_COOKIE_NAME", "__Host-access");
+        for (vars, named) in [
+            (vec![host], "JWT_ACCESS_COOKIE_NAME"),
+            (vec![host, ("JWT_COOKIE_SECURE", "true"), ("JWT_COOKIE_DOMAIN", "example.com")], "JWT_ACCESS_COOKIE_NAME"),
+            (vec![host, ("JWT_COOKIE_SECURE", "true"), ("JWT_ACCESS_COOKIE_PATH", "/api")], "JWT_ACCESS_COOKIE_NAME"),
+            (vec![("JWT_REFRESH_CSRF_COOKIE_NAME", "__Secure-csrf")], "JWT_REFRESH_CSRF_COOKIE_NAME"),
+        ] {
+            let e = settings(&vars, false).unwrap_err();
+            assert!(e.to_string().starts_with(&format!("{named} is invalid")), "{e}");
+        }
+        assert!(settings(&[host, ("JWT_COOKIE_SECURE", "true")], false).is_ok());
     }
 
     #[test]

@@ -176,7 +176,9 @@ impl TokenKeys {
         // RFC 7515 §4.1.11: a `crit` header names extensions the recipient must understand or reject the token;
         // this service understands none.
         if header.as_ref().is_some_and(|h| h.get("crit").is_some()) {
-            return Err(TokenError::Malformed("the header names critical extensions (crit) not understood here".into()));
+            return Err(TokenError::Malformed(
+                "the header names critical extensions (crit) not understood here".into(),
+            ));
         }
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {

@@ -305,3 +305,43 @@ async fn bad_cookie_settings_stop_the_server_at_start() {
     }
     db.drop_db().await;
 }
+
+/// `__Host-` cookie names (the README's defence against cookie tossing from a sibling subdomain): set with
+/// `Secure`, `Path=/` and no `Domain`, as browsers require, and read back on every route.
+#[tokio::test]
+async fn host_prefixed_cookie_names_work() {
+    let db = TestDb::new().await;
+    let names = [
+        ("JWT_ACCESS_COOKIE_NAME", "__Host-access"),
+        ("JWT_REFRESH_COOKIE_NAME", "__Host-refresh"),
+        ("JWT_ACCESS_CSRF_COOKIE_NAME", "__Host-csrf-access"),
+        ("JWT_REFRESH_CSRF_COOKIE_NAME", "__Host-csrf-refresh"),
+        ("JWT_COOKIE_SECURE", "true"),
+    ];
+    let app = cookie_app(&db, "cookies", &names).await;
+    let login = app.login("alice", "wonderland-42").await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.json);
+    let set = set_cookies(&login);
+    for (_, name) in &names[..4] {
+        let cookie = set.get(*name).unwrap_or_else(|| panic!("no {name}: {set:?}"));
+        assert!(cookie.contains("; Secure") && cookie.contains("; Path=/"), "{cookie}");
+        assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
+    }
+    let v = |name: &str| value(&set[name]);
+    let jar = format!(
+        "__Host-access={}; __Host-csrf-access={}; __Host-refresh={}; __Host-csrf-refresh={}",
+        v("__Host-access"),
+        v("__Host-csrf-access"),
+        v("__Host-refresh"),
+        v("__Host-csrf-refresh")
+    );
+    let csrf = v("__Host-csrf-access");
+    let protected = send(&app, Method::GET, "/protected", Some(&jar), None).await;
+    assert_eq!(protected.json, json!({ "logged_in_as": "alice" }));
+    let refreshed = send(&app, Method::POST, "/refresh", Some(&jar), Some(&v("__Host-csrf-refresh"))).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.json);
+    let logout = send(&app, Method::POST, "/logout", Some(&jar), Some(&csrf)).await;
+    assert_eq!(logout.status, StatusCode::OK, "{}", logout.json);
+    assert_eq!(send(&app, Method::GET, "/protected", Some(&jar), None).await.msg(), "Token has been revoked");
+    db.drop_db().await;
+}
