@@ -9,7 +9,7 @@
 //! - [`server`]: the FC protocol over HTTP: routes (one file each), the invoke body (`event`, read by the
 //!   duplicate-refusing `strict_json`), the answers' envelopes (`envelope`), the one mapping of failures to
 //!   statuses (`status`), `x-fc-status` and request ids (`fc`), start-up on any port and graceful shutdown.
-//! - [`sweep`]: the algorithm (range-bounded batches in `window`s sized by a `target`, time budget, dry run, gentle
+//! - [`sweep`]: the algorithm (range-bounded batches in `window`s sized by `sizing`, time budget, dry run, gentle
 //!   pacing that starts small, legacy entries), its running `tally` and its `report`, storage-agnostic.
 //! - [`store`]: the [`store::BlacklistStore`] trait the sweep talks to and its one error type; the shared query
 //!   builders (`filter`); one file or folder per backend: the direct MongoDB connection (`mongo`) and the
