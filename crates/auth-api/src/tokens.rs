@@ -60,6 +60,11 @@ pub struct Claims {
     /// authenticated by cookie must echo it in a header. Older tokens without one still work in headers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csrf: Option<String>,
+    /// An access token's refresh token: the `jti` of the refresh token issued with it (a login) or used for it (a
+    /// refresh). A cookie logout revokes it too when the refresh cookie is not sent to `/logout` (a browser sends
+    /// a cookie only to its own path, `JWT_REFRESH_COOKIE_PATH`). Older tokens without one still work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rjti: Option<String>,
 }
 
 impl Claims {
@@ -129,17 +134,23 @@ impl TokenKeys {
         kind: TokenKind,
         fresh: bool,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
-        self.issue_at(user, kind, fresh, Utc::now().timestamp())
+        self.issue_at(user, kind, fresh, Utc::now().timestamp(), None)
+    }
+
+    /// How long a refresh token lives.
+    pub fn refresh_ttl(&self) -> Duration {
+        self.refresh_ttl
     }
 
     /// [`issue`](Self::issue) as if at `now` (seconds since the epoch): a login stamps its tokens with the instant
-    /// it started, before it read the password hash.
+    /// it started, before it read the password hash. An access token names its refresh token's `refresh_jti`.
     pub fn issue_at(
         &self,
         user: &str,
         kind: TokenKind,
         fresh: bool,
         now: i64,
+        refresh_jti: Option<&str>,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let ttl = match kind {
             TokenKind::Access => self.access_ttl,
@@ -154,6 +165,7 @@ impl TokenKeys {
             exp: now + ttl.as_secs() as i64,
             fresh,
             csrf: Some(uuid::Uuid::new_v4().to_string()),
+            rjti: refresh_jti.map(str::to_string),
         };
         let token = jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)?;
         Ok((token, claims))

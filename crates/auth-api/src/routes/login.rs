@@ -65,8 +65,8 @@ pub async fn login(
         }
         return Err(ApiError::InvalidCredentials);
     };
-    let access = issue_at(&state.keys, &stored, TokenKind::Access, true, issued_at)?;
-    let refresh = issue_at(&state.keys, &stored, TokenKind::Refresh, false, issued_at)?;
+    let refresh = issue_at(&state.keys, &stored, TokenKind::Refresh, false, issued_at, None)?;
+    let access = issue_at(&state.keys, &stored, TokenKind::Access, true, issued_at, Some(&refresh.1.jti))?;
     tracing::info!(username = ?stored, client_ip = %client_ip, "login");
     // `{"access_token", "refresh_token"}`, and in cookie mode the four cookies.
     Ok(hand_out(&state.cookies, &[access, refresh], ("login", Value::Bool(true))))

@@ -62,7 +62,14 @@ pub async fn logout(
         }
         Some(Ok(claims)) => Some(claims),
     }
-    .or(cookie_refresh);
+    .or(cookie_refresh)
+    .or_else(|| {
+        // A cookie logout that cannot see the refresh cookie (it is sent only to its own path) still ends the
+        // refresh token: the access token names it. Its entry lasts as long as any refresh token issued by then.
+        let jti = access.rjti.clone().filter(|_| authenticated.by_cookie && refresh_token.is_none())?;
+        let exp = access.iat.saturating_add(i64::try_from(state.keys.refresh_ttl().as_secs()).unwrap_or(i64::MAX));
+        Some(Claims { jti, kind: TokenKind::Refresh, exp, rjti: None, csrf: None, fresh: false, ..access.clone() })
+    });
 
     let revocations = &state.revocations;
     let cache = state.revocation_cache.as_deref();

@@ -43,8 +43,9 @@ fn issue(
     user: &str,
     kind: TokenKind,
     fresh: bool,
+    refresh_jti: Option<&str>,
 ) -> Result<(String, Claims), ApiError> {
-    issue_at(keys, user, kind, fresh, chrono::Utc::now().timestamp())
+    issue_at(keys, user, kind, fresh, chrono::Utc::now().timestamp(), refresh_jti)
 }
 
 /// [`issue`] with `iat` (and `nbf`) set to `issued_at`, seconds since the epoch.
@@ -54,8 +55,9 @@ fn issue_at(
     kind: TokenKind,
     fresh: bool,
     issued_at: i64,
+    refresh_jti: Option<&str>,
 ) -> Result<(String, Claims), ApiError> {
-    keys.issue_at(user, kind, fresh, issued_at).map_err(|e| {
+    keys.issue_at(user, kind, fresh, issued_at, refresh_jti).map_err(|e| {
         tracing::error!("could not sign a token: {e}");
         ApiError::Unavailable
     })

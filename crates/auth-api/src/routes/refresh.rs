@@ -33,7 +33,7 @@ pub async fn refresh(
         Some(Some(changed)) if claims.issued_by(changed.timestamp_millis()) => return Err(ApiError::Revoked),
         Some(_) => {}
     }
-    let access = issue(&state.keys, &claims.sub, TokenKind::Access, false)?;
+    let access = issue(&state.keys, &claims.sub, TokenKind::Access, false, Some(&claims.jti))?;
     // `{"access_token"}`, and in cookie mode a new access cookie and its CSRF cookie.
     Ok(hand_out(&state.cookies, &[access], ("refresh", Value::Bool(true))))
 }

@@ -345,3 +345,26 @@ async fn host_prefixed_cookie_names_work() {
     assert_eq!(send(&app, Method::GET, "/protected", Some(&jar), None).await.msg(), "Token has been revoked");
     db.drop_db().await;
 }
+
+/// With `JWT_REFRESH_COOKIE_PATH=/refresh` a browser never sends the refresh cookie to `/logout`; the logout ends
+/// the refresh token anyway, because the access token names it (third review: `"revoked": ["access"]`, and the
+/// refresh token kept minting access tokens). After a refresh, the new access token names the same refresh token.
+#[tokio::test]
+async fn a_cookie_logout_ends_a_refresh_token_it_cannot_see() {
+    let db = TestDb::new().await;
+    let app = cookie_app(&db, "cookies", &[("JWT_REFRESH_COOKIE_PATH", "/refresh")]).await;
+    let jar = Jar::from(&app.login("alice", "wonderland-42").await);
+    let to_refresh = format!("refresh_token_cookie={}; csrf_refresh_token={}", jar.refresh, jar.csrf_refresh);
+    // What the browser sends to /refresh (its path), then to /logout (every cookie but the refresh one).
+    let refreshed = send(&app, Method::POST, "/refresh", Some(&to_refresh), Some(&jar.csrf_refresh)).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.json);
+    let set = set_cookies(&refreshed);
+    let (access, csrf) = (value(&set["access_token_cookie"]), value(&set["csrf_access_token"]));
+    let to_logout = format!("access_token_cookie={access}; csrf_access_token={csrf}");
+    let answer = send(&app, Method::POST, "/logout", Some(&to_logout), Some(&csrf)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+    assert_eq!(answer.json["revoked"], json!(["access", "refresh"]));
+    let again = send(&app, Method::POST, "/refresh", Some(&to_refresh), Some(&jar.csrf_refresh)).await;
+    assert_eq!((again.status, again.msg()), (StatusCode::UNAUTHORIZED, "Token has been revoked"), "{}", again.json);
+    db.drop_db().await;
+}
