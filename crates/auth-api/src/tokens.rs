@@ -319,6 +319,7 @@ mod tests {
             exp: now, // reached within this second: jsonwebtoken alone would still accept it
             fresh: false,
             csrf: None,
+            rjti: None,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
         assert_eq!(keys.verify(&token, TokenKind::Access), Err(TokenError::Expired));

@@ -157,6 +157,7 @@ mod tests {
             exp: iat + 60,
             fresh: false,
             csrf: None,
+            rjti: None,
         }
     }
 
