@@ -59,6 +59,10 @@ impl BlacklistStore for Deadline<'_> {
         self.inner.fallback_reason()
     }
 
+    fn vouches_for_counts(&self) -> bool {
+        self.inner.vouches_for_counts()
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         self.bounded(self.inner.check()).await
     }

@@ -116,6 +116,10 @@ impl BlacklistStore for Fallback {
         self.chain.iter().take(current + 1).map(|s| s.backend()).collect::<Vec<_>>().join("+")
     }
 
+    fn vouches_for_counts(&self) -> bool {
+        self.chain.iter().all(|store| store.vouches_for_counts())
+    }
+
     fn fallback_reason(&self) -> Option<String> {
         let reasons = &self.state().reasons;
         (!reasons.is_empty()).then(|| reasons.join("; "))

@@ -137,6 +137,12 @@ pub trait BlacklistStore: Send + Sync {
         None
     }
 
+    /// False for a backend whose counts are a peer's word (the HTTP API): the sweep then holds every figure of the
+    /// run to the collection's size at its start.
+    fn vouches_for_counts(&self) -> bool {
+        true
+    }
+
     /// Connects and checks that the blacklist can be read.
     async fn check(&self) -> Result<(), StoreError>;
 

@@ -80,6 +80,10 @@ pub async fn run_at(
     // evidence behind `complete`: the sweep's own measures could all have been wrong the same way (a store that
     // misreads a filter finds nothing to measure and nothing to delete), so "every window was empty" proves nothing.
     // The count is one index-bounded query per lane that normally matches nothing, so it costs next to nothing.
+    if !store.vouches_for_counts() {
+        let size = store.stats().await.map_err(|e| fail(&tally, e))?.count;
+        tally.bound_by(size);
+    }
     let mut remaining: Vec<(ExpiryRange, bool)> = Vec::new();
     for lane in Lane::ALL {
         match sweep_lane(store, options, lane, cutoff_ms, started, &mut tally, progress).await {
@@ -221,6 +225,7 @@ async fn sweep_lane(
                 sizing.deleted(at.elapsed(), count);
             }
             if count > 0 {
+                tally.check_within(count)?;
                 tally.batch();
                 if options.dry_run {
                     tally.would_delete_estimated(count);
@@ -242,6 +247,7 @@ async fn sweep_lane(
                 measured = store.measure(&range, None).await?;
             }
             if measured.count > 0 {
+                tally.check_within(measured.count)?;
                 tally.batch();
                 if options.dry_run {
                     tally.would_delete(measured.count, measured.bytes);

@@ -26,6 +26,9 @@ pub(crate) struct Tally {
     expired_remaining: u64,
     warnings: Vec<String>,
     paused: Duration,
+    /// The most entries this run can have removed or counted: the collection's size at the start, when the store
+    /// cannot vouch for its own counts (see [`Tally::bound_by`]).
+    size_bound: Option<u64>,
 }
 
 impl Tally {
@@ -45,6 +48,26 @@ impl Tally {
             expired_remaining: 0,
             warnings: Vec::new(),
             paused: Duration::ZERO,
+            size_bound: None,
+        }
+    }
+
+    /// No figure of this run may exceed `size` entries, the collection's size at the start: a store that cannot
+    /// vouch for its counts (the HTTP API) once claimed 11,000,000,000,000,000 entries cleaned, consistently in its
+    /// measures and its deletes, where 11 were.
+    pub fn bound_by(&mut self, size: u64) {
+        self.size_bound = Some(size);
+    }
+
+    /// An error when `more` entries on top of those done so far would exceed the bound: checked before they are
+    /// counted, so a failure never reports them.
+    pub fn check_within(&self, more: u64) -> Result<(), StoreError> {
+        match self.size_bound {
+            Some(bound) if self.entries_done().saturating_add(more) > bound => Err(StoreError::contract(format!(
+                "the store claims {} entries in this run, more than the {bound} the collection held at its start",
+                self.entries_done().saturating_add(more)
+            ))),
+            _ => Ok(()),
         }
     }
 

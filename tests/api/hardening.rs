@@ -233,3 +233,42 @@ async fn a_call_kept_open_byte_by_byte_ends_at_the_budget_plus_the_margin() {
     assert_eq!(db.count().await, 15);
     db.drop_db().await;
 }
+
+/// A Data API that lies consistently (its measures and its `deletedCount`s both inflated by 10^15) is held to the
+/// collection's size at the start of the run: a contract failure, and nothing claimed (third review: "Cleaned
+/// 11000000000000000 expired tokens", recorded in the history, where 11 were deleted).
+#[tokio::test]
+async fn a_consistent_liar_is_held_to_the_collections_size() {
+    let db = TestDb::new().await;
+    seed(&db, 11).await;
+    let api = DataApi::spawn(&db.uri, None).await;
+    api.set_fault(Fault::InflatedCounts(1_000_000_000_000_000));
+    let mut env = db.env(&[("MONGODB_API_URL", &api.url)]);
+    env.remove("DB_URI");
+    let app = TestApp::spawn(&settings_from(env)).await;
+    let answer = app.invoke("").await;
+    assert_eq!(answer.status, 500, "{}", answer.json);
+    let error = answer.json["error"].as_str().unwrap_or_default();
+    assert!(error.contains("more than the 16 the collection held at its start"), "{error}");
+    assert_eq!(answer.json["data"]["cleaned_count"], 0, "an unproven count is not claimed: {}", answer.json);
+    assert_eq!(answer.json["data"]["memory_saved_bytes"], 0, "{}", answer.json);
+    db.drop_db().await;
+}
+
+/// A `deletedCount` one above what the range was measured to hold (not only `i64::MAX`) is a contract failure.
+#[tokio::test]
+async fn a_deleted_count_just_above_the_measure_is_a_contract_failure() {
+    let db = TestDb::new().await;
+    seed(&db, 10).await;
+    let api = DataApi::spawn(&db.uri, None).await;
+    api.set_fault(Fault::DeletedCountOver(1));
+    let mut env = db.env(&[("MONGODB_API_URL", &api.url)]);
+    env.remove("DB_URI");
+    let app = TestApp::spawn(&settings_from(env)).await;
+    let answer = app.invoke(r#"{"batch_size": 100}"#).await;
+    assert_eq!(answer.status, 500, "{}", answer.json);
+    let error = answer.json["error"].as_str().unwrap_or_default();
+    assert!(error.contains("deletedCount 11 is more than the 10 entries"), "{error}");
+    assert_eq!(answer.json["data"]["cleaned_count"], 0);
+    db.drop_db().await;
+}

@@ -59,6 +59,11 @@ pub enum Fault {
     PlainJsonDeleteFilters,
     /// `deleteMany` really deletes, then answers `"deletedCount": 9223372036854775807`.
     DeletedCountLie,
+    /// `deleteMany` really deletes, then answers this many more than it deleted.
+    DeletedCountOver(u64),
+    /// A consistent liar: a measure (`$group` with `$bsonSize`) answers this many more entries than it counted,
+    /// and `deleteMany` this many more than it deleted.
+    InflatedCounts(u64),
 }
 
 struct ApiState {
@@ -298,6 +303,20 @@ async fn action(
                 if text.contains("$literal") {
                     state.probes.fetch_add(1, Ordering::SeqCst);
                 }
+                if let (Fault::InflatedCounts(extra), true) = (fault, text.contains("$bsonSize")) {
+                    let mut rows: Vec<Document> = match collection.aggregate(pipeline).await {
+                        Ok(cursor) => cursor.try_collect().await.map_err(|e| e.to_string())?,
+                        Err(e) => return Err(e.to_string()),
+                    };
+                    for row in &mut rows {
+                        let count = row.get_i32("count").map(i64::from).or_else(|_| row.get_i64("count"));
+                        if let Ok(count) = count {
+                            row.insert("count", count.saturating_add(extra as i64));
+                        }
+                    }
+                    let rows: Vec<Value> = rows.into_iter().map(|d| f.write(Bson::Document(d))).collect();
+                    return Ok(json!({ "documents": rows }));
+                }
                 documents(collection.aggregate(pipeline).await, f).await
             }
             "deleteMany" => {
@@ -314,6 +333,9 @@ async fn action(
                 }
                 if fault == Fault::DeletedCountLie {
                     return Ok(json!({ "deletedCount": f.write(Bson::Int64(i64::MAX)) }));
+                }
+                if let Fault::DeletedCountOver(extra) | Fault::InflatedCounts(extra) = fault {
+                    return Ok(json!({ "deletedCount": f.write(Bson::Int64((deleted + extra) as i64)) }));
                 }
                 Ok(json!({ "deletedCount": f.write(Bson::Int64(deleted as i64)) }))
             }

@@ -205,6 +205,10 @@ impl BlacklistStore for HttpApiStore {
         "http_api".into()
     }
 
+    fn vouches_for_counts(&self) -> bool {
+        false
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         self.documents(None, "find", json!({ "filter": {}, "projection": { "_id": 1 }, "limit": 1 })).await.map(|_| ())
     }
