@@ -174,15 +174,16 @@ async fn status_verdicts_and_exit_codes_from_the_command_line() {
     assert!(status["backlog"]["oldest_expired_age_seconds"].as_u64().unwrap() >= 3600);
     assert_eq!(status["runs"][0]["cleaned_count"], 20);
 
-    // Foreign and malformed documents are skipped and said, not fatal.
+    // Foreign documents are not read at all (only run records are); malformed run records are skipped and said,
+    // not fatal.
     runs(&db).insert_one(doc! { "hello": "world" }).await.unwrap();
     runs(&db)
-        .insert_one(doc! { "kind": "jwt-token-cleaner-run", "started_at": "yesterday", "outcome": "success" })
+        .insert_one(doc! { "kind": "jwt-token-cleaner-run", "started_at": DateTime::now(), "outcome": "success" })
         .await
         .unwrap();
     let (code, status) = status_json(&env).await;
     assert_eq!(code, 0, "{status}");
-    assert_eq!(status["skipped_documents"], 2);
+    assert_eq!(status["skipped_documents"], 1);
 
     // The only success 3 h ago, then nothing: failing (2).
     runs(&db).delete_many(doc! {}).await.unwrap();
@@ -473,9 +474,16 @@ async fn bad_monitoring_settings_stop_before_anything_is_touched() {
         assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
         assert!(stderr.contains(name), "{name}: {stderr}");
     }
-    for bad in ["0", "0h", "-1h", "soon"] {
+    for (bad, says) in [
+        ("0", "the duration must be positive"),
+        ("0h", "the duration must be positive"),
+        ("-1h", "unexpected argument '-1' found"),
+        ("soon", "\"soon\" is not a duration like 90s, 30m, 2h or 1d"),
+    ] {
         let out = cli(&db.env(&[]), &["status", "--max-age", bad]).await;
         assert_eq!(out.status.code(), Some(2), "--max-age {bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "--max-age {bad}: {stderr}");
     }
     assert_eq!(db.count().await, 8, "nothing touched");
     // An empty collection name turns the history off: a sweep records nothing, and status says so.
@@ -485,5 +493,75 @@ async fn bad_monitoring_settings_stop_before_anything_is_touched() {
     let (code, status) = status_json(&env).await;
     assert_eq!(code, 3);
     assert!(status["reasons"].to_string().contains("the run history is off"), "{status}");
+    db.drop_db().await;
+}
+
+/// `status` pinned through the binary: three failed runs in a row fail it (a failure among successes does not);
+/// `--max-backlog-age` turns an old expired entry into `behind` (exit 1).
+#[tokio::test]
+async fn status_verdicts_through_the_binary() {
+    let db = TestDb::new().await;
+    let env = db.env(&[]);
+    // Newest first: error, success, error, error (the last success 0 h ago, within --max-age): not failing.
+    for (hours, outcome) in [(3, "error"), (2, "error"), (1, "success"), (0, "error")] {
+        runs(&db).insert_one(run_record(hours, outcome, (outcome == "error").then_some("boom"))).await.unwrap();
+    }
+    let (code, status) = status_json(&env).await;
+    assert_eq!((code, status["verdict"].as_str()), (0, Some("ok")), "{status}");
+    // Two more failures: the last three all failed, although the last success is within --max-age.
+    runs(&db).delete_many(doc! {}).await.unwrap();
+    for (hours, outcome) in [(1, "success"), (0, "error"), (0, "error"), (0, "error")] {
+        runs(&db).insert_one(run_record(hours, outcome, (outcome == "error").then_some("boom"))).await.unwrap();
+    }
+    let out = cli(&env, &["status", "--json", "--max-age", "1d"]).await;
+    let status: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!((out.status.code(), status["verdict"].as_str()), (Some(2), Some("failing")), "{status}");
+    assert!(status["reasons"].to_string().contains("the last 3 run(s) all failed: boom"), "{status}");
+
+    // A recent success, and an entry that expired 3 h ago: ok by default (24 h), behind with --max-backlog-age 1h.
+    runs(&db).delete_many(doc! {}).await.unwrap();
+    runs(&db).insert_one(run_record(0, "success", None)).await.unwrap();
+    let expired = DateTime::from_millis(Utc::now().timestamp_millis() - 3 * 3_600_000);
+    db.insert(vec![doc! { "jti": "old", "expires_at": expired }]).await;
+    let out = cli(&env, &["status", "--json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = cli(&env, &["status", "--json", "--max-backlog-age", "1h"]).await;
+    let status: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!((out.status.code(), status["verdict"].as_str()), (Some(1), Some("behind")), "{status}");
+    assert!(status["reasons"].to_string().contains("the oldest expired entry expired 3.0 h ago"), "{status}");
+    db.drop_db().await;
+}
+
+/// More expired entries than the backlog's count limit: reported as "at least" the limit.
+#[tokio::test]
+async fn the_backlog_count_stops_at_its_limit_and_says_at_least() {
+    let db = TestDb::new().await;
+    let limit = jwt_token_cleaner::sweep::backlog::BACKLOG_COUNT_LIMIT as i64;
+    let now = Utc::now().timestamp_millis();
+    let docs: Vec<Document> = (0..limit + 5)
+        .map(|i| doc! { "jti": format!("e{i}"), "expires_at": DateTime::from_millis(now - 3_600_000 - i) })
+        .collect();
+    db.insert(docs).await;
+    let app = TestApp::spawn(&db.settings(&[])).await;
+    let data = app.invoke(r#"{"status": true}"#).await.json["data"].clone();
+    assert_eq!(data["backlog"]["expired"], limit, "{data}");
+    assert_eq!(data["backlog"]["expired_at_least"], true, "{data}");
+    db.drop_db().await;
+}
+
+/// `create-index` creates the run history's TTL index too, kept `CLEANUP_HISTORY_DAYS`.
+#[tokio::test]
+async fn create_index_creates_the_historys_ttl_index() {
+    use futures_util::TryStreamExt;
+    let db = TestDb::new().await;
+    let out = cli(&db.env(&[("CLEANUP_HISTORY_DAYS", "12")]), &["create-index"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let indexes: Vec<mongodb::IndexModel> = runs(&db).list_indexes().await.unwrap().try_collect().await.unwrap();
+    let ttl = indexes
+        .iter()
+        .find(|i| i.keys == doc! { "started_at": 1 })
+        .and_then(|i| i.options.as_ref())
+        .and_then(|o| o.expire_after);
+    assert_eq!(ttl, Some(Duration::from_secs(12 * 86_400)), "{indexes:?}");
     db.drop_db().await;
 }
