@@ -83,9 +83,10 @@ impl Window {
         let crowd = self.crowded_lo_ms.filter(|crowded_lo| *crowded_lo < self.hi_ms);
         self.crowded_lo_ms = crowd;
         let next = match (count, crowd) {
-            // An empty window inside the crowded one: the crowd is further down, at no lower density than the
-            // crowded window measured, so the width stays, and stops at the crowded window's end.
-            (0, Some(crowded_lo)) => self.width_ms.min(self.hi_ms - crowded_lo),
+            // An empty window inside the crowded one: the crowd is further down. The width doubles (a gap above
+            // the crowd is crossed in a few steps) but never past the crowded window's end, so the search for the
+            // crowd's edge narrows like a bisection instead of overshooting into it eightfold again.
+            (0, Some(crowded_lo)) => self.width_ms.saturating_mul(2).min(self.hi_ms - crowded_lo),
             (0, None) => grown,
             (_, Some(crowded_lo)) => scale(self.width_ms, self.target, count).min(grown).min(self.hi_ms - crowded_lo),
             (_, None) => scale(self.width_ms, self.target, count).min(grown),
@@ -158,16 +159,18 @@ mod tests {
     fn after_a_crowded_window_no_window_reaches_past_it() {
         // A crowded window [0, 10,000) halved from the top comes out empty: its entries are all lower. The next
         // window is the rest of the crowded one, not eight times the empty one.
-        let mut w = Window::new(Lane::Date, 10_000, 10_000, 100);
-        w.shrink(400);
-        assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms: 7_500, hi_ms: 10_000 });
-        for lo_ms in [5_000, 2_500, 0] {
-            w.advance(0);
-            assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms, hi_ms: lo_ms + 2_500 }, "no growth inside");
-        }
+        let mut w = Window::new(Lane::Date, 16_000, 16_000, 100);
+        w.shrink(800);
+        assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms: 14_000, hi_ms: 16_000 });
+        w.advance(0);
+        assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms: 10_000, hi_ms: 14_000 }, "doubles inside");
+        w.advance(0);
+        assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms: 2_000, hi_ms: 10_000 });
+        w.advance(0);
+        assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms: 0, hi_ms: 2_000 }, "stops at its end");
         // Once past it, empty windows gallop again.
         w.advance(0);
-        assert_eq!(w.range().hi_ms - w.range().lo_ms, 20_000);
+        assert_eq!(w.range().hi_ms - w.range().lo_ms, 16_000);
     }
 
     #[test]
