@@ -368,3 +368,76 @@ async fn a_cookie_logout_ends_a_refresh_token_it_cannot_see() {
     assert_eq!((again.status, again.msg()), (StatusCode::UNAUTHORIZED, "Token has been revoked"), "{}", again.json);
     db.drop_db().await;
 }
+
+/// The CSRF header must equal the token's signed claim, not the CSRF cookie: a tossed cookie (planted by a sibling
+/// subdomain) that agrees with the header but not with the claim is refused, and revokes nothing.
+#[tokio::test]
+async fn a_tossed_csrf_cookie_that_agrees_with_the_header_is_refused() {
+    let db = TestDb::new().await;
+    let app = cookie_app(&db, "cookies", &[]).await;
+    let jar = Jar::from(&app.login("alice", "wonderland-42").await);
+    let tossed = format!("access_token_cookie={}; csrf_access_token=attacker-chosen", jar.access);
+    let answer = send(&app, Method::POST, "/logout", Some(&tossed), Some("attacker-chosen")).await;
+    assert_eq!((answer.status, answer.msg()), (StatusCode::UNAUTHORIZED, "CSRF double submit tokens do not match"));
+    let jti = claims(&jar.access)["jti"].as_str().unwrap().to_string();
+    assert!(entry(&db, &jti).await.is_none(), "nothing revoked");
+    db.drop_db().await;
+}
+
+/// The cookie settings through the server: custom cookie and header names and paths, `JWT_CSRF_METHODS`, and
+/// `JWT_COOKIE_CSRF_PROTECT=false`.
+#[tokio::test]
+async fn custom_cookie_settings_work_through_the_server() {
+    let db = TestDb::new().await;
+    let custom = [
+        ("JWT_ACCESS_COOKIE_NAME", "at"),
+        ("JWT_ACCESS_CSRF_COOKIE_NAME", "at_csrf"),
+        ("JWT_ACCESS_CSRF_HEADER_NAME", "X-At-Csrf"),
+        ("JWT_ACCESS_COOKIE_PATH", "/"),
+        ("JWT_REFRESH_COOKIE_NAME", "rt"),
+        ("JWT_REFRESH_CSRF_COOKIE_NAME", "rt_csrf"),
+        ("JWT_REFRESH_COOKIE_PATH", "/refresh"),
+        ("JWT_REFRESH_CSRF_COOKIE_PATH", "/refresh"),
+        ("JWT_CSRF_METHODS", "PUT"),
+    ];
+    let app = cookie_app(&db, "cookies", &custom).await;
+    let login = app.login("alice", "wonderland-42").await;
+    let set = set_cookies(&login);
+    assert!(set["rt"].contains("Path=/refresh") && set["rt_csrf"].contains("Path=/refresh"), "{set:?}");
+    assert!(set["at"].contains("Path=/;") || set["at"].ends_with("Path=/"), "{set:?}");
+    let (at, at_csrf) = (value(&set["at"]), value(&set["at_csrf"]));
+    let cookie = format!("at={at}; at_csrf={at_csrf}");
+    let protected = send(&app, Method::GET, "/protected", Some(&cookie), None).await;
+    assert_eq!(protected.json, json!({ "logged_in_as": "alice" }));
+    // Only PUT needs the CSRF value now: a POST logout without one goes through.
+    let refresh = format!("rt={}; rt_csrf={}", value(&set["rt"]), value(&set["rt_csrf"]));
+    let refreshed = send(&app, Method::POST, "/refresh", Some(&refresh), None).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "POST is not in JWT_CSRF_METHODS: {}", refreshed.json);
+    let logout = send(&app, Method::POST, "/logout", Some(&cookie), None).await;
+    assert_eq!(logout.status, StatusCode::OK, "{}", logout.json);
+    assert_eq!(send(&app, Method::GET, "/protected", Some(&cookie), None).await.msg(), "Token has been revoked");
+
+    // The custom header name is the one read: with POST in the methods, the default header is not enough.
+    let spawn = |extra: Vec<(&'static str, &'static str)>| {
+        let vars: Vec<(&str, &str)> = [("JWT_TOKEN_LOCATION", "cookies")].into_iter().chain(extra).collect();
+        let settings = settings(&db, &vars);
+        async move { AuthApp::spawn(&settings).await }
+    };
+    let app = spawn(vec![custom[0], custom[1], custom[2]]).await;
+    let set = set_cookies(&app.login("alice", "wonderland-42").await);
+    let (at, at_csrf) = (value(&set["at"]), value(&set["at_csrf"]));
+    let cookie = format!("at={at}; at_csrf={at_csrf}");
+    let wrong_header = send(&app, Method::POST, "/logout", Some(&cookie), Some(&at_csrf)).await;
+    assert_eq!(wrong_header.msg(), "Missing CSRF token", "X-CSRF-TOKEN is not the configured header");
+    let mut request = app.http.request(Method::POST, format!("{}/logout", app.address));
+    request = request.header("cookie", &cookie).header("X-At-Csrf", &at_csrf);
+    let right = crate::support::answer(request.send().await.expect("request")).await;
+    assert_eq!(right.status, StatusCode::OK, "{}", right.json);
+
+    // CSRF protection off: cookies alone authenticate every method.
+    let app = spawn(vec![("JWT_COOKIE_CSRF_PROTECT", "false")]).await;
+    let jar = Jar::from(&app.login("alice", "wonderland-42").await);
+    let logout = send(&app, Method::POST, "/logout", Some(&jar.cookie_header()), None).await;
+    assert_eq!(logout.status, StatusCode::OK, "{}", logout.json);
+    db.drop_db().await;
+}
