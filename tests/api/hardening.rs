@@ -272,3 +272,37 @@ async fn a_deleted_count_just_above_the_measure_is_a_contract_failure() {
     assert_eq!(answer.json["data"]["cleaned_count"], 0);
     db.drop_db().await;
 }
+
+/// An answer refused by its declared `Content-Length` before any of its body arrives: the server declares 1 GiB and
+/// then sends nothing. The run falls back at once, not after the API's 60 s timeout or the run's deadline (the
+/// slack is for a slow machine; without the check the run waits out its 20 s budget and margin).
+#[tokio::test]
+async fn a_huge_declared_length_is_refused_before_any_body_arrives() {
+    let db = TestDb::new().await;
+    seed(&db, 10).await;
+    let api_url = serve(Router::new().fallback(|| async {
+        let stall = stream::once(async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<_, std::io::Error>(Bytes::from_static(b"{}"))
+        });
+        let mut response = (StatusCode::OK, Body::from_stream(stall)).into_response();
+        response.headers_mut().insert("content-length", (1u64 << 30).into());
+        response
+    }))
+    .await;
+    let settings = db.settings(&[
+        ("MONGODB_API_URL", &api_url),
+        ("MONGODB_API_TIMEOUT_SECONDS", "60"),
+        ("CLEANUP_TIME_BUDGET_SECONDS", "20"),
+    ]);
+    let app = TestApp::spawn(&settings).await;
+    let started = Instant::now();
+    let answer = app.invoke("").await;
+    let took = started.elapsed();
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_eq!(answer.json["data"]["backend"], "http_api+mongodb");
+    let why = answer.json["data"]["fallback_reason"].as_str().unwrap_or_default();
+    assert!(why.contains("the answer is larger than"), "{why}");
+    assert!(took < Duration::from_secs(15), "answered after {took:?}");
+    db.drop_db().await;
+}
