@@ -101,7 +101,8 @@ pub struct AuthSettings {
     pub password_memory_keep: Duration,
     /// `JWT_TOKEN_LOCATION` and the cookie settings (see `cookies`).
     pub cookies: CookieSettings,
-    /// `REVOCATION_CACHE`, `REVOCATION_MAX_STALENESS_MS`, `REVOCATION_POLL_MS` (see `revocation_cache`).
+    /// `REVOCATION_CACHE`, `REVOCATION_MAX_STALENESS_MS`, `REVOCATION_POLL_MS`, `REVOCATION_EVICT_SECONDS` (see
+    /// `revocation_cache`).
     pub revocation_cache: CacheSettings,
 }
 
@@ -229,6 +230,7 @@ impl AuthSettings {
                 enabled: jtc_shared::config::flag(&get, "REVOCATION_CACHE", true)?,
                 max_staleness: Duration::from_millis(number(&get, "REVOCATION_MAX_STALENESS_MS", 1000, 10, 600_000)?),
                 poll: Duration::from_millis(number(&get, "REVOCATION_POLL_MS", 250, 10, 60_000)?),
+                evict: Duration::from_secs(number(&get, "REVOCATION_EVICT_SECONDS", 30, 1, 3600)?),
             },
         })
     }

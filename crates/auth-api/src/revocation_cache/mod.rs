@@ -75,6 +75,8 @@ pub struct CacheSettings {
     pub max_staleness: Duration,
     /// `REVOCATION_POLL_MS` (default 250), where change streams are unavailable.
     pub poll: Duration,
+    /// `REVOCATION_EVICT_SECONDS` (default 30): how often expired entries leave the set.
+    pub evict: Duration,
 }
 
 /// Milliseconds on a monotonic clock (since the first call in this process). Staleness is measured on it, never on
@@ -188,6 +190,7 @@ mod tests {
             enabled: true,
             max_staleness: Duration::from_millis(50),
             poll: Duration::from_millis(10),
+            evict: Duration::from_secs(30),
         });
         let sent = mono_ms();
         cache.replace(RevokedSet::default(), sent, Mode::Polling);

@@ -13,7 +13,7 @@
 //! - **Polling**: every `REVOCATION_POLL_MS`, the entries new since the last poll, found by a stamp the poller
 //!   itself writes with the database's clock ([`poll`]); each completed poll is proof, and the set is loaded anew
 //!   every [`RECONCILE_EVERY`].
-//! - Every 30 s, expired entries leave the set.
+//! - Every `REVOCATION_EVICT_SECONDS` (30), expired entries leave the set.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,8 +30,6 @@ use super::{CacheSettings, Mode, RevocationCache};
 use jtc_shared::blacklist::SEEN_FIELD;
 use jtc_shared::names::FieldPath;
 
-/// How often expired entries are dropped.
-const EVICT_EVERY: Duration = Duration::from_secs(30);
 /// How far back a poll looks beyond the latest stamp it saw, for stamps written while it read.
 const POLL_OVERLAP_MS: i64 = 5_000;
 /// How often polling mode loads the whole set anew.
@@ -51,10 +49,10 @@ pub async fn run(
     let await_time = (settings.max_staleness / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     let mut resume: Option<ResumeToken> = None;
     loop {
-        match follow(&cache, &blacklist, &field, await_time, &mut resume).await {
+        match follow(&cache, &blacklist, &field, await_time, settings.evict, &mut resume).await {
             Err(e) if is_no_change_streams(&e) => {
                 tracing::info!("change streams are unavailable here ({e}); polling the blacklist instead");
-                poll(&cache, &blacklist, &field, settings.poll).await;
+                poll(&cache, &blacklist, &field, settings.poll, settings.evict).await;
             }
             Err(e) => {
                 tracing::warn!(error = %jtc_shared::redact::scrub_registered(&e.to_string()), "revocation watcher: retrying");
@@ -82,6 +80,7 @@ async fn follow(
     blacklist: &Collection<Document>,
     field: &FieldPath,
     await_time: Duration,
+    evict_every: Duration,
     resume: &mut Option<ResumeToken>,
 ) -> Result<(), MongoError> {
     let open = |token: Option<ResumeToken>| {
@@ -123,7 +122,7 @@ async fn follow(
             }
             None => cache.proved(sent),
         }
-        if evicted_at.elapsed() >= EVICT_EVERY {
+        if evicted_at.elapsed() >= evict_every {
             cache.evict_expired();
             evicted_at = Instant::now();
         }
@@ -211,7 +210,13 @@ async fn load(
 /// poll proves the set current as of the moment its stamp was sent. Every [`RECONCILE_EVERY`], the set is loaded
 /// anew, for what stamps cannot show (an update by another writer to an entry already stamped, a server clock
 /// stepped back).
-async fn poll(cache: &RevocationCache, blacklist: &Collection<Document>, field: &FieldPath, every: Duration) {
+async fn poll(
+    cache: &RevocationCache,
+    blacklist: &Collection<Document>,
+    field: &FieldPath,
+    every: Duration,
+    evict_every: Duration,
+) {
     let index = IndexModel::builder().keys(doc! { SEEN_FIELD: 1 }).build();
     if let Err(e) = blacklist.create_index(index).await {
         tracing::warn!(error = %e, "could not index the blacklist on {SEEN_FIELD}: polls will scan");
@@ -269,7 +274,7 @@ async fn poll(cache: &RevocationCache, blacklist: &Collection<Document>, field: 
             }
             Err(e) => tracing::warn!(error = %e, "revocation poll failed; retrying"),
         }
-        if evicted_at.elapsed() >= EVICT_EVERY {
+        if evicted_at.elapsed() >= evict_every {
             cache.evict_expired();
             evicted_at = Instant::now();
         }

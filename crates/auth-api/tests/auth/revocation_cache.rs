@@ -258,3 +258,25 @@ async fn an_entry_deleted_by_hand_is_accepted_again_everywhere() {
     }
     db.drop_db().await;
 }
+
+/// Entries leave the set once they expire: `/health`'s size drops back, on a change stream and when polling.
+#[tokio::test]
+async fn expired_entries_leave_the_set() {
+    let standalone = PrivateDb::start_standalone().await;
+    let replica = PrivateDb::start(None).await;
+    for (db, mode) in [(&replica, "change_stream"), (&standalone, "polling")] {
+        let uri = db.uri();
+        user_on(&uri).await;
+        let quick = [("JWT_ACCESS_TOKEN_EXPIRES_SECONDS", "2"), ("REVOCATION_EVICT_SECONDS", "1")];
+        let app = AuthApp::spawn(&settings_at(&uri, &quick)).await;
+        assert_eq!(health(&app).await["revocations"]["mode"], mode);
+        let (access, _) = app.tokens("alice", "wonderland-42").await;
+        assert_eq!(app.call(Method::POST, "/logout", Some(&access), None).await.status, StatusCode::OK);
+        assert_eq!(health(&app).await["revocations"]["size"], 1, "{mode}");
+        let started = Instant::now();
+        while health(&app).await["revocations"]["size"] != 0 {
+            assert!(started.elapsed() < Duration::from_secs(30), "{mode}: the expired entry stayed in the set");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
