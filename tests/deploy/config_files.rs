@@ -98,6 +98,21 @@ fn s_yaml_has_the_same_settings() {
         let timeout = props["instanceLifecycleConfig"][hook]["timeout"].as_u64();
         assert_eq!(timeout, c["function"]["instanceLifecycleConfig"][hook]["timeout"].as_u64(), "{hook}");
     }
+    // Every variable fc-config.json passes, and nothing else (before, s.yaml passed 12 of 33).
+    let passed: Vec<&str> = props["environmentVariables"]
+        .as_mapping()
+        .expect("environmentVariables")
+        .keys()
+        .filter_map(|k| k.as_str())
+        .collect();
+    let expected: Vec<&str> =
+        c["function"]["environmentVariables"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    for name in &expected {
+        assert!(passed.contains(name), "{name} is passed by fc-config.json but not by s.yaml");
+    }
+    for name in &passed {
+        assert!(expected.contains(name), "{name} is passed by s.yaml but not by fc-config.json");
+    }
     let trigger = &props["triggers"][0];
     assert_eq!(trigger["triggerType"], serde_yaml::Value::from("timer"));
     assert_eq!(trigger["triggerName"].as_str(), c["trigger"]["name"].as_str());
