@@ -56,7 +56,7 @@ fn fc_config_respects_the_documented_limits() {
     assert_eq!(trigger["enable"], true);
     assert!(trigger["payload"].is_string());
 
-    // Every variable the program reads is passed through, and nothing else.
+    // Every variable fc-config.json passes is in the README's configuration table (and below, the other way).
     let names: Vec<&str> = f["environmentVariables"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     let readme = read("README.md");
     for name in &names {
