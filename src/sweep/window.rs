@@ -83,10 +83,11 @@ impl Window {
         let crowd = self.crowded_lo_ms.filter(|crowded_lo| *crowded_lo < self.hi_ms);
         self.crowded_lo_ms = crowd;
         let next = match (count, crowd) {
-            // An empty window inside the crowded one: the crowd is further down. The width doubles (a gap above
-            // the crowd is crossed in a few steps) but never past the crowded window's end, so the search for the
-            // crowd's edge narrows like a bisection instead of overshooting into it eightfold again.
-            (0, Some(crowded_lo)) => self.width_ms.saturating_mul(2).min(self.hi_ms - crowded_lo),
+            // An empty window inside the crowded one: the crowd is further down. The width gallops as after any
+            // empty window, but takes at most half of what is left of the crowded window: whether the next window
+            // is empty or crowded, the part of the lane known to hold the crowd halves, so its edge is found in a
+            // few steps (a bisection), never by re-reading the whole crowd each time.
+            (0, Some(crowded_lo)) => grown.min((self.hi_ms - crowded_lo) / 2),
             (0, None) => grown,
             (_, Some(crowded_lo)) => scale(self.width_ms, self.target, count).min(grown).min(self.hi_ms - crowded_lo),
             (_, None) => scale(self.width_ms, self.target, count).min(grown),
@@ -159,18 +160,20 @@ mod tests {
     fn after_a_crowded_window_no_window_reaches_past_it() {
         // A crowded window [0, 10,000) halved from the top comes out empty: its entries are all lower. The next
         // window is the rest of the crowded one, not eight times the empty one.
-        let mut w = Window::new(Lane::Date, 16_000, 16_000, 100);
-        w.shrink(800);
-        assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms: 14_000, hi_ms: 16_000 });
+        let mut w = Window::new(Lane::Date, 64_000, 64_000, 100);
+        w.shrink(6_400);
+        assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms: 63_000, hi_ms: 64_000 });
         w.advance(0);
-        assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms: 10_000, hi_ms: 14_000 }, "doubles inside");
+        assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms: 55_000, hi_ms: 63_000 }, "gallops inside");
         w.advance(0);
-        assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms: 2_000, hi_ms: 10_000 });
+        assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms: 27_500, hi_ms: 55_000 }, "half of what is left");
         w.advance(0);
-        assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms: 0, hi_ms: 2_000 }, "stops at its end");
-        // Once past it, empty windows gallop again.
+        assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms: 13_750, hi_ms: 27_500 });
+        // A crowded one inside: the crowd is now known to be there, and the search narrows to it.
+        w.shrink(400);
+        assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms: 24_063, hi_ms: 27_500 });
         w.advance(0);
-        assert_eq!(w.range().hi_ms - w.range().lo_ms, 16_000);
+        assert_eq!(w.range(), ExpiryRange { lane: Lane::Date, lo_ms: 18_907, hi_ms: 24_063 }, "half of 13,750..24,063");
     }
 
     #[test]

@@ -125,7 +125,11 @@ async fn grace_period_comes_from_the_configuration() {
 
 /// `n` expired entries one second apart (oldest first), plus `valid` valid ones.
 fn spread(n: i64, valid: i64) -> Vec<Document> {
-    let now = now_ms();
+    spread_at(now_ms(), n, valid)
+}
+
+/// [`spread`] as if `now` were the time.
+fn spread_at(now: i64, n: i64, valid: i64) -> Vec<Document> {
     let mut docs: Vec<Document> = (0..n)
         .map(|i| doc! { "jti": format!("e{i:06}"), "expires_at": date(now - 120_000 - i * 1000), "pad": "p".repeat((i % 50) as usize) })
         .collect();
@@ -168,11 +172,31 @@ async fn entries_sharing_one_expiry_are_swept_together() {
 #[tokio::test]
 async fn time_budget_stops_the_run_and_the_next_run_finishes() {
     let db = TestDb::new().await;
-    let docs = db.insert(spread(3000, 10)).await;
+    let now = now_ms();
+    let docs = db.insert(spread_at(now, 3000, 10)).await;
     let expected: u64 = docs.iter().filter(|d| d.get_str("jti").unwrap().starts_with('e')).map(bson_size).sum();
     let app = TestApp::spawn(&db.settings(&[])).await;
 
-    let first = app.invoke(r#"{"batch_size": 1, "time_budget_seconds": 1}"#).await.json["data"].clone();
+    // The first run with its clock pinned to the seed's: its first window holds exactly the newest entry, so it
+    // deletes at least one batch however slow the machine is, and 3,000 batches of one cannot fit in 1 s. (Through
+    // /invoke, the cutoff moved with the time the seed took, and on a loaded machine the first second went on two
+    // unindexed window measures of 500 ms each, deleting nothing.)
+    let settings = db.settings(&[]);
+    let store = jwt_token_cleaner::store::mongo::MongoStore::new(
+        settings.db.clone().unwrap(),
+        &settings.sweep.collection,
+        &settings.sweep.expires_field,
+    );
+    let overrides = jwt_token_cleaner::sweep::SweepOverrides {
+        batch_size: Some(1),
+        time_budget_seconds: Some(1),
+        ..Default::default()
+    };
+    let options = jwt_token_cleaner::sweep::SweepOptions::resolve(&settings.sweep, &settings.legacy, overrides);
+    let pinned = chrono::DateTime::from_timestamp_millis(now).unwrap();
+    let silent = &jwt_token_cleaner::sweep::Silent;
+    let report = jwt_token_cleaner::sweep::run_at(&store, &options, None, "budget", pinned, silent).await.unwrap();
+    let first = serde_json::to_value(report).unwrap();
     assert_eq!(first["complete"], false, "{first}");
     let cleaned_first = first["cleaned_count"].as_u64().unwrap();
     assert!(cleaned_first > 0 && cleaned_first < 3000, "{first}");
