@@ -16,6 +16,13 @@
 //!   DB-operation HTTP API (`http_api`: transport, contract probe, store); and the wrappers a run goes through:
 //!   the `fallback` chain (the API first, the direct connection when it fails) and the `deadline` that ends every
 //!   call at the budget plus a margin.
+//! - [`runner`]: one run from start to record, for `/invoke` and `sweep` alike: the alerts, the sweep through a
+//!   fresh fallback chain, the history write, all within the run's deadline; and `status` beside it.
+//! - [`history`]: the run record, as stored in `CLEANUP_HISTORY_COLLECTION` and read back (strictly).
+//! - [`status`]: is the cleaner keeping up: the verdict on the history and the live backlog, as text, JSON or a
+//!   chart.
+//! - [`alerts`]: where a run says it started and how it ended (one trait, a file per kind: heartbeat,
+//!   Pushgateway).
 //! - [`sample`]: a small, clearly labelled sample blacklist for local runs and benchmarks.
 //!
 //! What this crate shares with `auth-api` (the blacklist entry's schema, secrets, configuration basics, the

@@ -4,5 +4,6 @@
 
 mod config_files;
 mod container;
+mod layout;
 mod script;
 mod stubs;

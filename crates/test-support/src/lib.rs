@@ -8,13 +8,14 @@
 //! - [`free_port`], [`dead_db_uri`]: ports, taken or with nothing behind them.
 //! - [`wait_healthy`], [`stop`]: a child server's life, from its first 200 on `/health` to its exit on SIGTERM.
 //! - [`bson_size`]: a document's BSON size, computed here, independently of any server.
-//! - [`PrivateDb`]: a SecantusDB server of a test's own (`SECANTUS_BIN`), to stop, restart or lock down.
+//! - [`PrivateDb`] (`private_db`): a SecantusDB server of a test's own (`SECANTUS_BIN`), to stop, restart or lock
+//!   down.
 //! - [`awkward_uris`], [`leaks`]: connection strings whose passwords drivers mangle, and what must never show.
 //! - [`TempDir`]: a directory of its own under the system's temp dir, removed when dropped, pass or fail.
 //! - [`data_api`]: the test Data API (MongoDB's Atlas Data API v1 as documented, its deviations as dialects, and
 //!   fault modes), for the suites and the benchmarks.
-//! - [`dribble_headers`], [`idle_after_one_request`], [`short_body`]: slow and idle clients, for the connection
-//!   deadlines.
+//! - [`dribble_headers`], [`idle_after_one_request`], [`short_body`], [`dribble_body`], [`raw_request`]: slow,
+//!   idle and hand-written clients, for the connection deadlines and the request head's cap.
 //! - [`splice_report`]: a benchmark's table written into its section of `BENCHMARKS.md`.
 //! - [`rss_bytes`]: a process's resident memory, from `/proc`.
 
