@@ -21,7 +21,8 @@ pub use jtc_shared::Secret;
 pub struct ApiSettings {
     /// `MONGODB_API_URL`: base URL; actions are `POST {base}/action/{find|aggregate|deleteMany|...}`.
     pub url: String,
-    /// `MONGODB_API_KEY`: sent in the `api-key` header when set.
+    /// `MONGODB_API_KEY`: sent when set, in both the documented `apiKey` header and `api-key` (which some
+    /// self-hosted servers read instead).
     pub key: Option<Secret>,
     /// `MONGODB_API_DATA_SOURCE` (default `mongodb`).
     pub data_source: String,

@@ -22,7 +22,7 @@ pub fn status(report: &StatusReport) -> Value {
 /// The error envelope for a sweep that failed after doing what `failure` says.
 pub fn failure(failure: &SweepFailure, started: DateTime<Utc>, request_id: &str) -> Value {
     error_json(
-        &format!("Cleanup failed after cleaning {} expired tokens", failure.cleaned_count),
+        &format!("Cleanup failed after cleaning {}", crate::sweep::report::tokens(failure.cleaned_count)),
         &failure.error,
         failure.cleaned_count,
         started,

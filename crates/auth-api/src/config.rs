@@ -40,7 +40,7 @@ pub struct JwtSettings {
 /// Rate limits per client IP.
 #[derive(Clone)]
 pub struct RateLimitSettings {
-    /// One limit per limited route (`RATE_LIMIT_LOGIN`, `RATE_LIMIT_PROTECTED`, ...: see [`Scope::SETTINGS`]).
+    /// One limit per limited route (`RATE_LIMIT_LOGIN`, `RATE_LIMIT_PROTECTED`, ...: see [`Scope::ALL`] and [`Scope::variable`]).
     pub limits: Limits,
     /// `REDIS_URL`: counters shared by every instance; in memory (per instance) when unset.
     pub redis_url: Option<Secret>,

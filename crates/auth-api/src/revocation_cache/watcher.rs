@@ -8,13 +8,13 @@
 //!   delete names only the `_id`, which is the jti in every entry auth-api writes, so it leaves the set too. The
 //!   getMore waits at most a quarter of the staleness bound, so an idle stream still proves itself well within it.
 //!   Proof: an empty batch (on the test server its resume token does not advance, so the arrival of the answer is
-//!   what counts), and a batch shorter than [`BATCH_SIZE`] once all of it is applied: it held everything the server
+//!   what counts), and a batch shorter than `BATCH_SIZE` once all of it is applied: it held everything the server
 //!   had, so the set is current as of its getMore. Before the latter, a stream busy with the cleaner's deletes was
 //!   never proven, and `/health` said `degraded` in 18 of 52 samples while the cleaner deleted 20,000 entries. After an error the stream resumes from the last resume token; when that fails
 //!   (the token fell out of the oplog: `ChangeStreamHistoryLost`, or anything else) the set is loaded anew.
 //! - **Polling**: every `REVOCATION_POLL_MS`, the entries new since the last poll, found by a stamp the poller
-//!   itself writes with the database's clock ([`poll`]); each completed poll is proof, and the set is loaded anew
-//!   every [`RECONCILE_EVERY`].
+//!   itself writes with the database's clock (`poll`); each completed poll is proof, and the set is loaded anew
+//!   every `RECONCILE_EVERY`.
 //! - Every `REVOCATION_EVICT_SECONDS` (30), expired entries leave the set.
 
 use std::future::Future;
@@ -241,13 +241,13 @@ async fn load(
 
 /// Polls for ever (change streams are unavailable); errors are retried.
 ///
-/// Each poll first stamps every entry without [`SEEN_FIELD`] with the database's clock (one `updateMany` through
+/// Each poll first stamps every entry without `SEEN_FIELD` with the database's clock (one `updateMany` through
 /// the index on the stamp; it matches nothing when nothing was written), then reads the entries stamped since the
-/// latest stamp it saw, less [`POLL_OVERLAP_MS`] for stamps still being written. So an entry is found whatever
+/// latest stamp it saw, less `POLL_OVERLAP_MS` for stamps still being written. So an entry is found whatever
 /// fields its writer set and whatever the writer's clock said (the third review: entries without `created_at`, or
 /// from a clock 10 s behind, were never learnt, and the revoked tokens were accepted). Every instance stamps; an
 /// entry is stamped once, by whichever instance comes first, and every instance reads it by its stamp. Proof: a
-/// poll proves the set current as of the moment its stamp was sent. Every [`RECONCILE_EVERY`], the set is loaded
+/// poll proves the set current as of the moment its stamp was sent. Every `RECONCILE_EVERY`, the set is loaded
 /// anew, for what stamps cannot show (an update by another writer to an entry already stamped, a server clock
 /// stepped back).
 async fn poll(
@@ -321,7 +321,7 @@ async fn poll(
     }
 }
 
-/// Stamps every entry without [`SEEN_FIELD`] with the database's clock.
+/// Stamps every entry without `SEEN_FIELD` with the database's clock.
 async fn stamp(blacklist: &Collection<Document>) -> Result<(), MongoError> {
     let unseen = doc! { SEEN_FIELD: { "$exists": false } };
     blacklist.update_many(unseen, doc! { "$currentDate": { SEEN_FIELD: true } }).await.map(|_| ())
