@@ -221,7 +221,6 @@ impl RunRecord {
     }
 
     /// The record of a run that failed.
-    #[allow(clippy::too_many_arguments)]
     pub fn of_failure(
         failure: &SweepFailure,
         started_at: DateTime<Utc>,

@@ -98,12 +98,33 @@ pub struct RunAt {
     pub age_seconds: u64,
 }
 
+/// Which way the backlog moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// The last three points each higher.
+    Growing,
+    /// The last point below the first.
+    Shrinking,
+    /// Neither.
+    Steady,
+    /// Fewer than two points.
+    Unknown,
+}
+
+impl std::fmt::Display for Direction {
+    /// The name serde gives it (said once, by the attribute above).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string));
+        f.write_str(name.as_deref().unwrap_or("unknown"))
+    }
+}
+
 /// How the backlog moved across recent runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Trend {
-    /// `growing` (the last three points each higher), `shrinking` (the last point below the first), `steady`, or
-    /// `unknown` (fewer than two points).
-    pub direction: &'static str,
+    /// Which way.
+    pub direction: Direction,
     /// The backlog after each of those runs, oldest first.
     pub points: Vec<u64>,
 }
@@ -230,10 +251,10 @@ pub fn judge(
     let mut points: Vec<u64> = real.iter().filter_map(|r| r.backlog.map(|b| b.expired)).take(TREND_RUNS).collect();
     points.reverse();
     let direction = match points.as_slice() {
-        [] | [_] => "unknown",
-        [.., a, b, c] if a < b && b < c => "growing",
-        [first, .., last] if last < first => "shrinking",
-        _ => "steady",
+        [] | [_] => Direction::Unknown,
+        [.., a, b, c] if a < b && b < c => Direction::Growing,
+        [first, .., last] if last < first => Direction::Shrinking,
+        _ => Direction::Steady,
     };
 
     let mut failing = Vec::new();
@@ -261,7 +282,7 @@ pub fn judge(
                 streak[0].error.as_deref().unwrap_or("")
             ));
         }
-        if direction == "growing" {
+        if direction == Direction::Growing {
             behind.push(format!("the backlog grew across the last runs ({})", join(&points)));
         }
         if let Some(age) = backlog.as_ref().and_then(|b| b.oldest_expired_age_seconds) {

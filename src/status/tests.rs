@@ -86,7 +86,7 @@ fn a_growing_backlog_is_behind() {
     ];
     let report = judge(runs, None, &StatusQuery::default(), now());
     assert_eq!((report.verdict, report.exit_code), (Verdict::Behind, 1));
-    assert_eq!(report.trend.direction, "growing");
+    assert_eq!(report.trend.direction, Direction::Growing);
     assert_eq!(report.trend.points, [300, 600, 900]);
     assert!(report.reasons[0].contains("300 → 600 → 900"), "{:?}", report.reasons);
 }
@@ -99,7 +99,7 @@ fn a_shrinking_backlog_is_ok() {
         run(chrono::Duration::minutes(130), Outcome::Partial, Some(900)),
     ];
     let report = judge(runs, None, &StatusQuery::default(), now());
-    assert_eq!((report.verdict, report.trend.direction), (Verdict::Ok, "shrinking"));
+    assert_eq!((report.verdict, report.trend.direction), (Verdict::Ok, Direction::Shrinking));
 }
 
 #[test]

@@ -227,12 +227,12 @@ impl CookieSettings {
     }
 
     /// Tokens are read from, and written to, cookies.
-    pub fn cookies(&self) -> bool {
+    pub fn tokens_in_cookies(&self) -> bool {
         self.locations.contains(&Location::Cookies)
     }
 
     /// Tokens are read from the `Authorization` header, and answered in JSON bodies.
-    pub fn headers(&self) -> bool {
+    pub fn tokens_in_headers(&self) -> bool {
         self.locations.contains(&Location::Headers)
     }
 

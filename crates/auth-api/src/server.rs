@@ -244,7 +244,7 @@ pub fn router(state: AppState, cors_allowed_origins: &[String]) -> Router {
         .allow_methods([Method::GET, Method::POST])
         .allow_headers(allowed_headers)
         .max_age(Duration::from_secs(600));
-    if cookies.cookies() {
+    if cookies.tokens_in_cookies() {
         cors = cors.allow_credentials(AllowCredentials::predicate(move |origin, _| origins.contains(origin)));
     }
     router.layer(cors)
@@ -323,7 +323,7 @@ impl Application {
             revocation_cache,
         });
 
-        if settings.cookies.cookies() && !settings.cookies.secure {
+        if settings.cookies.tokens_in_cookies() && !settings.cookies.secure {
             tracing::warn!(
                 "JWT cookies without Secure: a browser sends them over plain HTTP too; set JWT_COOKIE_SECURE=true \
                  when TLS ends in front of this service"

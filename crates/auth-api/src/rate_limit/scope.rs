@@ -1,6 +1,6 @@
 //! Which counter a hit belongs to, with its counter key, its variable and its default limit, each a `match` the
 //! compiler checks: a new limited route is one variant here, one field in `Limits`, and one row in the README's
-//! table (which a test compares with [`Scope::ALL`]).
+//! table (which a test compares with [`Scope::ALL`], which cannot miss a variant: see [`Scope::index`]).
 
 /// One per limited route, and one for failed logins per user name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,8 +18,21 @@ pub enum Scope {
 }
 
 impl Scope {
-    /// Every scope.
+    /// Every scope, in the order of [`index`](Self::index).
     pub const ALL: [Scope; 5] = [Scope::Login, Scope::LoginFailures, Scope::Protected, Scope::Refresh, Scope::Logout];
+
+    /// Its place in [`ALL`](Self::ALL). A new variant does not compile until it has one, and a test checks that
+    /// `ALL` holds each scope at its place; the next free place is `ALL.len()`, so a new variant is added to `ALL`
+    /// in the same edit (the README check walks `ALL`).
+    pub const fn index(self) -> usize {
+        match self {
+            Scope::Login => 0,
+            Scope::LoginFailures => 1,
+            Scope::Protected => 2,
+            Scope::Refresh => 3,
+            Scope::Logout => 4,
+        }
+    }
 
     /// Its name in counter keys.
     pub fn as_str(self) -> &'static str {
@@ -57,6 +70,13 @@ impl Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_holds_every_scope_at_its_index() {
+        for (i, scope) in Scope::ALL.into_iter().enumerate() {
+            assert_eq!(scope.index(), i, "{scope:?}");
+        }
+    }
 
     #[test]
     fn the_readme_table_has_a_row_for_every_scope_with_its_default() {

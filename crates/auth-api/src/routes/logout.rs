@@ -108,7 +108,7 @@ pub async fn logout(
     };
     tracing::info!(username = ?access.sub, revoked = ?revoked, "logout");
     let mut cookies = HeaderMap::new();
-    if state.cookies.cookies() {
+    if state.cookies.tokens_in_cookies() {
         for cookie in state.cookies.unset_all() {
             cookies.append(header::SET_COOKIE, cookie);
         }

@@ -74,16 +74,16 @@ fn hand_out(
     let mut headers = HeaderMap::new();
     let mut body = Map::new();
     for (token, claims) in tokens {
-        if cookies.headers() {
+        if cookies.tokens_in_headers() {
             body.insert(format!("{}_token", claims.kind.as_str()), Value::String(token.clone()));
         }
-        if cookies.cookies() {
+        if cookies.tokens_in_cookies() {
             for cookie in cookies.set(claims.kind, token, claims.csrf.as_deref().unwrap_or_default()) {
                 headers.append(header::SET_COOKIE, cookie);
             }
         }
     }
-    if !cookies.headers() {
+    if !cookies.tokens_in_headers() {
         body.insert(cookie_only.0.to_string(), cookie_only.1);
     }
     (headers, Json(Value::Object(body)))
