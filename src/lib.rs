@@ -11,9 +11,11 @@
 //!   statuses (`status`), `x-fc-status` and request ids (`fc`), start-up on any port and graceful shutdown.
 //! - [`sweep`]: the algorithm (range-bounded batches in `window`s sized by `sizing`, time budget, dry run, gentle
 //!   pacing that starts small, legacy entries), its running `tally` and its `report`, storage-agnostic.
-//! - [`store`]: the [`store::BlacklistStore`] trait the sweep talks to and its one error type; the shared query
+//! - [`store`]: one trait per job (the sweep's [`store::SweepStore`], [`store::LegacyStore`], the
+//!   [`store::RunHistory`]; [`store::Store`] is all three) and its one error type; the shared query
 //!   builders (`filter`); one file or folder per backend: the direct MongoDB connection (`mongo`) and the
-//!   DB-operation HTTP API (`http_api`: transport, contract probe, store); and the wrappers a run goes through:
+//!   DB-operation HTTP API (`http_api`: transport, contract probe, store); the factory that builds them
+//!   (`backends`); and the wrappers a run goes through:
 //!   the `fallback` chain (the API first, the direct connection when it fails) and the `deadline` that ends every
 //!   call at the budget plus a margin.
 //! - [`runner`]: one run from start to record, for `/invoke` and `sweep` alike: the alerts, the sweep through a
@@ -31,9 +33,11 @@
 //!
 //! # Extending it
 //!
-//! - **A storage backend**: a file (or folder) in `store/` implementing [`store::BlacklistStore`], building its
-//!   queries with `store::filter`; one line in `store::fallback::Backends::from_settings` and its settings in
-//!   `config`.
+//! - **A storage backend**: a file (or folder) in `store/` implementing [`store::Backend`], [`store::SweepStore`],
+//!   [`store::LegacyStore`] and [`store::RunHistory`], building its queries with `store::filter`; one line in
+//!   `store::backends::Backends::from_settings`; its settings in `config` (the field, its parsing, the redacting
+//!   `Debug` of `Settings`, `Settings::secret_values` for its secrets, the "at least one backend" rule in
+//!   `Settings::from_lookup`); its variables in the README's table, `fc-config.json` and `s.yaml`.
 //! - **A report field**: a field of `sweep::report::SweepReport`, its counter and one line in
 //!   `sweep::tally::Tally::into_report`; the README's JSON section.
 //! - **A setting**: a field in `config` (parsed there, once), a row in the README's configuration table and a name

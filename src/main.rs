@@ -13,7 +13,7 @@ use jwt_token_cleaner::runner::Runner;
 use jwt_token_cleaner::sample;
 use jwt_token_cleaner::server::{envelope, Application};
 use jwt_token_cleaner::status::StatusQuery;
-use jwt_token_cleaner::store::fallback::Backends;
+use jwt_token_cleaner::store::backends::{self, Backends};
 use jwt_token_cleaner::store::mongo::MongoStore;
 use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -145,9 +145,8 @@ async fn serve(settings: &Settings) -> ExitCode {
 
 /// The direct connection, for the tools that need one.
 fn direct_store(settings: &Settings) -> Result<MongoStore, ExitCode> {
-    match &settings.db {
-        Some(db) => Ok(MongoStore::new(db.clone(), &settings.sweep.collection, &settings.sweep.expires_field)
-            .with_history(settings.history.clone())),
+    match backends::direct(settings) {
+        Some(store) => Ok(store),
         None => {
             eprintln!("jwt-token-cleaner: this command needs a direct connection: set DB_URI");
             Err(ExitCode::from(2))
@@ -227,7 +226,7 @@ struct ProgressBar(indicatif::ProgressBar);
 
 impl ProgressBar {
     async fn start(
-        store: &dyn jwt_token_cleaner::store::BlacklistStore,
+        store: &dyn jwt_token_cleaner::store::SweepStore,
         options: &SweepOptions,
         started: chrono::DateTime<chrono::Utc>,
     ) -> Self {

@@ -18,9 +18,9 @@ use crate::alerts::Alerts;
 use crate::config::{LegacySettings, Settings, SweepSettings};
 use crate::history::{RunRecord, Trigger};
 use crate::status::{self, StatusQuery, StatusReport};
+use crate::store::backends::Backends;
 use crate::store::deadline::{Deadline, AFTER_RUN, CALL_MARGIN};
-use crate::store::fallback::Backends;
-use crate::store::{BlacklistStore, StoreError};
+use crate::store::{Backend, RunHistory, StoreError};
 use crate::sweep::{self, Progress, SweepFailure, SweepOptions, SweepOverrides, SweepReport, TokenVerifier};
 
 /// The longest the end-of-run alerts wait for the start ping still in flight, so that the start arrives first when
@@ -120,7 +120,7 @@ impl Runner {
     }
 
     /// Appends `record` to the history, when it is on, through `store` (the run's chain).
-    async fn record(&self, store: &dyn BlacklistStore, record: &RunRecord) -> Result<(), StoreError> {
+    async fn record(&self, store: &dyn RunHistory, record: &RunRecord) -> Result<(), StoreError> {
         if !self.history {
             return Ok(());
         }

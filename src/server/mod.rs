@@ -23,7 +23,7 @@ use jtc_shared::serve::Plain;
 
 use crate::config::{ConnectionLimits, Settings};
 use crate::runner::Runner;
-use crate::store::fallback::Backends;
+use crate::store::backends::Backends;
 use crate::store::StoreError;
 
 /// Request bodies larger than this are refused (413) before they are read: a timer payload is at most 128 KB.

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::history::{Outcome, RunRecord};
-use crate::store::{BlacklistStore, StoreError};
+use crate::store::{Store, StoreError};
 use crate::sweep::backlog::{self, Backlog};
 use crate::sweep::report::rfc3339;
 
@@ -172,7 +172,7 @@ pub struct StatusReport {
 /// Reads the history and the live backlog below `cutoff_ms` through `store`, and judges at `now`. `history`
 /// false: the history is off. Fails only when the history cannot be read at all.
 pub async fn gather(
-    store: &dyn BlacklistStore,
+    store: &dyn Store,
     history: bool,
     cutoff_ms: i64,
     query: &StatusQuery,

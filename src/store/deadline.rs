@@ -10,10 +10,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use mongodb::bson::{Bson, Document};
 use tokio::time::Instant;
 
-use super::{BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, RunQuery, StoreError};
+use super::{forward_store, Backend, Store, StoreError};
 
 /// How long past the time budget a run may still take to answer: the batch in flight when the budget ends, the
 /// confirming counts and the statistics, then the history write and the alerts. The default budget (50 s) plus
@@ -27,13 +26,13 @@ pub const AFTER_RUN: Duration = Duration::from_secs(2);
 
 /// `inner`, with every call ended at `at`.
 pub struct Deadline<'a> {
-    inner: &'a dyn BlacklistStore,
+    inner: &'a dyn Store,
     at: Instant,
 }
 
 impl<'a> Deadline<'a> {
     /// Wraps `inner` so that no call outlives `at`.
-    pub fn new(inner: &'a dyn BlacklistStore, at: Instant) -> Self {
+    pub fn new(inner: &'a dyn Store, at: Instant) -> Self {
         Self { inner, at }
     }
 
@@ -49,8 +48,7 @@ impl<'a> Deadline<'a> {
     }
 }
 
-#[async_trait::async_trait]
-impl BlacklistStore for Deadline<'_> {
+impl Backend for Deadline<'_> {
     fn backend(&self) -> String {
         self.inner.backend()
     }
@@ -62,56 +60,14 @@ impl BlacklistStore for Deadline<'_> {
     fn vouches_for_counts(&self) -> bool {
         self.inner.vouches_for_counts()
     }
-
-    async fn check(&self) -> Result<(), StoreError> {
-        self.bounded(self.inner.check()).await
-    }
-
-    async fn stats(&self) -> Result<CollectionStats, StoreError> {
-        self.bounded(self.inner.stats()).await
-    }
-
-    async fn measure(&self, range: &ExpiryRange, limit: Option<u64>) -> Result<Measure, StoreError> {
-        self.bounded(self.inner.measure(range, limit)).await
-    }
-
-    async fn delete(&self, range: &ExpiryRange, at_most: u64) -> Result<u64, StoreError> {
-        self.bounded(self.inner.delete(range, at_most)).await
-    }
-
-    async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
-        self.bounded(self.inner.count(range)).await
-    }
-
-    async fn count_at_most(&self, range: &ExpiryRange, limit: u64) -> Result<u64, StoreError> {
-        self.bounded(self.inner.count_at_most(range, limit)).await
-    }
-
-    async fn oldest_expiry(&self, range: &ExpiryRange) -> Result<Option<i64>, StoreError> {
-        self.bounded(self.inner.oldest_expiry(range)).await
-    }
-
-    async fn record_run(&self, run: &Document) -> Result<(), StoreError> {
-        self.bounded(self.inner.record_run(run)).await
-    }
-
-    async fn recent_runs(&self, query: &RunQuery) -> Result<Vec<Document>, StoreError> {
-        self.bounded(self.inner.recent_runs(query)).await
-    }
-
-    async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {
-        self.bounded(self.inner.expiry_indexed()).await
-    }
-
-    async fn legacy_page(&self, after: Option<&Bson>, limit: u32) -> Result<Vec<LegacyEntry>, StoreError> {
-        self.bounded(self.inner.legacy_page(after, limit)).await
-    }
-
-    async fn delete_legacy(&self, ids: &[Bson]) -> Result<u64, StoreError> {
-        self.bounded(self.inner.delete_legacy(ids)).await
-    }
-
-    async fn backfill_expiry(&self, id: &Bson, expires_ms: i64) -> Result<bool, StoreError> {
-        self.bounded(self.inner.backfill_expiry(id, expires_ms)).await
-    }
 }
+
+/// Every call of the inner store, ended at the deadline.
+macro_rules! bounded {
+    ($self:ident, |$store:ident| $call:expr) => {{
+        let $store = $self.inner;
+        $self.bounded($call).await
+    }};
+}
+
+forward_store!(Deadline<'_>, bounded);

@@ -1,12 +1,14 @@
-//! Storage: the one trait the sweep talks to, and the pieces every implementation shares.
+//! Storage: one trait per job, and the pieces every implementation shares.
 //!
-//! The sweep never builds a query itself. It asks a [`BlacklistStore`] to *measure* and to *delete* an
-//! [`ExpiryRange`], a half-open interval of one [`Lane`] of expiry values, and to report collection statistics.
-//! [`filter`] turns a range into the MongoDB filter and pipeline both backends send; [`mongo`] is the direct
-//! driver backend, [`http_api`] the DB-operation HTTP API (Atlas Data API v1 shape), and [`fallback`] chains them:
-//! the API first, the direct connection when the API fails. [`deadline`] wraps whichever store a run uses so that
-//! no call outlives the run's time budget by more than a stated margin.
+//! The sweep never builds a query itself. It asks a [`SweepStore`] to *measure* and to *delete* an
+//! [`ExpiryRange`], a half-open interval of one [`Lane`] of expiry values, and to report collection statistics;
+//! legacy entries go through a [`LegacyStore`], run records through a [`RunHistory`]. [`filter`] turns a range into
+//! the MongoDB filter and pipeline both backends send; [`mongo`] is the direct driver backend, [`http_api`] the
+//! DB-operation HTTP API (Atlas Data API v1 shape), [`backends`] the one factory that builds them from the
+//! settings, and [`fallback`] chains them: the API first, the direct connection when the API fails. [`deadline`]
+//! wraps whichever store a run uses so that no call outlives the run's time budget by more than a stated margin.
 
+pub mod backends;
 pub mod deadline;
 mod error;
 pub mod fallback;
@@ -125,9 +127,8 @@ pub struct LegacyEntry {
     pub bytes: u64,
 }
 
-/// The storage a sweep runs against. Implementations must be safe to call from concurrent sweeps.
-#[async_trait]
-pub trait BlacklistStore: Send + Sync {
+/// What a run's report says of the backend that served it. Every store below is also a `Backend`.
+pub trait Backend: Send + Sync {
     /// Short name for reports and logs (`"mongodb"`, `"http_api"`; a fallback chain joins the ones it used with
     /// `+`).
     fn backend(&self) -> String;
@@ -142,7 +143,12 @@ pub trait BlacklistStore: Send + Sync {
     fn vouches_for_counts(&self) -> bool {
         true
     }
+}
 
+/// The sweep's storage: the expired ranges of one blacklist collection. Implementations must be safe to call from
+/// concurrent sweeps.
+#[async_trait]
+pub trait SweepStore: Backend {
     /// Connects and checks that the blacklist can be read.
     async fn check(&self) -> Result<(), StoreError>;
 
@@ -167,17 +173,13 @@ pub trait BlacklistStore: Send + Sync {
     /// The earliest expiry in `range`, in milliseconds since the epoch; `None` when the range is empty.
     async fn oldest_expiry(&self, range: &ExpiryRange) -> Result<Option<i64>, StoreError>;
 
-    /// Appends one run's record to the run history (`CLEANUP_HISTORY_COLLECTION`); the direct backend makes sure
-    /// of its TTL index first.
-    async fn record_run(&self, run: &Document) -> Result<(), StoreError>;
-
-    /// The documents of the run history that `query` selects (its filter and projection), newest first by
-    /// [`HISTORY_TIME_FIELD`], at most its limit, as stored (unchecked). `crate::history` writes the queries.
-    async fn recent_runs(&self, query: &RunQuery) -> Result<Vec<Document>, StoreError>;
-
     /// Whether an index starts with the expiry field; `None` when this backend cannot tell.
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError>;
+}
 
+/// Legacy entries of the same collection: no usable expiry field, only the raw token (`crate::sweep::legacy`).
+#[async_trait]
+pub trait LegacyStore: Backend {
     /// Up to `limit` legacy entries (no Date or numeric expiry, a string `token`) with `_id` above `after`, in
     /// `_id` order.
     async fn legacy_page(&self, after: Option<&Bson>, limit: u32) -> Result<Vec<LegacyEntry>, StoreError>;
@@ -188,3 +190,105 @@ pub trait BlacklistStore: Send + Sync {
     /// Writes the expiry field (a Date) of a legacy entry that still has none; returns whether it was written.
     async fn backfill_expiry(&self, id: &Bson, expires_ms: i64) -> Result<bool, StoreError>;
 }
+
+/// The run history (`CLEANUP_HISTORY_COLLECTION`): one record per run, which `status` reads back.
+#[async_trait]
+pub trait RunHistory: Backend {
+    /// Appends one run's record; the direct backend makes sure of its TTL index first.
+    async fn record_run(&self, run: &Document) -> Result<(), StoreError>;
+
+    /// The records that `query` selects (its filter and projection), newest first by [`HISTORY_TIME_FIELD`], at
+    /// most its limit, as stored (unchecked). `crate::history` writes the queries.
+    async fn recent_runs(&self, query: &RunQuery) -> Result<Vec<Document>, StoreError>;
+}
+
+/// A backend's whole surface, which a link of the fallback chain carries: each job's trait above, so that a caller
+/// names the one it needs (the sweep a [`SweepStore`], `status` a [`RunHistory`]).
+pub trait Store: SweepStore + LegacyStore + RunHistory {}
+
+impl<T: SweepStore + LegacyStore + RunHistory + ?Sized> Store for T {}
+
+/// Implements [`SweepStore`], [`LegacyStore`] and [`RunHistory`] for a wrapper store by sending every call through
+/// the wrapper's one helper, `$via!(self, |store| call)` (a macro, so that the call may borrow its arguments). The
+/// list of calls is written here once, beside the traits, for every wrapper (`fallback`, `deadline`).
+macro_rules! forward_store {
+    ($wrapper:ty, $via:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::store::SweepStore for $wrapper {
+            async fn check(&self) -> Result<(), $crate::store::StoreError> {
+                $via!(self, |s| s.check())
+            }
+            async fn stats(&self) -> Result<$crate::store::CollectionStats, $crate::store::StoreError> {
+                $via!(self, |s| s.stats())
+            }
+            async fn measure(
+                &self,
+                range: &$crate::store::ExpiryRange,
+                limit: Option<u64>,
+            ) -> Result<$crate::store::Measure, $crate::store::StoreError> {
+                $via!(self, |s| s.measure(range, limit))
+            }
+            async fn delete(
+                &self,
+                range: &$crate::store::ExpiryRange,
+                at_most: u64,
+            ) -> Result<u64, $crate::store::StoreError> {
+                $via!(self, |s| s.delete(range, at_most))
+            }
+            async fn count(&self, range: &$crate::store::ExpiryRange) -> Result<u64, $crate::store::StoreError> {
+                $via!(self, |s| s.count(range))
+            }
+            async fn count_at_most(
+                &self,
+                range: &$crate::store::ExpiryRange,
+                limit: u64,
+            ) -> Result<u64, $crate::store::StoreError> {
+                $via!(self, |s| s.count_at_most(range, limit))
+            }
+            async fn oldest_expiry(
+                &self,
+                range: &$crate::store::ExpiryRange,
+            ) -> Result<Option<i64>, $crate::store::StoreError> {
+                $via!(self, |s| s.oldest_expiry(range))
+            }
+            async fn expiry_indexed(&self) -> Result<Option<bool>, $crate::store::StoreError> {
+                $via!(self, |s| s.expiry_indexed())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::LegacyStore for $wrapper {
+            async fn legacy_page(
+                &self,
+                after: Option<&mongodb::bson::Bson>,
+                limit: u32,
+            ) -> Result<Vec<$crate::store::LegacyEntry>, $crate::store::StoreError> {
+                $via!(self, |s| s.legacy_page(after, limit))
+            }
+            async fn delete_legacy(&self, ids: &[mongodb::bson::Bson]) -> Result<u64, $crate::store::StoreError> {
+                $via!(self, |s| s.delete_legacy(ids))
+            }
+            async fn backfill_expiry(
+                &self,
+                id: &mongodb::bson::Bson,
+                expires_ms: i64,
+            ) -> Result<bool, $crate::store::StoreError> {
+                $via!(self, |s| s.backfill_expiry(id, expires_ms))
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::RunHistory for $wrapper {
+            async fn record_run(&self, run: &mongodb::bson::Document) -> Result<(), $crate::store::StoreError> {
+                $via!(self, |s| s.record_run(run))
+            }
+            async fn recent_runs(
+                &self,
+                query: &$crate::store::RunQuery,
+            ) -> Result<Vec<mongodb::bson::Document>, $crate::store::StoreError> {
+                $via!(self, |s| s.recent_runs(query))
+            }
+        }
+    };
+}
+pub(crate) use forward_store;

@@ -16,8 +16,8 @@ use super::filter::{
     stats_pipeline,
 };
 use super::{
-    BlacklistStore, CollectionStats, ExpiryRange, HistorySettings, LegacyEntry, Measure, RunQuery, StoreError,
-    HISTORY_TIME_FIELD,
+    Backend, CollectionStats, ExpiryRange, HistorySettings, LegacyEntry, LegacyStore, Measure, RunHistory, RunQuery,
+    StoreError, SweepStore, HISTORY_TIME_FIELD,
 };
 use crate::config::{DbSettings, FieldPath, MongoName};
 use jtc_shared::mongo::{connect, is_index_conflict, DriverError};
@@ -170,12 +170,14 @@ impl MongoStore {
     }
 }
 
-#[async_trait::async_trait]
-impl BlacklistStore for MongoStore {
+impl Backend for MongoStore {
     fn backend(&self) -> String {
         "mongodb".into()
     }
+}
 
+#[async_trait::async_trait]
+impl SweepStore for MongoStore {
     async fn check(&self) -> Result<(), StoreError> {
         let db = self.client().await?.database(&self.settings.database);
         db.list_collection_names()
@@ -214,6 +216,41 @@ impl BlacklistStore for MongoStore {
         oldest_answer(&self.field, self.aggregate(oldest_pipeline(&self.field, range)).await)
     }
 
+    async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {
+        let collection = self.raw_collection().await?;
+        let indexes: Vec<mongodb::IndexModel> = match collection.list_indexes().await {
+            Ok(cursor) => cursor.try_collect().await.map_err(|e| self.classify(e))?,
+            // No collection yet: nothing to scan, nothing to warn about.
+            Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if c.code == 26) => return Ok(Some(true)),
+            Err(e) => return Err(self.classify(e)),
+        };
+        let keys: Vec<Document> = indexes.into_iter().map(|index| index.keys).collect();
+        Ok(Some(indexes_lead_with(&self.field, &keys)))
+    }
+}
+
+#[async_trait::async_trait]
+impl LegacyStore for MongoStore {
+    async fn legacy_page(&self, after: Option<&Bson>, limit: u32) -> Result<Vec<LegacyEntry>, StoreError> {
+        legacy_answer(self.aggregate(legacy_page_pipeline(&self.field, after, limit)).await)
+    }
+
+    async fn delete_legacy(&self, ids: &[Bson]) -> Result<u64, StoreError> {
+        let collection = self.raw_collection().await?;
+        let result = collection.delete_many(legacy_ids_filter(&self.field, ids)).await.map_err(|e| self.classify(e))?;
+        Ok(result.deleted_count)
+    }
+
+    async fn backfill_expiry(&self, id: &Bson, expires_ms: i64) -> Result<bool, StoreError> {
+        let collection = self.raw_collection().await?;
+        let (filter, update) = backfill_update(&self.field, id, expires_ms);
+        let result = collection.update_one(filter, update).await.map_err(|e| self.classify(e))?;
+        Ok(result.modified_count == 1)
+    }
+}
+
+#[async_trait::async_trait]
+impl RunHistory for MongoStore {
     async fn record_run(&self, run: &Document) -> Result<(), StoreError> {
         self.history_indexed.get_or_try_init(|| async { self.ensure_history_index().await.map(|_| ()) }).await?;
         let collection = self.history_collection().await?;
@@ -231,34 +268,5 @@ impl BlacklistStore for MongoStore {
             .await
             .map_err(|e| self.classify(e))?;
         cursor.try_collect().await.map_err(|e| self.classify(e))
-    }
-
-    async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {
-        let collection = self.raw_collection().await?;
-        let indexes: Vec<mongodb::IndexModel> = match collection.list_indexes().await {
-            Ok(cursor) => cursor.try_collect().await.map_err(|e| self.classify(e))?,
-            // No collection yet: nothing to scan, nothing to warn about.
-            Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if c.code == 26) => return Ok(Some(true)),
-            Err(e) => return Err(self.classify(e)),
-        };
-        let keys: Vec<Document> = indexes.into_iter().map(|index| index.keys).collect();
-        Ok(Some(indexes_lead_with(&self.field, &keys)))
-    }
-
-    async fn legacy_page(&self, after: Option<&Bson>, limit: u32) -> Result<Vec<LegacyEntry>, StoreError> {
-        legacy_answer(self.aggregate(legacy_page_pipeline(&self.field, after, limit)).await)
-    }
-
-    async fn delete_legacy(&self, ids: &[Bson]) -> Result<u64, StoreError> {
-        let collection = self.raw_collection().await?;
-        let result = collection.delete_many(legacy_ids_filter(&self.field, ids)).await.map_err(|e| self.classify(e))?;
-        Ok(result.deleted_count)
-    }
-
-    async fn backfill_expiry(&self, id: &Bson, expires_ms: i64) -> Result<bool, StoreError> {
-        let collection = self.raw_collection().await?;
-        let (filter, update) = backfill_update(&self.field, id, expires_ms);
-        let result = collection.update_one(filter, update).await.map_err(|e| self.classify(e))?;
-        Ok(result.modified_count == 1)
     }
 }

@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::store::{BlacklistStore, ExpiryRange, Lane, StoreError};
+use crate::store::{ExpiryRange, Lane, StoreError, SweepStore};
 
 /// The count of each lane stops here; beyond it the backlog is "at least" this.
 pub const BACKLOG_COUNT_LIMIT: u64 = 10_000;
@@ -64,7 +64,7 @@ fn age_seconds(ms: i64, now: DateTime<Utc>) -> u64 {
 }
 
 /// Measures the backlog below `cutoff_ms` (an entry is expired below it), at `now`.
-pub async fn measure(store: &dyn BlacklistStore, cutoff_ms: i64, now: DateTime<Utc>) -> Result<Backlog, StoreError> {
+pub async fn measure(store: &dyn SweepStore, cutoff_ms: i64, now: DateTime<Utc>) -> Result<Backlog, StoreError> {
     let mut lanes = Vec::with_capacity(Lane::ALL.len());
     for lane in Lane::ALL {
         let range = ExpiryRange::expired(lane, cutoff_ms);

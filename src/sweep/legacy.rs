@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::tally::Tally;
 use super::SweepOptions;
 use crate::config::LegacySettings;
-use crate::store::{BlacklistStore, StoreError};
+use crate::store::{LegacyStore, StoreError};
 
 /// Legacy entries read per page.
 const LEGACY_PAGE: u64 = 500;
@@ -58,7 +58,7 @@ impl TokenVerifier {
 /// Examines legacy entries page by page. Returns whether every legacy entry was examined (false when the scan
 /// limit or the time budget stopped it).
 pub(super) async fn sweep(
-    store: &dyn BlacklistStore,
+    store: &dyn LegacyStore,
     options: &SweepOptions,
     verifier: &TokenVerifier,
     cutoff_ms: i64,

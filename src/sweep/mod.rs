@@ -27,7 +27,7 @@ pub use progress::{Done, LogLines, Progress, Silent};
 pub use report::{SweepFailure, SweepReport};
 
 use crate::store::deadline::{Deadline, AFTER_RUN, CALL_MARGIN};
-use crate::store::{BlacklistStore, ExpiryRange, Lane, StoreError};
+use crate::store::{ExpiryRange, Lane, Store, StoreError};
 use report::RunEnd;
 use sizing::Sizing;
 use tally::Tally;
@@ -38,7 +38,7 @@ const INITIAL_WINDOW_MS: i64 = 60_000;
 
 /// Runs one sweep against `store`, now. Legacy entries are examined only with a `verifier` (`JWT_SECRET_KEY`).
 pub async fn run(
-    store: &dyn BlacklistStore,
+    store: &dyn Store,
     options: &SweepOptions,
     verifier: Option<&TokenVerifier>,
     request_id: &str,
@@ -49,7 +49,7 @@ pub async fn run(
 /// [`run`] as if it started at `started_at` (the cutoff is `started_at - grace`: tests pin the clock with it, to
 /// put entries exactly on the cutoff), telling `progress` after each batch.
 pub async fn run_at(
-    store: &dyn BlacklistStore,
+    store: &dyn Store,
     options: &SweepOptions,
     verifier: Option<&TokenVerifier>,
     request_id: &str,
@@ -60,7 +60,7 @@ pub async fn run_at(
     // No call outlives the budget by more than the margin, whatever the backend's own timeouts, and the end of the
     // margin is kept for the history write and the alerts (store::deadline).
     let deadline = tokio::time::Instant::from_std(started) + options.time_budget + (CALL_MARGIN - AFTER_RUN);
-    let store: &dyn BlacklistStore = &Deadline::new(store, deadline);
+    let store: &dyn Store = &Deadline::new(store, deadline);
     let cutoff_ms = options.cutoff_ms(started_at);
     let mut tally = Tally::new();
     let fail = |tally: &Tally, error: StoreError| tally.failure(error, store.backend());
@@ -167,7 +167,7 @@ pub async fn run_at(
 /// Without `exact_bytes`, a window is deleted without being measured first (only the first window with entries is
 /// measured, for the average entry size), and the next window is sized from what the delete removed.
 async fn sweep_lane(
-    store: &dyn BlacklistStore,
+    store: &dyn Store,
     options: &SweepOptions,
     lane: Lane,
     cutoff_ms: i64,

@@ -6,11 +6,11 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::store::{BlacklistStore, ExpiryRange, Lane};
+use crate::store::{ExpiryRange, Lane, SweepStore};
 
 /// How many expired entries there are below `cutoff_ms`, every lane counted (one indexed count each): the length
 /// of a progress bar. 0 where a count fails: a bar is no reason to stop a sweep.
-pub async fn expired_total(store: &dyn BlacklistStore, cutoff_ms: i64) -> u64 {
+pub async fn expired_total(store: &dyn SweepStore, cutoff_ms: i64) -> u64 {
     let mut total = 0u64;
     for lane in Lane::ALL {
         total = total.saturating_add(store.count(&ExpiryRange::expired(lane, cutoff_ms)).await.unwrap_or(0));

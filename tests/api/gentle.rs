@@ -8,7 +8,8 @@ use std::time::Duration;
 use chrono::Utc;
 use jwt_token_cleaner::store::mongo::MongoStore;
 use jwt_token_cleaner::store::{
-    BlacklistStore, CollectionStats, ExpiryRange, LegacyEntry, Measure, RunQuery, StoreError,
+    Backend, CollectionStats, ExpiryRange, LegacyEntry, LegacyStore, Measure, RunHistory, RunQuery, StoreError,
+    SweepStore,
 };
 use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides};
 use mongodb::bson::{doc, Bson, DateTime, Document};
@@ -65,11 +66,14 @@ struct Slowed {
     reads: Mutex<Vec<u64>>,
 }
 
-#[async_trait::async_trait]
-impl BlacklistStore for Slowed {
+impl Backend for Slowed {
     fn backend(&self) -> String {
         self.inner.backend()
     }
+}
+
+#[async_trait::async_trait]
+impl SweepStore for Slowed {
     async fn check(&self) -> Result<(), StoreError> {
         self.inner.check().await
     }
@@ -100,15 +104,13 @@ impl BlacklistStore for Slowed {
     async fn oldest_expiry(&self, range: &ExpiryRange) -> Result<Option<i64>, StoreError> {
         self.inner.oldest_expiry(range).await
     }
-    async fn record_run(&self, run: &mongodb::bson::Document) -> Result<(), StoreError> {
-        self.inner.record_run(run).await
-    }
-    async fn recent_runs(&self, query: &RunQuery) -> Result<Vec<mongodb::bson::Document>, StoreError> {
-        self.inner.recent_runs(query).await
-    }
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {
         self.inner.expiry_indexed().await
     }
+}
+
+#[async_trait::async_trait]
+impl LegacyStore for Slowed {
     async fn legacy_page(&self, after: Option<&Bson>, limit: u32) -> Result<Vec<LegacyEntry>, StoreError> {
         self.inner.legacy_page(after, limit).await
     }
@@ -117,6 +119,16 @@ impl BlacklistStore for Slowed {
     }
     async fn backfill_expiry(&self, id: &Bson, expires_ms: i64) -> Result<bool, StoreError> {
         self.inner.backfill_expiry(id, expires_ms).await
+    }
+}
+
+#[async_trait::async_trait]
+impl RunHistory for Slowed {
+    async fn record_run(&self, run: &Document) -> Result<(), StoreError> {
+        self.inner.record_run(run).await
+    }
+    async fn recent_runs(&self, query: &RunQuery) -> Result<Vec<Document>, StoreError> {
+        self.inner.recent_runs(query).await
     }
 }
 

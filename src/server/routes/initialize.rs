@@ -11,7 +11,7 @@ use crate::server::envelope::error_json;
 use crate::server::fc::{json_response, request_id};
 use crate::server::status;
 use crate::server::AppState;
-use crate::store::BlacklistStore;
+use crate::store::{Backend, SweepStore};
 
 /// `200 {"status":"ok","backend":...}`, or the error JSON with 503 (unreachable) or 500.
 pub async fn initialize(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -69,8 +69,8 @@ use super::filter::{
     stats_pipeline,
 };
 use super::{
-    BlacklistStore, CollectionStats, ErrorKind, ExpiryRange, HistorySettings, LegacyEntry, Measure, RunQuery,
-    StoreError, HISTORY_TIME_FIELD,
+    Backend, CollectionStats, ErrorKind, ExpiryRange, HistorySettings, LegacyEntry, LegacyStore, Measure, RunHistory,
+    RunQuery, StoreError, SweepStore, HISTORY_TIME_FIELD,
 };
 use crate::config::{ApiSettings, FieldPath, MongoName};
 use contract::{ext_json, probe_pipeline, probe_verdict, read_documents, Probe};
@@ -199,8 +199,7 @@ impl HttpApiStore {
     }
 }
 
-#[async_trait::async_trait]
-impl BlacklistStore for HttpApiStore {
+impl Backend for HttpApiStore {
     fn backend(&self) -> String {
         "http_api".into()
     }
@@ -208,7 +207,10 @@ impl BlacklistStore for HttpApiStore {
     fn vouches_for_counts(&self) -> bool {
         false
     }
+}
 
+#[async_trait::async_trait]
+impl SweepStore for HttpApiStore {
     async fn check(&self) -> Result<(), StoreError> {
         self.documents(None, "find", json!({ "filter": {}, "projection": { "_id": 1 }, "limit": 1 })).await.map(|_| ())
     }
@@ -239,6 +241,39 @@ impl BlacklistStore for HttpApiStore {
         oldest_answer(&self.field, self.aggregate(oldest_pipeline(&self.field, range)).await)
     }
 
+    async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {
+        // Best effort: the Data API has no listIndexes; $indexStats answers where the server allows it.
+        match self.aggregate(vec![doc! { "$indexStats": {} }]).await {
+            Ok(rows) => {
+                let keys: Vec<Document> = rows.iter().filter_map(|r| r.get_document("key").ok().cloned()).collect();
+                Ok(Some(indexes_lead_with(&self.field, &keys)))
+            }
+            Err(e) if e.kind() == ErrorKind::Query => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl LegacyStore for HttpApiStore {
+    async fn legacy_page(&self, after: Option<&Bson>, limit: u32) -> Result<Vec<LegacyEntry>, StoreError> {
+        legacy_answer(self.aggregate(legacy_page_pipeline(&self.field, after, limit)).await)
+    }
+
+    async fn delete_legacy(&self, ids: &[Bson]) -> Result<u64, StoreError> {
+        let filter = ext_json(Bson::Document(legacy_ids_filter(&self.field, ids)));
+        self.deleted(json!({ "filter": filter }), ids.len() as u64).await
+    }
+
+    async fn backfill_expiry(&self, id: &Bson, expires_ms: i64) -> Result<bool, StoreError> {
+        let (filter, update) = backfill_update(&self.field, id, expires_ms);
+        let fields = json!({ "filter": ext_json(Bson::Document(filter)), "update": ext_json(Bson::Document(update)) });
+        Ok(self.counted("updateOne", fields, "modifiedCount").await? == 1)
+    }
+}
+
+#[async_trait::async_trait]
+impl RunHistory for HttpApiStore {
     async fn record_run(&self, run: &Document) -> Result<(), StoreError> {
         let collection = self.history_collection()?;
         let fields = json!({ "document": ext_json(Bson::Document(run.clone())) });
@@ -263,32 +298,5 @@ impl BlacklistStore for HttpApiStore {
             "limit": query.limit,
         });
         self.documents(Some(collection), "find", fields).await
-    }
-
-    async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {
-        // Best effort: the Data API has no listIndexes; $indexStats answers where the server allows it.
-        match self.aggregate(vec![doc! { "$indexStats": {} }]).await {
-            Ok(rows) => {
-                let keys: Vec<Document> = rows.iter().filter_map(|r| r.get_document("key").ok().cloned()).collect();
-                Ok(Some(indexes_lead_with(&self.field, &keys)))
-            }
-            Err(e) if e.kind() == ErrorKind::Query => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn legacy_page(&self, after: Option<&Bson>, limit: u32) -> Result<Vec<LegacyEntry>, StoreError> {
-        legacy_answer(self.aggregate(legacy_page_pipeline(&self.field, after, limit)).await)
-    }
-
-    async fn delete_legacy(&self, ids: &[Bson]) -> Result<u64, StoreError> {
-        let filter = ext_json(Bson::Document(legacy_ids_filter(&self.field, ids)));
-        self.deleted(json!({ "filter": filter }), ids.len() as u64).await
-    }
-
-    async fn backfill_expiry(&self, id: &Bson, expires_ms: i64) -> Result<bool, StoreError> {
-        let (filter, update) = backfill_update(&self.field, id, expires_ms);
-        let fields = json!({ "filter": ext_json(Bson::Document(filter)), "update": ext_json(Bson::Document(update)) });
-        Ok(self.counted("updateOne", fields, "modifiedCount").await? == 1)
     }
 }
