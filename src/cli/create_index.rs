@@ -1,0 +1,43 @@
+//! `create-index`: the expiry field's index (a TTL one with `--ttl`) and the run history's TTL index, through the
+//! direct connection.
+
+use std::process::ExitCode;
+
+use jwt_token_cleaner::config::Settings;
+
+use super::direct_store;
+
+pub(crate) async fn run(settings: &Settings, ttl: Option<u64>) -> ExitCode {
+    let store = match direct_store(settings) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let created = store.create_expiry_index(ttl).await;
+    // The run history's TTL index (CLEANUP_HISTORY_DAYS), when the history is on.
+    let history = match &settings.history {
+        Some(history) => Some((history, store.ensure_history_index().await)),
+        None => None,
+    };
+    store.shutdown().await;
+    let mut code = ExitCode::SUCCESS;
+    match created {
+        Ok(name) => eprintln!("index {name} on {} is in place", settings.sweep.expires_field),
+        Err(e) => {
+            eprintln!("jwt-token-cleaner: cannot create the index: {e}");
+            code = ExitCode::FAILURE;
+        }
+    }
+    match history {
+        Some((history, Ok(name))) => eprintln!(
+            "index {name} on {}.started_at is in place: run records are kept {} days",
+            history.collection,
+            history.keep.as_secs() / 86_400
+        ),
+        Some((_, Err(e))) => {
+            eprintln!("jwt-token-cleaner: cannot create the run history's index: {e}");
+            code = ExitCode::FAILURE;
+        }
+        None => {}
+    }
+    code
+}
