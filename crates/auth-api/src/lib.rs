@@ -19,24 +19,34 @@
 //!   route with its own setting; [`client_ip`]: whose IP (peer or proxies' header).
 //! - [`cookies`]: tokens in HttpOnly cookies with double-submit CSRF values (Flask-JWT-Extended's scheme).
 //! - [`error`]: the error answers.
-//! - [`server`]: state, router (with the per-client rate-limit layer), CORS, TLS, start-up and shutdown;
-//!   [`routes`]: one file per route.
+//! - [`state`]: what every route shares; [`authentication`]: the extractors a route names to need a token
+//!   (`Authenticated<Access>`, `Authenticated<Refresh>`, `Verified<Access>`), bearer or cookie with CSRF, and the
+//!   revocation policy.
+//! - [`router`]: the routes with the per-client rate-limit layer and the body cap; [`cors`]: CORS for the listed
+//!   origins; [`routes`]: one file per route.
+//! - [`server`]: start-up (stores, indexes, the revocation set, the port) and shutdown; [`tls`]: HTTPS with
+//!   rustls.
 //!
 //! # Extending it
 //!
-//! - **A rate-limited route**: its file in `routes/`; one row `(path, Scope, handler)` in `server::router`; a
+//! - **A rate-limited route**: its file in `routes/`; one row `(path, Scope, handler)` in `router::router`; a
 //!   `Scope` variant (the compiler then asks for its name, variable and default in `rate_limit::scope` and its
 //!   field in `rate_limit::limit::Limits`); its row in the README's table (a test checks it).
 
+pub mod authentication;
 pub mod client_ip;
 pub mod config;
 pub mod cookies;
+pub mod cors;
 pub mod error;
 pub mod password_memory;
 pub mod rate_limit;
 pub mod revocation;
 pub mod revocation_cache;
+pub mod router;
 pub mod routes;
 pub mod server;
+pub mod state;
+pub mod tls;
 pub mod tokens;
 pub mod users;

@@ -8,7 +8,7 @@
 //! - [`subject`]: whose hits are counted, addresses normalised so an attacker cannot multiply them;
 //! - [`counter`]: where hits are counted, one trait with a file per place (memory, Redis);
 //! - this module: the [`RateLimiter`] that decides. Routes are limited per client by a route layer
-//!   (`server::router`), so a route cannot forget its limit.
+//!   (`router::router`), so a route cannot forget its limit.
 //!
 //! When Redis cannot be reached, the hit is counted in memory instead: the limit still holds per instance, the
 //! service stays up, and an error is logged once per outage (and the recovery once).

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// `{"status": "ok"}`, or with the set `{"status": "ok" | "degraded", "revocations": {...}}`.
 pub async fn health(State(state): State<AppState>) -> Json<Value> {

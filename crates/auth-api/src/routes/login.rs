@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::{hand_out, issue_at, json_object, require_json};
 use crate::error::ApiError;
 use crate::rate_limit::{Scope, Subject};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::tokens::TokenKind;
 use crate::users::{check_password, Username};
 use jtc_shared::Secret;

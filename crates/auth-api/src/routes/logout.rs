@@ -12,28 +12,29 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{header, HeaderMap, Method};
+use axum::http::{header, HeaderMap};
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::json_object;
+use crate::authentication::{check_not_revoked, Access, Verified};
 use crate::cookies::read_cookie;
 use crate::error::ApiError;
 use crate::revocation_cache::set::Entry;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::tokens::{Claims, TokenError, TokenKind};
 
 /// Writes the blacklist entries and answers which tokens were revoked.
 ///
-/// The token is checked before the body is read: a request without valid credentials costs no wait for a body
-/// (the third review held connections open with logouts whose bodies never came).
+/// The token is checked before the body is read (an extractor of the request's head runs before the body's): a
+/// request without valid credentials costs no wait for a body (the third review held connections open with
+/// logouts whose bodies never came). Its revocation is checked by the write itself, below.
 pub async fn logout(
     State(state): State<AppState>,
-    method: Method,
+    authenticated: Verified<Access>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<(HeaderMap, Json<Value>), ApiError> {
-    let authenticated = state.verify_request(&method, &headers, TokenKind::Access)?;
     let access = authenticated.claims;
     let body = Bytes::from_request(request, &state).await?;
 
@@ -100,7 +101,7 @@ pub async fn logout(
             // access token's write fails after it, the client simply retries (its access token still works, and
             // revoking the refresh token again is harmless); the other order could leave a live refresh token that
             // no logout can reach any more.
-            state.check_not_revoked(&access).await?;
+            check_not_revoked(&state, &access).await?;
             revoke(refresh).await?;
             revoke(&access).await?;
             vec!["access", "refresh"]

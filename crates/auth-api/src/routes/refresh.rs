@@ -5,23 +5,22 @@
 //! (`RATE_LIMIT_REFRESH`): one stolen refresh token cannot mint access tokens by the thousand.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, Method};
+use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::Value;
 
 use super::{hand_out, issue};
+use crate::authentication::{Authenticated, Refresh};
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::tokens::TokenKind;
 
-/// A new access token for the refresh token's user.
+/// A new access token for the refresh token's user (from the header or the refresh cookie, then with the refresh
+/// CSRF value).
 pub async fn refresh(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Authenticated { claims, .. }: Authenticated<Refresh>,
 ) -> Result<(HeaderMap, Json<Value>), ApiError> {
-    // From the header or the refresh cookie (then with the refresh CSRF value).
-    let claims = state.authorize(&method, &headers, TokenKind::Refresh).await?;
     // The user must still exist, and the token must be younger than their password (whole seconds, as `iat` is:
     // a token issued in the very second of the change is refused too).
     let changed = state.users.password_changed(&claims.sub).await.map_err(|e| {
