@@ -69,59 +69,69 @@ pub fn future_query(now: DateTime<Utc>, limit: u32) -> crate::store::RunQuery {
 /// The record's layout version.
 const SCHEMA: i32 = 1;
 
-/// What started a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trigger {
-    /// An FC timer trigger (the invoke body is a timer event).
-    Timer,
-    /// A manual `InvokeFunction` (any other invoke body).
-    Manual,
-    /// `jwt-token-cleaner sweep`.
-    Cli,
-}
-
-impl Trigger {
-    /// Its name in records.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Timer => "timer",
-            Trigger::Manual => "manual",
-            Trigger::Cli => "cli",
+/// An enum whose variants each have one name, said once here: in records, in `status`, in JSON (its
+/// `Serialize`) and in the refusal of an unknown one.
+macro_rules! named {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
         }
-    }
 
-    fn parse(name: &str) -> Option<Self> {
-        [Trigger::Timer, Trigger::Manual, Trigger::Cli].into_iter().find(|t| t.as_str() == name)
+        impl $name {
+            /// Every variant.
+            pub const ALL: &[$name] = &[$($name::$variant),*];
+
+            /// Its name in records.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            /// The variant of that name; else an error that lists the names.
+            fn parse(field: &str, name: &str) -> Result<Self, String> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == name).ok_or_else(|| {
+                    let names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                    format!("{field} is not one of {}", names.join(", "))
+                })
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+named! {
+    /// What started a run.
+    pub enum Trigger {
+        /// An FC timer trigger (the invoke body is a timer event).
+        Timer = "timer",
+        /// A manual `InvokeFunction` (any other invoke body).
+        Manual = "manual",
+        /// `jwt-token-cleaner sweep`.
+        Cli = "cli",
     }
 }
 
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// Every expired entry swept (or, in a dry run, counted).
-    Success,
-    /// It worked, but left expired entries for the next run (`complete: false`).
-    Partial,
-    /// It stopped on an error.
-    Error,
+named! {
+    /// How a run ended.
+    pub enum Outcome {
+        /// Every expired entry swept (or, in a dry run, counted).
+        Success = "success",
+        /// It worked, but left expired entries for the next run (`complete: false`).
+        Partial = "partial",
+        /// It stopped on an error.
+        Error = "error",
+    }
 }
 
 impl Outcome {
-    /// Its name in records.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::Partial => "partial",
-            Outcome::Error => "error",
-        }
-    }
-
-    fn parse(name: &str) -> Option<Self> {
-        [Outcome::Success, Outcome::Partial, Outcome::Error].into_iter().find(|o| o.as_str() == name)
-    }
-
     /// True for a run that did its work (all of it or part of it).
     pub fn worked(self) -> bool {
         self != Outcome::Error
@@ -317,12 +327,12 @@ impl RunRecord {
             started_at: date("started_at")?,
             ended_at: date("ended_at")?,
             duration_ms: number("duration_ms")?,
-            trigger: Trigger::parse(&text("trigger")?).ok_or("trigger is not timer, manual or cli")?,
+            trigger: Trigger::parse("trigger", &text("trigger")?)?,
             request_id: text("request_id")?,
             dry_run: flag("dry_run")?,
             backend: text("backend")?,
             fallback_reason: optional_text("fallback_reason")?,
-            outcome: Outcome::parse(&text("outcome")?).ok_or("outcome is not success, partial or error")?,
+            outcome: Outcome::parse("outcome", &text("outcome")?)?,
             cleaned_count: number("cleaned_count")?,
             memory_saved_bytes: number("memory_saved_bytes")?,
             expired_remaining: whole(doc.get("expired_remaining")),
@@ -386,5 +396,18 @@ mod tests {
         let mut doc = record().to_document();
         doc.insert("started_at", "yesterday");
         assert!(RunRecord::from_document(&doc).unwrap_err().contains("started_at"));
+    }
+
+    #[test]
+    fn each_name_is_said_once_and_read_back() {
+        for &trigger in Trigger::ALL {
+            assert_eq!(serde_json::to_value(trigger).unwrap(), trigger.as_str());
+            assert_eq!(Trigger::parse("trigger", trigger.as_str()), Ok(trigger));
+        }
+        for &outcome in Outcome::ALL {
+            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.as_str());
+            assert_eq!(Outcome::parse("outcome", outcome.as_str()), Ok(outcome));
+        }
+        assert_eq!(Outcome::parse("outcome", "maybe"), Err("outcome is not one of success, partial, error".into()));
     }
 }
