@@ -8,7 +8,7 @@
 //! - [`config`]: settings from the environment (and `.env`), with secrets that never print.
 //! - [`server`]: the FC protocol over HTTP: routes (one file each), the invoke body (`event`, read by the
 //!   duplicate-refusing `strict_json`), the answers' envelopes (`envelope`), the one mapping of failures to
-//!   statuses (`status`), `x-fc-status` and request ids (`fc`), start-up on any port and graceful shutdown.
+//!   statuses (`http_status`), `x-fc-status` and request ids (`fc`), start-up on any port and graceful shutdown.
 //! - [`sweep`]: the algorithm (range-bounded batches in `window`s sized by `sizing`, time budget, dry run, gentle
 //!   pacing that starts small, legacy entries), its running `tally` and its `report`, storage-agnostic.
 //! - [`store`]: one trait per job (the sweep's [`store::SweepStore`], [`store::LegacyStore`], the

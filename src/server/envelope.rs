@@ -15,7 +15,7 @@ pub fn success(report: &SweepReport) -> Value {
 }
 
 /// `{"status":"success","message":"status: ok","data":{...}}`: the status (`status --json`), in the usual envelope.
-pub fn status(report: &StatusReport) -> Value {
+pub fn keeping_up(report: &StatusReport) -> Value {
     json!({ "status": "success", "message": format!("status: {}", report.verdict.as_str()), "data": report })
 }
 

@@ -7,8 +7,8 @@
 pub mod envelope;
 pub mod event;
 pub mod fc;
+pub mod http_status;
 pub mod routes;
-pub mod status;
 pub mod strict_json;
 
 use std::future::Future;

@@ -1,5 +1,5 @@
 //! Why a storage call failed: one error type for the storage layer, with a [`ErrorKind`] the layers above decide
-//! on (the server maps kinds to HTTP statuses in one place, `server::status`), a message without secrets, and the
+//! on (the server maps kinds to HTTP statuses in one place, `server::http_status`), a message without secrets, and the
 //! error it came from as its `source` when there is one.
 
 use std::sync::Arc;

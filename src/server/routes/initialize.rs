@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::server::envelope::error_json;
 use crate::server::fc::{json_response, request_id};
-use crate::server::status;
+use crate::server::http_status;
 use crate::server::AppState;
 use crate::store::{Backend, SweepStore};
 
@@ -27,7 +27,7 @@ pub async fn initialize(State(state): State<AppState>, headers: HeaderMap) -> Re
             ),
             Err(e) => {
                 tracing::error!(error = %e, "initialize failed");
-                let status = status::of_store_failure(e.kind());
+                let status = http_status::of_store_failure(e.kind());
                 let body = error_json("Initialize failed", &e.to_string(), 0, Utc::now(), &id, json!({}));
                 json_response(status, body)
             }

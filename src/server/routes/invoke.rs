@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::server::envelope::{self, error_json};
 use crate::server::event::{parse_invoke_body, Request};
 use crate::server::fc::{json_response, request_id};
-use crate::server::status;
+use crate::server::http_status;
 use crate::server::AppState;
 use crate::status::StatusQuery;
 use crate::sweep;
@@ -57,7 +57,7 @@ async fn sweep_and_answer(state: &AppState, body: Result<Bytes, BytesRejection>,
         Request::Sweep(overrides) => overrides,
         Request::Status => {
             let report = state.runner.status(&StatusQuery::default(), started).await;
-            let body = envelope::status(&report);
+            let body = envelope::keeping_up(&report);
             return json_response(StatusCode::OK, body);
         }
     };
@@ -67,7 +67,7 @@ async fn sweep_and_answer(state: &AppState, body: Result<Bytes, BytesRejection>,
         Ok(report) => json_response(StatusCode::OK, envelope::success(&report)),
         Err(failure) => {
             tracing::error!(error = %failure.error, cleaned = failure.cleaned_count, "sweep failed");
-            json_response(status::of_store_failure(failure.kind), envelope::failure(&failure, started, id))
+            json_response(http_status::of_store_failure(failure.kind), envelope::failure(&failure, started, id))
         }
     }
 }
