@@ -55,7 +55,6 @@ async fn sweep_prints_only_the_report_on_stdout() {
     assert_eq!(report["data"]["cleaned_count"], 7);
     assert!(report["data"]["request_id"].as_str().unwrap().starts_with("cli-"));
     assert_eq!(db.count().await, 0);
-    db.drop_db().await;
 }
 
 #[test]
@@ -110,7 +109,6 @@ async fn dotenv_files_are_loaded_and_the_real_environment_wins() {
     let out = run(command(&env, &dir).args(["sweep", "--dry-run"]));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["data"]["would_clean_count"], 0, "the real environment wins over the files");
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -152,7 +150,6 @@ async fn serve_logs_request_ids_as_json_lines_and_stops_on_sigterm() {
         lines.iter().filter(|l| message(l) == "sweep finished").all(|l| l["span"]["request_id"] == "req-abc-123"),
         "{logs}"
     );
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -203,7 +200,6 @@ async fn a_sweep_without_a_terminal_logs_its_progress_and_keeps_stdout_for_the_r
     let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("sweep progress:")).collect();
     assert!(lines.len() >= 2, "a line per batch with CLEANUP_PROGRESS_SECONDS=0: {stderr}");
     assert!(lines.last().unwrap().contains("sweep progress: 300 entries"), "{stderr}");
-    db.drop_db().await;
 }
 
 #[test]
@@ -232,6 +228,5 @@ async fn seed_sample_writes_the_configured_expiry_field_and_the_sweep_takes_the_
         assert_eq!(report["data"]["cleaned_count"], 41, "{field}: {report}");
         assert_eq!(report["data"]["complete"], true);
         assert_eq!(db.count().await, 63, "{field}");
-        db.drop_db().await;
     }
 }

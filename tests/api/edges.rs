@@ -57,5 +57,4 @@ async fn the_cutoff_stays_and_every_window_edge_goes_once() {
     assert_eq!(real["complete"], true);
     let left = db.remaining_jtis().await;
     assert_eq!(left, ["v-date-after", "v-date-at-cutoff", "v-sec-after", "v-sec-at-cutoff"], "{left:?}");
-    db.drop_db().await;
 }

@@ -53,7 +53,6 @@ async fn the_pause_is_taken_and_counted_in_the_budget() {
     let data = app.invoke(r#"{"batch_size": 100}"#).await.json["data"].clone();
     assert_eq!(data["paused_ms"], 0);
     assert_eq!(data["complete"], true, "{data}");
-    db.drop_db().await;
 }
 
 /// The real store, slowed down by a fixed cost per entry on every measure, bounded count and delete (as a loaded
@@ -170,8 +169,6 @@ async fn windows_shrink_when_operations_run_long() {
     let (report, deletes, _) = slowed_sweep(&db2, &[]).await;
     assert_eq!(report["cleaned_count"], 2001);
     assert!(deletes.iter().any(|(_, n)| *n > 500), "unbounded windows: {deletes:?}");
-    db.drop_db().await;
-    db2.drop_db().await;
 }
 
 /// Sparse entries (two minutes apart for 80 minutes below the cutoff), then a dense stretch (1,000 entries 5 ms
@@ -210,7 +207,6 @@ async fn no_read_or_delete_exceeds_the_bound_when_a_dense_stretch_follows_sparse
         assert!(reads.iter().all(|n| *n <= 201), "exact bytes {exact}: bounded reads: {reads:?}");
         assert!(deletes.iter().all(|(_, n)| *n <= 201), "exact bytes {exact}: bounded deletes: {deletes:?}");
         assert!(deletes.len() > 10, "exact bytes {exact}: {deletes:?}");
-        db.drop_db().await;
     }
 }
 
@@ -248,8 +244,6 @@ async fn a_paced_sweep_starts_small_again_after_a_gap() {
     let (_, deletes, _) = slowed_sweep(&db2, &[]).await;
     let after_gap = deletes.iter().find(|(hi, _)| *hi < gap_starts).expect("deletes past the gap");
     assert!(after_gap.1 > 200, "{deletes:?}");
-    db.drop_db().await;
-    db2.drop_db().await;
 }
 
 #[tokio::test]
@@ -272,8 +266,6 @@ async fn estimate_mode_deletes_exactly_what_exact_mode_deletes() {
     );
     assert_eq!(estimated["complete"], true);
     assert!(estimated["memory_saved_bytes"].as_u64().unwrap() > 0, "{estimated}");
-    exact_db.drop_db().await;
-    estimate_db.drop_db().await;
 }
 
 #[tokio::test]
@@ -294,5 +286,4 @@ async fn statistics_are_null_when_off_or_unknown() {
     if std::env::var("JTC_SERVER_REPORTS_SIZES").is_err() {
         assert_eq!(data["estimated_memory_usage"], serde_json::Value::Null, "{data}");
     }
-    db.drop_db().await;
 }

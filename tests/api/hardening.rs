@@ -103,7 +103,6 @@ async fn the_key_never_follows_a_redirect_to_another_host() {
         assert_eq!(db.count().await, 20, "nothing deleted through a redirect");
 
         assert_eq!(recorder.count(), 0, "{status}: the other host saw a request");
-        db.drop_db().await;
     }
 }
 
@@ -151,7 +150,6 @@ async fn an_answer_far_over_the_cap_is_refused_and_memory_stays_flat() {
         assert!(why.contains("larger than 1048576 bytes"), "{why}");
         assert!(sent.load(Ordering::SeqCst) >= 1);
         assert!(peak < 64 * 1024 * 1024, "declared {declared}: peak RSS {} MB", peak / 1024 / 1024);
-        db.drop_db().await;
     }
 }
 
@@ -183,7 +181,6 @@ async fn a_lying_deleted_count_is_a_contract_failure_and_never_reported() {
     assert!(data["cleaned_count"].as_u64().unwrap() <= 2 * expired, "{data}");
     assert!(data["memory_saved_mb"].as_f64().unwrap() < 1.0, "{data}");
     assert_eq!(db.count().await, 10, "the valid entries of both seeds");
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -199,7 +196,6 @@ async fn estimate_mode_bounds_an_unmeasured_delete_by_the_batch_size() {
     assert_eq!(data["backend"], "http_api+mongodb");
     assert!(data["cleaned_count"].as_u64().unwrap() <= expired, "{data}");
     assert_eq!(db.count().await, 5);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -231,7 +227,6 @@ async fn a_call_kept_open_byte_by_byte_ends_at_the_budget_plus_the_margin() {
     let error = answer.json["error"].as_str().unwrap_or_default();
     assert!(error.contains("did not answer before the run's deadline"), "{error}");
     assert_eq!(db.count().await, 15);
-    db.drop_db().await;
 }
 
 /// A Data API that lies consistently (its measures and its `deletedCount`s both inflated by 10^15) is held to the
@@ -252,7 +247,6 @@ async fn a_consistent_liar_is_held_to_the_collections_size() {
     assert!(error.contains("more than the 16 the collection held at its start"), "{error}");
     assert_eq!(answer.json["data"]["cleaned_count"], 0, "an unproven count is not claimed: {}", answer.json);
     assert_eq!(answer.json["data"]["memory_saved_bytes"], 0, "{}", answer.json);
-    db.drop_db().await;
 }
 
 /// A `deletedCount` one above what the range was measured to hold (not only `i64::MAX`) is a contract failure.
@@ -270,7 +264,6 @@ async fn a_deleted_count_just_above_the_measure_is_a_contract_failure() {
     let error = answer.json["error"].as_str().unwrap_or_default();
     assert!(error.contains("deletedCount 11 is more than the 10 entries"), "{error}");
     assert_eq!(answer.json["data"]["cleaned_count"], 0);
-    db.drop_db().await;
 }
 
 /// An answer refused by its declared `Content-Length` before any of its body arrives: the server declares 1 GiB and
@@ -304,5 +297,4 @@ async fn a_huge_declared_length_is_refused_before_any_body_arrives() {
     let why = answer.json["data"]["fallback_reason"].as_str().unwrap_or_default();
     assert!(why.contains("the answer is larger than"), "{why}");
     assert!(took < Duration::from_secs(15), "answered after {took:?}");
-    db.drop_db().await;
 }

@@ -100,7 +100,6 @@ async fn every_run_is_recorded_through_the_direct_backend_with_its_ttl_index() {
     let indexes: Vec<mongodb::IndexModel> = runs(&db).list_indexes().await.unwrap().try_collect().await.unwrap();
     let ttl = indexes.iter().find(|i| i.keys.contains_key("started_at")).expect("a TTL index on started_at");
     assert_eq!(ttl.options.as_ref().and_then(|o| o.expire_after), Some(Duration::from_secs(30 * 86_400)));
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -124,7 +123,6 @@ async fn runs_through_the_http_api_are_recorded_with_its_insert_one() {
     let (code, status) = status_json(&env).await;
     assert_eq!((code, status["verdict"].as_str()), (0, Some("ok")), "{status}");
     assert_eq!(status["runs"].as_array().map(Vec::len), Some(1));
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -149,7 +147,6 @@ async fn a_history_that_cannot_be_written_is_a_warning_and_the_sweep_stands() {
     let warnings = answer.json["data"]["warnings"].to_string();
     assert!(warnings.contains("the run history was not written"), "{warnings}");
     assert_eq!(db.count().await, 5);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -202,7 +199,6 @@ async fn status_verdicts_and_exit_codes_from_the_command_line() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2));
     assert!(text.starts_with("jwt-token-cleaner status: failing (exit 2)") && text.contains("trend:"), "{text}");
-    db.drop_db().await;
 }
 
 /// A run record started `hours_ago` (negative: in the future) with `outcome` and `error`.
@@ -243,7 +239,6 @@ async fn a_hostile_history_is_read_with_care() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains('\u{1b}') && !text.contains("\nforged line"), "{text}");
     assert!(text.contains("boom\\u{1b}[2J\\nforged line"), "{text}");
-    db.drop_db().await;
 }
 
 /// Run records with a 2 MB field besides theirs: `status` reads only the fields it needs (before, 50 such records
@@ -264,7 +259,6 @@ async fn status_reads_only_the_fields_it_needs() {
     assert_eq!(status["verdict"], "ok", "{status}");
     // 20 records of 2 MB are 40 MB: read whole, the peak is far above this; the binary alone takes about 10 MB.
     assert!(peak < 32 * 1024 * 1024, "peak RSS {} MB", peak / 1024 / 1024);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -296,7 +290,6 @@ async fn the_chart_is_valid_svg_with_one_point_per_run_and_failed_runs_marked() 
     let circles: Vec<&str> = svg.split("<circle").skip(1).filter_map(|c| c.split('>').next()).collect();
     let red = circles.iter().filter(|c| c.contains("#FF0000")).count();
     assert_eq!((recorded, red), (4, 1), "the failed run is red");
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -315,7 +308,6 @@ async fn the_status_invoke_answers_the_status_and_deletes_nothing() {
     let timer = r#"{"triggerName":"t","payload":"{\"status\": true}"}"#;
     assert_eq!(app.invoke(timer).await.json["data"]["verdict"], "never_ran");
     assert_eq!(db.count().await, 12);
-    db.drop_db().await;
 }
 
 /// A server that records the path of every request and answers 200 (or never answers, with `hang`).
@@ -366,7 +358,6 @@ async fn the_heartbeat_pings_start_then_success_or_fail_in_order() {
     assert!(out.status.success());
     let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!printed.contains("secret-check-uuid"), "{printed}");
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -384,7 +375,6 @@ async fn a_heartbeat_that_hangs_or_is_down_neither_fails_nor_holds_the_sweep() {
         // The start ping runs beside the sweep; at most its 5 s, then the end ping's 5 s.
         assert!(started.elapsed() < Duration::from_secs(20), "{url}: {:?}", started.elapsed());
     }
-    db.drop_db().await;
 }
 
 /// Alert endpoints that accept and never answer, and a Data API that does the same: the answer still comes within
@@ -417,7 +407,6 @@ async fn hanging_alerts_and_a_hanging_api_answer_within_the_budget_and_the_margi
     let took = started.elapsed();
     assert_eq!(answer.status, 503, "{}", answer.json);
     assert!(took < Duration::from_secs(9), "answered after {took:?}");
-    db.drop_db().await;
 }
 
 /// The value of `metric` with `job="jwt-token-cleaner"` in the Pushgateway's `/metrics`.
@@ -456,7 +445,6 @@ async fn the_pushgateway_gets_the_gauges_and_a_failure_leaves_the_last_success()
         Some(success),
         "a failed run leaves the last success as it was"
     );
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -493,7 +481,6 @@ async fn bad_monitoring_settings_stop_before_anything_is_touched() {
     let (code, status) = status_json(&env).await;
     assert_eq!(code, 3);
     assert!(status["reasons"].to_string().contains("the run history is off"), "{status}");
-    db.drop_db().await;
 }
 
 /// `status` pinned through the binary: three failed runs in a row fail it (a failure among successes does not);
@@ -529,7 +516,6 @@ async fn status_verdicts_through_the_binary() {
     let status: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!((out.status.code(), status["verdict"].as_str()), (Some(1), Some("behind")), "{status}");
     assert!(status["reasons"].to_string().contains("the oldest expired entry expired 3.0 h ago"), "{status}");
-    db.drop_db().await;
 }
 
 /// More expired entries than the backlog's count limit: reported as "at least" the limit.
@@ -546,7 +532,6 @@ async fn the_backlog_count_stops_at_its_limit_and_says_at_least() {
     let data = app.invoke(r#"{"status": true}"#).await.json["data"].clone();
     assert_eq!(data["backlog"]["expired"], limit, "{data}");
     assert_eq!(data["backlog"]["expired_at_least"], true, "{data}");
-    db.drop_db().await;
 }
 
 /// `create-index` creates the run history's TTL index too, kept `CLEANUP_HISTORY_DAYS`.
@@ -563,5 +548,4 @@ async fn create_index_creates_the_historys_ttl_index() {
         .and_then(|i| i.options.as_ref())
         .and_then(|o| o.expire_after);
     assert_eq!(ttl, Some(Duration::from_secs(12 * 86_400)), "{indexes:?}");
-    db.drop_db().await;
 }

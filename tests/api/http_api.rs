@@ -60,7 +60,6 @@ async fn the_api_alone_sweeps_exactly_like_the_direct_backend() {
     assert_eq!(api.probes(), 1);
     assert!(api.calls() <= api.measures() + batches + 10, "{} calls", api.calls());
     assert!(!data["warnings"].to_string().contains("history"), "the record went through the API's insertOne: {data}");
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -76,7 +75,6 @@ async fn relaxed_extended_json_answers_are_read_too() {
     assert_eq!(answer.status, 200, "{}", answer.json);
     assert_eq!(answer.json["data"]["cleaned_count"], expired);
     assert_eq!(answer.json["data"]["memory_saved_bytes"], bytes);
-    db.drop_db().await;
 }
 
 /// Runs a sweep with the API in `fault` and the direct connection as the fallback; checks the outcome.
@@ -105,7 +103,6 @@ async fn falls_back(fault: Fault, timeout: &str, reason: &str) {
         assert_eq!(data["memory_saved_bytes"], bytes, "{fault:?}");
     }
     assert_only_valid_left(&db).await;
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -120,7 +117,6 @@ async fn falls_back_when_the_api_is_down() {
     assert!(data["fallback_reason"].as_str().unwrap().contains("connection failed"), "{data}");
     assert_eq!(data["cleaned_count"], 11);
     assert_only_valid_left(&db).await;
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -169,7 +165,6 @@ async fn work_done_by_the_api_before_it_dies_counts() {
     assert_eq!(data["cleaned_count"], expired);
     assert_eq!(data["memory_saved_bytes"], bytes);
     assert_only_valid_left(&db).await;
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -191,7 +186,6 @@ async fn both_backends_failing_is_an_error_with_both_reasons_and_the_honest_coun
     assert!(deleted > 0);
     assert_eq!(json["data"]["cleaned_count"], deleted, "what the API really deleted");
     assert_eq!(json["data"]["backend"], "http_api+mongodb");
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -207,7 +201,6 @@ async fn initialize_reports_the_backend_in_use() {
     assert_eq!(answer.status, 200, "{}", answer.json);
     assert_eq!(answer.json["backend"], "http_api+mongodb");
     assert!(answer.json["fallback_reason"].as_str().unwrap().contains("HTTP 502"));
-    db.drop_db().await;
 }
 
 /// The app with the API alone (no `DB_URI`), or the API and the direct connection as its fallback.
@@ -244,7 +237,6 @@ async fn the_documented_server_refuses_a_wrong_key_header_and_the_dashed_dialect
     let data = app.invoke("").await.json["data"].clone();
     assert_eq!((data["backend"].as_str(), data["cleaned_count"].as_u64()), (Some("http_api"), Some(expired)), "{data}");
     assert_only_valid_left(&db).await;
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -268,7 +260,6 @@ async fn a_json_only_server_is_detected_and_the_direct_connection_does_the_sweep
         assert_eq!(data["memory_saved_bytes"], bytes);
         assert_eq!(data["complete"], true);
         assert_only_valid_left(&db).await;
-        db.drop_db().await;
     }
 }
 
@@ -291,7 +282,6 @@ async fn a_json_only_server_without_a_fallback_is_an_error_and_nothing_is_delete
     // The numeric entry too: a server that broke the contract is not trusted with any lane.
     assert_eq!(db.remaining_jtis().await, before);
     assert_eq!(api.deletes(), 0);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -314,7 +304,6 @@ async fn the_proof_is_kept_for_the_process_and_taken_again_after_an_error() {
     assert!(data["fallback_reason"].as_str().unwrap().contains("contract"), "{data}");
     assert_eq!(api.deletes(), 0);
     assert_only_valid_left(&db).await;
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -331,7 +320,6 @@ async fn an_empty_collection_proves_nothing_and_is_swept_as_empty() {
     app.invoke("").await;
     assert_eq!(api.probes(), probes + 1, "proven once there was a document");
     assert_only_valid_left(&db).await;
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -353,7 +341,6 @@ async fn a_server_that_misreads_delete_filters_cannot_report_complete() {
     assert!(!warnings.contains("seconds lane"), "{data}");
     assert!(answer.json["message"].as_str().unwrap().contains("expired tokens remain"), "{}", answer.json);
     assert_eq!(db.count().await, expired - 1 + 21);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -372,5 +359,4 @@ async fn echoed_credentials_never_reach_the_answer() {
     for secret in ["Url-Pa55-e1c4", "svc-user", "Key-0f-7e57", basic.as_str()] {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
-    db.drop_db().await;
 }

@@ -59,7 +59,6 @@ async fn legacy_run(db: &TestDb, settings: jwt_token_cleaner::config::Settings, 
 async fn only_verified_expired_legacy_entries_go() {
     let db = TestDb::new().await;
     legacy_run(&db, db.settings(&[("JWT_SECRET_KEY", KEY)]), "mongodb").await;
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -68,7 +67,6 @@ async fn legacy_entries_through_the_http_api() {
     let api = DataApi::spawn(&db.uri, Some("k-legacy")).await;
     let settings = through(&db, Some(&api), &[("JWT_SECRET_KEY", KEY), ("MONGODB_API_KEY", "k-legacy")]);
     legacy_run(&db, settings, "http_api").await;
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -80,7 +78,6 @@ async fn without_a_key_legacy_entries_are_left_alone() {
     assert_eq!(data["cleaned_count"], 0);
     assert_eq!(data["skipped_unverifiable"], 0);
     assert_eq!(db.count().await, 9);
-    db.drop_db().await;
 }
 
 /// Settings with `extra`, through the documented test Data API alone when `api` is given, else the direct connection.
@@ -119,7 +116,6 @@ async fn backfill_writes_the_expiry_of_verified_valid_entries() {
         // The in-grace entry now expires through the ordinary sweep once its grace is over; a dry run sees nothing.
         let data = app.invoke(r#"{"dry_run": true}"#).await.json["data"].clone();
         assert_eq!(data["would_clean_count"], 0);
-        db.drop_db().await;
     }
 }
 
@@ -132,7 +128,6 @@ async fn dry_run_counts_legacy_entries_without_deleting_or_writing() {
         assert_eq!(data["would_clean_count"], 1);
         assert_eq!(data["backfilled"], 0);
         assert_eq!(db.count().await, 9);
-        db.drop_db().await;
     }
 }
 
@@ -158,7 +153,6 @@ async fn legacy_scan_limit_bounds_the_run() {
     assert_eq!(data["legacy_cleaned"], 0);
     assert_eq!(data["complete"], true);
     assert_eq!(db.count().await, 0);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -182,7 +176,6 @@ async fn a_missing_index_is_a_warning_and_create_index_fixes_it() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let data = app.invoke(r#"{"dry_run": true}"#).await.json["data"].clone();
     assert_eq!(data["warnings"], json!([]), "{data}");
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -210,5 +203,4 @@ async fn create_index_with_ttl_makes_a_ttl_index_even_over_a_plain_one() {
         .and_then(|i| i.options.as_ref())
         .and_then(|o| o.expire_after);
     assert_eq!(ttl, Some(std::time::Duration::from_secs(3600)));
-    db.drop_db().await;
 }

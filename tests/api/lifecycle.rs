@@ -28,7 +28,6 @@ async fn pre_stop_and_unknown_routes_carry_x_fc_status() {
     assert_eq!((answer.status, answer.fc_status.as_deref()), (404, Some("404")));
     let answer = app.call(Method::GET, "/invoke", "".into(), None).await;
     assert_eq!((answer.status, answer.fc_status.as_deref()), (405, Some("405")));
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -38,7 +37,6 @@ async fn initialize_checks_the_database() {
     let answer = app.call(Method::POST, "/initialize", "".into(), Some("init-1")).await;
     assert_eq!((answer.status, answer.fc_status.as_deref()), (200, Some("200")), "{}", answer.json);
     assert_eq!(answer.json["backend"], "mongodb");
-    db.drop_db().await;
 }
 
 fn dead_settings() -> jwt_token_cleaner::config::Settings {
@@ -100,7 +98,6 @@ async fn slow_idle_and_short_bodied_connections_are_closed_while_health_answers(
         let closed = closed.unwrap_or_else(|| panic!("{what}: still open after {give_up:?}"));
         assert!(closed < std::time::Duration::from_secs(5), "{what}: closed after {closed:?}");
     }
-    db.drop_db().await;
 }
 
 /// The body deadline is for the whole body: a byte every 250 ms, each gap far under the 2 s deadline, is cut off at
@@ -115,7 +112,6 @@ async fn a_body_sent_a_byte_at_a_time_is_cut_off_at_the_body_deadline() {
     let closed = closed.unwrap_or_else(|| panic!("still open after {give_up:?}"));
     assert!(closed < std::time::Duration::from_secs(12), "closed after {closed:?}");
     assert_eq!(db.count().await, 0, "nothing ran");
-    db.drop_db().await;
 }
 
 /// A request head over `jtc_shared::serve::MAX_HEAD_BYTES` is refused with 431 (a 200 KB header was accepted).
@@ -130,7 +126,6 @@ async fn a_huge_request_head_is_refused() {
     let fine =
         jtc_test_support::raw_request(socket(&app), "GET /health HTTP/1.1\r\nHost: h\r\nConnection: close").await;
     assert!(fine.starts_with("HTTP/1.1 200"), "{fine:?}");
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -147,5 +142,4 @@ async fn at_the_connection_cap_the_next_client_waits_for_a_free_slot() {
     // Their header deadline frees the slots, and the next client is served.
     let answer = app.call(Method::GET, "/health", "".into(), None).await;
     assert_eq!(answer.status, 200);
-    db.drop_db().await;
 }

@@ -177,7 +177,6 @@ proptest! {
                 }
                 prop_assert_eq!(report.remaining_tokens, Some(present.len() as u64));
             }
-            let _ = db.drop_db().await;
             Ok(())
         })?;
     }

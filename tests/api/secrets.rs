@@ -203,5 +203,4 @@ async fn short_credentials_leave_json_logs_whole() {
         finished |= json.to_string().contains("sweep finished");
     }
     assert!(finished, "{logs}");
-    db.drop_db().await;
 }

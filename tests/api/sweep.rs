@@ -102,7 +102,6 @@ async fn sweeps_exactly_the_provably_expired_entries_with_exact_bytes() {
     assert_eq!(again.json["data"]["cleaned_count"], 0);
     assert_eq!(again.json["data"]["memory_saved_bytes"], 0);
     assert_eq!(db.remaining_jtis().await, jtis(&kept));
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -120,7 +119,6 @@ async fn grace_period_comes_from_the_configuration() {
     let app = TestApp::spawn(&db.settings(&[("CLEANUP_GRACE_SECONDS", "0")])).await;
     assert_eq!(app.invoke("").await.json["data"]["cleaned_count"], 1);
     assert!(db.remaining_jtis().await.is_empty());
-    db.drop_db().await;
 }
 
 /// `n` expired entries one second apart (oldest first), plus `valid` valid ones.
@@ -152,7 +150,6 @@ async fn deletes_in_batches_with_exact_bytes() {
     let batches = data["batches"].as_u64().unwrap();
     assert!((8..=40).contains(&batches), "1200 entries at ~100 per batch took {batches} batches");
     assert_eq!(db.count().await, 50);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -166,7 +163,6 @@ async fn entries_sharing_one_expiry_are_swept_together() {
     assert_eq!(data["cleaned_count"], 300);
     assert_eq!(data["memory_saved_bytes"], expected);
     assert_eq!(db.count().await, 0);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -214,7 +210,6 @@ async fn time_budget_stops_the_run_and_the_next_run_finishes() {
         expected
     );
     assert_eq!(db.count().await, 10);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -224,7 +219,6 @@ async fn incomplete_run_says_so_in_the_message() {
     let app = TestApp::spawn(&db.settings(&[])).await;
     let json = app.invoke(r#"{"batch_size": 1, "time_budget_seconds": 1}"#).await.json;
     assert!(json["message"].as_str().unwrap().contains("remain for the next run"), "{json}");
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -244,7 +238,6 @@ async fn dry_run_counts_and_deletes_nothing() {
     assert_eq!(data["would_free_bytes"], bytes);
     assert_eq!(data["expired_remaining"], expired.len() as u64);
     assert_eq!(db.count().await, (expired.len() + kept.len()) as u64);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -264,7 +257,6 @@ async fn timer_events_run_sweeps_with_their_payload_options() {
     assert_eq!(answer.status, 200, "{}", answer.json);
     assert_eq!(answer.json["data"]["cleaned_count"], expired.len() as u64);
     assert_eq!(db.count().await, 0);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -279,7 +271,6 @@ async fn concurrent_invokes_end_in_the_same_state_and_never_double_count() {
     assert_eq!(a.json["data"]["complete"], true);
     assert_eq!(b.json["data"]["complete"], true);
     assert_eq!(db.count().await, 20);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -299,7 +290,6 @@ async fn custom_collection_and_field_names() {
     let data = app.invoke("").await.json["data"].clone();
     assert_eq!(data["cleaned_count"], 1);
     assert_eq!(collection.count_documents(doc! {}).await.unwrap(), 2);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -311,5 +301,4 @@ async fn empty_or_missing_collection_is_a_clean_success() {
     assert_eq!(answer.json["data"]["cleaned_count"], 0);
     assert_eq!(answer.json["data"]["remaining_tokens"], 0);
     assert_eq!(answer.json["data"]["complete"], true);
-    db.drop_db().await;
 }

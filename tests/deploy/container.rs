@@ -114,5 +114,4 @@ async fn the_static_binary_serves_as_nonroot_in_an_empty_root_filesystem() {
     let mut logs = String::new();
     std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut logs).unwrap();
     assert!(logs.contains("FC Invoke Start RequestId: container-1"), "{logs}");
-    db.drop_db().await;
 }

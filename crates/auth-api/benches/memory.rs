@@ -85,7 +85,6 @@ async fn main() {
             stop(&mut server, Duration::from_secs(10));
         }
     }
-    db.drop_db().await;
 
     let mut report = format!(
         "Command: `scripts/bench auth-memory`; measured {}. Each variant is the release binary with its settings; \

@@ -113,7 +113,8 @@ pub fn leaks(password: &str) -> Vec<String> {
     pieces.chain([password]).map(str::to_string).collect()
 }
 
-/// A database of its own on the test server, dropped by [`TestDb::drop_db`].
+/// A database of its own on the test server, dropped when the `TestDb` is dropped: at the end of the test, and
+/// also when it fails (drops run while unwinding), so no run of the suite leaves databases behind.
 pub struct TestDb {
     pub uri: String,
     pub name: String,
@@ -163,9 +164,26 @@ impl TestDb {
     pub async fn count(&self) -> u64 {
         self.blacklist().count_documents(doc! {}).await.expect("count")
     }
+}
 
-    pub async fn drop_db(self) {
-        let _ = self.client.database(&self.name).drop().await;
+impl Drop for TestDb {
+    /// Drops the database from a thread of its own, with its own runtime and client: a `Drop` cannot await, and the
+    /// test's runtime may be a current-thread one that is busy running this very drop. A server that is gone (a
+    /// fault test stopped it) costs at most the 2 s server selection, and leaves nothing to drop.
+    fn drop(&mut self) {
+        let (uri, name) = (self.uri.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let mut options = mongodb::options::ClientOptions::parse(&uri).await.ok()?;
+                options.server_selection_timeout = Some(std::time::Duration::from_secs(2));
+                let client = Client::with_options(options).ok()?;
+                let dropped = client.database(&name).drop().await.ok();
+                client.shutdown().await;
+                dropped
+            })
+        });
+        let _ = dropped.join();
     }
 }
 

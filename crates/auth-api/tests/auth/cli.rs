@@ -78,7 +78,6 @@ async fn add_user_reads_the_password_from_stdin() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
     assert_eq!(stored.count_documents(mongodb::bson::doc! {}).await.unwrap(), 1);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -114,7 +113,6 @@ async fn serve_logs_failed_logins_without_the_password_and_stops_on_sigterm() {
     assert!(!logs.contains("Tr0ub4dor"), "the password reached the logs: {logs}");
     assert!(logs.contains("serving plain HTTP"), "no TLS warning: {logs}");
     assert!(!logs.contains(crate::support::SECRET), "the JWT key reached the logs");
-    db.drop_db().await;
 }
 
 #[test]
@@ -195,7 +193,6 @@ async fn tokens_do_not_outlive_a_password_change_a_revocation_or_the_account() {
     let revoked_before = entry.get_datetime("revoked_before").unwrap().timestamp_millis();
     let expires_at = entry.get_datetime("expires_at").unwrap().timestamp_millis();
     assert_eq!(expires_at - revoked_before, 7 * 86_400 * 1000, "the longest token lifetime");
-    db.drop_db().await;
 }
 
 /// What a run printed, on both streams.
@@ -225,7 +222,6 @@ async fn no_driver_error_shows_a_password_at_start_or_in_add_user() {
             assert!(!printed(&serve).contains(&leak), "{uri}: serve showed {leak}: {}", printed(&serve));
         }
     }
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -239,7 +235,6 @@ async fn a_wrong_database_password_is_never_shown() {
     assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
     assert!(printed(&out).to_lowercase().contains("auth"), "an authentication error: {}", printed(&out));
     assert!(!printed(&out).contains(wrong), "{}", printed(&out));
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -281,7 +276,6 @@ async fn logins_in_flight_do_not_outlive_a_password_change() {
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "refresh token outlived the change");
     }
     eprintln!("{} of 80 logins were answered 200 before the change; all of their tokens are refused", issued.len());
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -299,5 +293,4 @@ async fn users_stored_before_names_were_normalised_keep_working() {
     assert!(revoke_user(&vars, "Alice").status.success());
     app.caught_up().await;
     assert_eq!(app.protected(&access).await.msg(), "Token has been revoked");
-    db.drop_db().await;
 }

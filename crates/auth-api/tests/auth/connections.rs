@@ -29,7 +29,6 @@ async fn slow_idle_and_short_bodied_connections_are_closed_while_health_answers(
         let closed = closed.unwrap_or_else(|| panic!("{what}: still open after {give_up:?}"));
         assert!(closed < Duration::from_secs(5), "{what}: closed after {closed:?}");
     }
-    db.drop_db().await;
 }
 
 /// Every slot held by bodies sent a byte at a time (3 logins, 5 logouts): each is cut off at the body deadline, and
@@ -53,7 +52,6 @@ async fn bodies_sent_a_byte_at_a_time_are_cut_off_and_the_slots_free() {
         assert!(closed < Duration::from_secs(12), "slow body {i}: closed after {closed:?}");
     }
     assert_eq!(health.status, StatusCode::OK);
-    db.drop_db().await;
 }
 
 /// `/logout` checks the token before it reads a body: without one it answers 401 at once, although the body it
@@ -67,5 +65,4 @@ async fn logout_refuses_a_missing_token_before_reading_the_body() {
     let answered = tokio::time::timeout(Duration::from_secs(20), jtc_test_support::raw_request(address, head)).await;
     let status = answered.expect("no answer within 20 s: the body was awaited first");
     assert!(status.starts_with("HTTP/1.1 401"), "{status:?}");
-    db.drop_db().await;
 }

@@ -117,7 +117,6 @@ async fn cookie_login_sets_four_cookies_with_the_right_attributes() {
         .values()
         .all(|c| c.contains("; Secure") && c.contains("SameSite=Strict") && c.contains("Domain=app.example")));
     assert!(set["refresh_token_cookie"].contains("Path=/refresh"), "{set:?}");
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -156,7 +155,6 @@ async fn the_csrf_check_on_every_state_changing_route() {
     // No cookie at all: Flask-JWT-Extended's message.
     let answer = send(&app, Method::GET, "/protected", None, None).await;
     assert_eq!((answer.status, answer.msg()), (StatusCode::UNAUTHORIZED, "Missing cookie \"access_token_cookie\""));
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -184,7 +182,6 @@ async fn a_cookie_logout_revokes_both_tokens_and_unsets_the_cookies() {
     assert_eq!(answer.msg(), "Token has been revoked");
     let answer = send(&app, Method::POST, "/refresh", Some(&cookie), Some(&jar.csrf_refresh)).await;
     assert_eq!(answer.msg(), "Token has been revoked");
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -216,7 +213,6 @@ async fn header_mode_is_unchanged_and_ignores_csrf_values() {
     )
     .unwrap();
     assert_eq!(app.protected(&token).await.status, StatusCode::OK);
-    db.drop_db().await;
 }
 
 async fn answer_of(request: reqwest::RequestBuilder) -> Answer {
@@ -240,7 +236,6 @@ async fn both_locations_are_tried_in_the_order_listed() {
     // Neither: every location's reason.
     let answer = send(&app, Method::GET, "/protected", None, None).await;
     assert_eq!(answer.msg(), "Missing Authorization Header; Missing cookie \"access_token_cookie\"");
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -267,7 +262,6 @@ async fn tampered_and_over_long_values_are_refused_without_a_panic() {
     let answer = send(&app, Method::GET, "/protected", Some(&format!("access_token_cookie={huge}")), None).await;
     assert!(matches!(answer.status.as_u16(), 400 | 401 | 431), "{}", answer.status);
     assert_eq!(send(&app, Method::GET, "/health", None, None).await.status, StatusCode::OK, "still serving");
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -292,7 +286,6 @@ async fn credentials_are_allowed_only_for_listed_origins() {
     let simple =
         app.http.get(format!("{}/health", app.address)).header("origin", "https://evil.example").send().await.unwrap();
     assert!(simple.headers().get("access-control-allow-credentials").is_none());
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -303,7 +296,6 @@ async fn bad_cookie_settings_stop_the_server_at_start() {
         let e = auth_api::config::AuthSettings::from_lookup(|k| env.get(k).cloned()).unwrap_err();
         assert!(e.to_string().starts_with(&format!("{name} is invalid")), "{e}");
     }
-    db.drop_db().await;
 }
 
 /// `__Host-` cookie names (the README's defence against cookie tossing from a sibling subdomain): set with
@@ -343,7 +335,6 @@ async fn host_prefixed_cookie_names_work() {
     let logout = send(&app, Method::POST, "/logout", Some(&jar), Some(&csrf)).await;
     assert_eq!(logout.status, StatusCode::OK, "{}", logout.json);
     assert_eq!(send(&app, Method::GET, "/protected", Some(&jar), None).await.msg(), "Token has been revoked");
-    db.drop_db().await;
 }
 
 /// With `JWT_REFRESH_COOKIE_PATH=/refresh` a browser never sends the refresh cookie to `/logout`; the logout ends
@@ -366,7 +357,6 @@ async fn a_cookie_logout_ends_a_refresh_token_it_cannot_see() {
     assert_eq!(answer.json["revoked"], json!(["access", "refresh"]));
     let again = send(&app, Method::POST, "/refresh", Some(&to_refresh), Some(&jar.csrf_refresh)).await;
     assert_eq!((again.status, again.msg()), (StatusCode::UNAUTHORIZED, "Token has been revoked"), "{}", again.json);
-    db.drop_db().await;
 }
 
 /// The CSRF header must equal the token's signed claim, not the CSRF cookie: a tossed cookie (planted by a sibling
@@ -381,7 +371,6 @@ async fn a_tossed_csrf_cookie_that_agrees_with_the_header_is_refused() {
     assert_eq!((answer.status, answer.msg()), (StatusCode::UNAUTHORIZED, "CSRF double submit tokens do not match"));
     let jti = claims(&jar.access)["jti"].as_str().unwrap().to_string();
     assert!(entry(&db, &jti).await.is_none(), "nothing revoked");
-    db.drop_db().await;
 }
 
 /// The cookie settings through the server: custom cookie and header names and paths, `JWT_CSRF_METHODS`, and
@@ -439,5 +428,4 @@ async fn custom_cookie_settings_work_through_the_server() {
     let jar = Jar::from(&app.login("alice", "wonderland-42").await);
     let logout = send(&app, Method::POST, "/logout", Some(&jar.cookie_header()), None).await;
     assert_eq!(logout.status, StatusCode::OK, "{}", logout.json);
-    db.drop_db().await;
 }

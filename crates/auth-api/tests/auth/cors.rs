@@ -39,7 +39,6 @@ async fn only_listed_origins_are_allowed() {
     let response =
         app.http.get(format!("{}/health", app.address)).header("origin", "http://localhost:3000").send().await.unwrap();
     assert_eq!(response.headers()["access-control-allow-origin"], "http://localhost:3000");
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -48,5 +47,4 @@ async fn no_origin_is_allowed_by_default() {
     let app = AuthApp::spawn(&settings(&db, &[])).await;
     let response = preflight(&app, "https://app.example").await;
     assert!(response.headers().get("access-control-allow-origin").is_none());
-    db.drop_db().await;
 }

@@ -104,5 +104,4 @@ async fn logout_expiry_sweep_and_a_revocation_that_outlives_it() {
     let (_, again) = cleaner.invoke("{}").await;
     assert_eq!(again["data"]["cleaned_count"], 0);
     assert_eq!(db.count().await, 3);
-    db.drop_db().await;
 }

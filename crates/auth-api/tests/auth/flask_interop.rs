@@ -133,5 +133,4 @@ async fn flask_jwt_extended_and_auth_api_accept_each_others_cookies() {
     api.caught_up().await;
     let answer = send(&http, Method::GET, format!("{}/protected", api.address), &f_cookie, None).await;
     assert_eq!((answer.status, answer.msg()), (StatusCode::UNAUTHORIZED, "Token has been revoked"));
-    db.drop_db().await;
 }

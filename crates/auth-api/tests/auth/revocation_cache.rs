@@ -77,7 +77,6 @@ async fn a_logout_is_refused_at_once_by_its_instance_and_within_the_bound_by_ano
     }
     let size = health(&b).await["revocations"]["size"].as_u64().unwrap();
     assert!(size >= 10, "{size}");
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -196,7 +195,6 @@ async fn malformed_entries_are_skipped_and_the_watcher_goes_on() {
         StatusCode::OK,
         "the watcher is still alive and nothing else is revoked"
     );
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -235,7 +233,6 @@ async fn two_instances_concurrent_logouts_and_a_revoke_user_are_refused_by_both(
             assert_eq!(app.protected(token).await.msg(), "Token has been revoked");
         }
     }
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -256,7 +253,6 @@ async fn an_entry_deleted_by_hand_is_accepted_again_everywhere() {
         app.caught_up().await;
         assert_eq!(app.protected(&access).await.status, StatusCode::OK, "un-revoked by hand");
     }
-    db.drop_db().await;
 }
 
 /// Entries leave the set once they expire: `/health`'s size drops back, on a change stream and when polling.

@@ -30,7 +30,6 @@ async fn login_issues_an_access_and_a_refresh_token() {
     let answer = app.protected(&access).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json, json!({ "logged_in_as": "alice" }));
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -41,7 +40,6 @@ async fn wrong_credentials_are_401_and_say_nothing_more() {
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{user}/{password}");
         assert_eq!(answer.json, json!({ "msg": "Invalid credentials" }));
     }
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -63,7 +61,6 @@ async fn malformed_login_bodies_are_400() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let response = post("x".repeat(64 * 1024), "application/json").await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -87,7 +84,6 @@ async fn login_needs_a_json_content_type() {
         let answer = crate::support::answer(request.body(body.clone()).send().await.unwrap()).await;
         assert_eq!(answer.status, StatusCode::OK, "{content_type}: {}", answer.json);
     }
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -160,7 +156,6 @@ async fn protected_refuses_missing_malformed_and_forged_tokens() {
     parts[1] = encode_base64url(forged.to_string().as_bytes());
     let answer = app.protected(&parts.join(".")).await;
     assert_eq!((answer.status, answer.msg()), (StatusCode::UNAUTHORIZED, "Signature verification failed"));
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -179,7 +174,6 @@ async fn an_access_token_expires() {
     let fresh_access = answer.json["access_token"].as_str().unwrap().to_string();
     assert_eq!(claims(&fresh_access)["fresh"], json!(false));
     assert_eq!(app.protected(&fresh_access).await.json, json!({ "logged_in_as": "alice" }));
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -195,7 +189,6 @@ async fn refresh_takes_only_refresh_tokens() {
     let new_access = answer.json["access_token"].as_str().unwrap();
     assert_eq!(claims(new_access)["sub"], json!("alice"));
     assert_ne!(claims(new_access)["jti"], claims(&access)["jti"]);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -216,7 +209,6 @@ async fn a_database_that_does_not_answer_fails_closed() {
     let answer = down.login("alice", "wonderland-42").await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(down.call(Method::GET, "/health", None, None).await.status, StatusCode::OK);
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -250,5 +242,4 @@ async fn lookups_are_indexed_on_jti_and_users_on_username() {
     let indexes: Vec<_> = users.list_indexes().await.unwrap().try_collect().await.unwrap();
     assert!(indexes.iter().any(|i| i.keys.keys().next().map(String::as_str) == Some("username")
         && i.options.as_ref().and_then(|o| o.unique) == Some(true)));
-    db.drop_db().await;
 }

@@ -63,7 +63,6 @@ async fn serves_https_with_the_given_certificate() {
     // ...and plain HTTP on the HTTPS port gets no answer.
     let plain = reqwest::Client::new().get(format!("http://localhost:{port}/health")).send().await;
     assert!(plain.is_err() || plain.as_ref().is_ok_and(|r| r.status() != StatusCode::OK), "{plain:?}");
-    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -87,5 +86,4 @@ async fn unusable_tls_files_stop_the_start_with_a_clear_error() {
             Ok(_) => panic!("{cert_file} {key_file}: started"),
         }
     }
-    db.drop_db().await;
 }
