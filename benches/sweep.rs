@@ -420,13 +420,7 @@ async fn main() {
     println!("{summary}");
     if let Some(out) = args.out {
         // Replace the generated section of the file, keeping the prose around it.
-        let (start, end) = ("<!-- bench:start -->", "<!-- bench:end -->");
-        let old = std::fs::read_to_string(&out).unwrap_or_else(|_| format!("{start}\n{end}\n"));
-        let new = match (old.find(start), old.find(end)) {
-            (Some(s), Some(e)) if s < e => format!("{}{start}\n{summary}{}", &old[..s], &old[e..]),
-            _ => format!("{old}\n{start}\n{summary}{end}\n"),
-        };
-        std::fs::write(&out, new).expect("write the results");
+        jtc_test_support::splice_report(&out, "bench", &summary);
         eprintln!("bench: wrote {}", out.display());
     }
     let _ = bench.client.database(DB).drop().await;

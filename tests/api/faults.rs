@@ -8,7 +8,7 @@ use chrono::Utc;
 use mongodb::bson::{doc, DateTime, Document};
 use mongodb::{Client, Collection};
 
-use crate::helpers::{bson_size, settings_from, CleanerEnv, TestApp, TestDb};
+use crate::helpers::{bson_size, expired_and_valid, settings_from, CleanerEnv, TestApp, TestDb};
 use jtc_test_support::PrivateDb;
 
 fn env(uri: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
@@ -26,10 +26,7 @@ async fn blacklist(uri: &str) -> Collection<Document> {
 /// `n` expired entries, 100 ms apart, plus 10 valid ones.
 async fn seed(collection: &Collection<Document>, n: i64) {
     let now = Utc::now().timestamp_millis();
-    let mut docs: Vec<Document> = (0..n)
-        .map(|i| doc! { "jti": format!("e{i}"), "expires_at": DateTime::from_millis(now - 3_600_000 - i * 100) })
-        .collect();
-    docs.extend((0..10).map(|i| doc! { "jti": format!("v{i}"), "expires_at": DateTime::from_millis(now + 3_600_000) }));
+    let docs = expired_and_valid(now, n, 3_600_000, 100, 10);
     for chunk in docs.chunks(5000) {
         collection.insert_many(chunk.to_vec()).await.unwrap();
     }

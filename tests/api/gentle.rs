@@ -14,7 +14,7 @@ use jwt_token_cleaner::store::{
 use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides};
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use crate::helpers::{CleanerEnv, TestApp, TestDb};
+use crate::helpers::{expired_and_valid, CleanerEnv, TestApp, TestDb};
 
 /// `expired` Date entries a second apart (the first an hour ago), a numeric one, and a few that must stay; and
 /// the index on the expiry, as `create-index` makes it.
@@ -24,9 +24,7 @@ async fn seed(db: &TestDb, expired: i64) {
         .create_index(mongodb::IndexModel::builder().keys(doc! { "expires_at": 1 }).build())
         .await
         .expect("index");
-    let mut docs: Vec<Document> = (0..expired)
-        .map(|i| doc! { "jti": format!("e{i:06}"), "expires_at": DateTime::from_millis(now - 3_600_000 - i * 1000) })
-        .collect();
+    let mut docs = expired_and_valid(now, expired, 3_600_000, 1000, 0);
     docs.push(doc! { "jti": "e-numeric", "expires_at": Bson::Int64(now / 1000 - 7200) });
     docs.push(doc! { "jti": "v-future", "expires_at": DateTime::from_millis(now + 3_600_000) });
     docs.push(doc! { "jti": "v-in-grace", "expires_at": DateTime::from_millis(now - 5_000) });

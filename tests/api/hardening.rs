@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chrono::Utc;
 use futures_util::stream;
-use mongodb::bson::{doc, DateTime, Document};
+use mongodb::bson::doc;
 
-use crate::helpers::{settings_from, CleanerEnv, TestApp, TestDb};
+use crate::helpers::{expired_and_valid, settings_from, CleanerEnv, TestApp, TestDb};
 use jtc_test_support::data_api::{DataApi, Fault};
 
 /// Serves `router` on a free loopback port; returns its base URL.
@@ -29,11 +29,7 @@ async fn serve(router: Router) -> String {
 /// `n` expired entries and 5 valid ones; returns the expired count.
 async fn seed(db: &TestDb, n: i64) -> u64 {
     let now = Utc::now().timestamp_millis();
-    let mut docs: Vec<Document> = (0..n)
-        .map(|i| doc! { "jti": format!("e{i:04}"), "expires_at": DateTime::from_millis(now - 120_000 - i * 1000) })
-        .collect();
-    docs.extend((0..5).map(|i| doc! { "jti": format!("v{i}"), "expires_at": DateTime::from_millis(now + 3_600_000) }));
-    db.insert(docs).await;
+    db.insert(expired_and_valid(now, n, 120_000, 1000, 5)).await;
     n as u64
 }
 

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 
 use jwt_token_cleaner::config::Settings;
 use jwt_token_cleaner::server::Application;
-use serde_json::Value;
 
-pub use jtc_test_support::{bson_size, dead_db_uri, free_port, stop, wait_healthy, TempDir, TestDb};
+pub use jtc_test_support::{
+    bson_size, dead_db_uri, expired_and_valid, free_port, stop, wait_healthy, FcApp, TempDir, TestDb,
+};
 
 /// The cleaner's environment on a test database.
 pub trait CleanerEnv {
@@ -37,44 +38,21 @@ pub fn settings_from(env: HashMap<String, String>) -> Settings {
 }
 
 /// A running app on a free port.
-pub struct TestApp {
-    pub address: String,
-    pub http: reqwest::Client,
-}
-
-pub struct Answer {
-    pub status: u16,
-    pub fc_status: Option<String>,
-    pub json: Value,
-}
+/// The cleaner in-process on port 0 (`jtc_test_support::FcApp` does the calling).
+pub struct TestApp(FcApp);
 
 impl TestApp {
     pub async fn spawn(settings: &Settings) -> Self {
         let app = Application::build(settings).await.expect("bind");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped(std::future::pending()));
-        Self { address, http: reqwest::Client::new() }
+        Self(FcApp::serve(app.port(), app.run_until_stopped(std::future::pending())))
     }
+}
 
-    pub async fn invoke(&self, body: impl Into<reqwest::Body>) -> Answer {
-        self.call(reqwest::Method::POST, "/invoke", body.into(), Some("test-request-1")).await
-    }
+impl std::ops::Deref for TestApp {
+    type Target = FcApp;
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: reqwest::Body, id: Option<&str>) -> Answer {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.address))
-            .header("content-type", "application/octet-stream")
-            .body(body);
-        if let Some(id) = id {
-            request = request.header("x-fc-request-id", id);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        let fc_status = response.headers().get("x-fc-status").map(|v| v.to_str().unwrap_or("?").to_string());
-        let text = response.text().await.expect("body");
-        let json = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text));
-        Answer { status, fc_status, json }
+    fn deref(&self) -> &FcApp {
+        &self.0
     }
 }
 

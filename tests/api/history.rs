@@ -13,7 +13,9 @@ use chrono::Utc;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use serde_json::Value;
 
-use crate::helpers::{dead_db_uri, run_with_peak_rss, settings_from, CleanerEnv, TempDir, TestApp, TestDb};
+use crate::helpers::{
+    dead_db_uri, expired_and_valid, run_with_peak_rss, settings_from, CleanerEnv, TempDir, TestApp, TestDb,
+};
 use jtc_test_support::data_api::DataApi;
 
 const BIN: &str = env!("CARGO_BIN_EXE_jwt-token-cleaner");
@@ -22,11 +24,7 @@ const TIMER: &str = r#"{"triggerTime":"2026-11-27T07:00:00Z","triggerName":"hour
 /// `n` entries expired an hour ago (or more), and 5 valid ones.
 async fn seed(db: &TestDb, n: i64) {
     let now = Utc::now().timestamp_millis();
-    let mut docs: Vec<Document> = (0..n)
-        .map(|i| doc! { "jti": format!("e{i}"), "expires_at": DateTime::from_millis(now - 3_600_000 - i * 1000) })
-        .collect();
-    docs.extend((0..5).map(|i| doc! { "jti": format!("v{i}"), "expires_at": DateTime::from_millis(now + 3_600_000) }));
-    db.insert(docs).await;
+    db.insert(expired_and_valid(now, n, 3_600_000, 1000, 5)).await;
 }
 
 fn runs(db: &TestDb) -> mongodb::Collection<Document> {

@@ -4,21 +4,16 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::bson::{doc, Bson, Document};
 
-use crate::helpers::{bson_size, dead_db_uri, settings_from, CleanerEnv, TestApp, TestDb};
+use crate::helpers::{bson_size, dead_db_uri, expired_and_valid, settings_from, CleanerEnv, TestApp, TestDb};
 use jtc_test_support::data_api::{DataApi, Dialect, Fault};
 
 /// `expired` expired entries a second apart, and 20 valid ones.
 async fn seed(db: &TestDb, expired: i64) -> (u64, u64) {
     let now = Utc::now().timestamp_millis();
-    let mut docs: Vec<Document> = (0..expired)
-        .map(|i| doc! { "jti": format!("e{i:05}"), "expires_at": DateTime::from_millis(now - 120_000 - i * 1000) })
-        .collect();
+    let mut docs = expired_and_valid(now, expired, 120_000, 1000, 20);
     docs.push(doc! { "jti": "e-numeric", "expires_at": Bson::Int64(now / 1000 - 3600) });
-    docs.extend(
-        (0..20).map(|i| doc! { "jti": format!("v{i:02}"), "expires_at": DateTime::from_millis(now + 3_600_000) }),
-    );
     docs.push(doc! { "jti": "v-missing" });
     let docs = db.insert(docs).await;
     let gone: Vec<&Document> = docs.iter().filter(|d| d.get_str("jti").unwrap().starts_with('e')).collect();

@@ -383,7 +383,7 @@ async fn main() {
     );
     println!("{report}");
     if let Some(out) = &args.out {
-        splice(out, &report);
+        jtc_test_support::splice_report(out, "auth-bench", &report);
     }
     database.drop().await.expect("drop");
 }
@@ -503,16 +503,4 @@ fn floor_of(s: &Sample, samples: &[Sample]) -> Option<Duration> {
                 && (floor_name.is_some() || f.concurrency == s.concurrency)
         })
         .map(|f| f.percentile(0.5))
-}
-
-/// Writes `report` between the auth markers of `out`, appending the markers when missing.
-fn splice(out: &PathBuf, report: &str) {
-    let (start, end) = ("<!-- auth-bench:start -->", "<!-- auth-bench:end -->");
-    let text = std::fs::read_to_string(out).unwrap_or_default();
-    let block = format!("{start}\n{report}{end}");
-    let text = match (text.find(start), text.find(end)) {
-        (Some(a), Some(b)) if a < b => format!("{}{block}{}", &text[..a], &text[b + end.len()..]),
-        _ => format!("{text}\n{block}\n"),
-    };
-    std::fs::write(out, text).expect("write the report");
 }

@@ -16,6 +16,7 @@
 //!   fault modes), for the suites and the benchmarks.
 //! - [`dribble_headers`], [`idle_after_one_request`], [`short_body`], [`dribble_body`], [`raw_request`]: slow,
 //!   idle and hand-written clients, for the connection deadlines and the request head's cap.
+//! - [`fc_client`]: a server run in the background on port 0 ([`FcApp`]), called as FC calls it.
 //! - [`splice_report`]: a benchmark's table written into its section of `BENCHMARKS.md`.
 //! - [`rss_bytes`]: a process's resident memory, from `/proc`.
 
@@ -25,6 +26,9 @@ use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 pub mod data_api;
+pub mod fc_client;
+
+pub use fc_client::FcApp;
 mod private_db;
 
 pub use private_db::PrivateDb;
@@ -329,4 +333,17 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// The blacklist most tests start from: `expired` entries with a Date expiry, the first `first_ago` milliseconds
+/// before `now_ms` and each next one `step_ms` further back (`jti` `e000000`, `e000001`, ...), and `valid` entries
+/// that expire an hour after `now_ms` (`v000000`, ...). A test adds its own edge cases to the list.
+pub fn expired_and_valid(now_ms: i64, expired: i64, first_ago_ms: i64, step_ms: i64, valid: i64) -> Vec<Document> {
+    let expired = (0..expired).map(|i| {
+        doc! { "jti": format!("e{i:06}"), "expires_at": mongodb::bson::DateTime::from_millis(now_ms - first_ago_ms - i * step_ms) }
+    });
+    let valid = (0..valid).map(
+        |i| doc! { "jti": format!("v{i:06}"), "expires_at": mongodb::bson::DateTime::from_millis(now_ms + 3_600_000) },
+    );
+    expired.chain(valid).collect()
 }

@@ -6,41 +6,22 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use jtc_test_support::{bson_size, TestDb};
+use jtc_test_support::{bson_size, FcApp, TestDb};
 use serde_json::Value;
 
 use crate::support::{add_user, claims, entry, settings, AuthApp};
 
 /// The cleaner on `db`, in-process on port 0, as FC runs it: `POST /invoke` answers its report.
-struct Cleaner {
-    address: String,
-}
-
-impl Cleaner {
-    async fn spawn(db: &TestDb, extra: &[(&str, &str)]) -> Self {
-        let env: std::collections::HashMap<&str, &str> =
-            [("DB_URI", db.uri.as_str()), ("DB_NAME", db.name.as_str()), ("PORT", "0")]
-                .into_iter()
-                .chain(extra.iter().copied())
-                .collect();
-        let settings = jwt_token_cleaner::config::Settings::from_lookup(|k| env.get(k).map(|v| v.to_string()))
-            .expect("cleaner settings");
-        let app = jwt_token_cleaner::server::Application::build(&settings).await.expect("bind");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped(std::future::pending()));
-        Self { address }
-    }
-
-    /// (status, report)
-    async fn invoke(&self, body: &str) -> (u16, Value) {
-        let response = reqwest::Client::new()
-            .post(format!("{}/invoke", self.address))
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("invoke");
-        (response.status().as_u16(), response.json().await.expect("JSON report"))
-    }
+async fn cleaner(db: &TestDb, extra: &[(&str, &str)]) -> FcApp {
+    let env: std::collections::HashMap<&str, &str> =
+        [("DB_URI", db.uri.as_str()), ("DB_NAME", db.name.as_str()), ("PORT", "0")]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+    let settings = jwt_token_cleaner::config::Settings::from_lookup(|k| env.get(k).map(|v| v.to_string()))
+        .expect("cleaner settings");
+    let app = jwt_token_cleaner::server::Application::build(&settings).await.expect("bind");
+    FcApp::serve(app.port(), app.run_until_stopped(std::future::pending()))
 }
 
 #[tokio::test]
@@ -64,8 +45,9 @@ async fn logout_expiry_sweep_and_a_revocation_that_outlives_it() {
     assert!(entry(&db, &bob_jti).await.is_some());
 
     // Before alice's token expires, the cleaner leaves both entries alone.
-    let cleaner = Cleaner::spawn(&db, &[("CLEANUP_GRACE_SECONDS", "0")]).await;
-    let (status, early) = cleaner.invoke("{}").await;
+    let cleaner = cleaner(&db, &[("CLEANUP_GRACE_SECONDS", "0")]).await;
+    let answer = cleaner.invoke("{}").await;
+    let (status, early) = (answer.status, answer.json);
     assert_eq!(status, 200, "{early}");
     assert_eq!(early["data"]["cleaned_count"], 0);
     assert_eq!(db.count().await, 2);
@@ -77,7 +59,8 @@ async fn logout_expiry_sweep_and_a_revocation_that_outlives_it() {
     let answer = short.protected(&alice).await;
     assert_eq!((answer.status, answer.msg()), (StatusCode::UNAUTHORIZED, "Token has expired"));
 
-    let (status, swept) = cleaner.invoke("{}").await;
+    let answer = cleaner.invoke("{}").await;
+    let (status, swept) = (answer.status, answer.json);
     assert_eq!(status, 200, "{swept}");
     let data = &swept["data"];
     assert_eq!(data["cleaned_count"], 1, "{data}");
@@ -101,7 +84,8 @@ async fn logout_expiry_sweep_and_a_revocation_that_outlives_it() {
     assert_eq!(answer.msg(), "Token has been revoked");
 
     // A second sweep finds nothing more to do: the remaining entries are all unexpired.
-    let (_, again) = cleaner.invoke("{}").await;
+    let answer = cleaner.invoke("{}").await;
+    let (_, again) = (answer.status, answer.json);
     assert_eq!(again["data"]["cleaned_count"], 0);
     assert_eq!(db.count().await, 3);
 }
