@@ -182,3 +182,38 @@ fn dockerignore_keeps_secrets_and_build_output_out() {
         assert!(!lines.contains(&needed), "{needed} is needed by the build");
     }
 }
+
+/// Every variable the cleaner's settings read is in the README's configuration table, and so (by the tests above,
+/// which hold the table, fc-config.json and s.yaml to each other both ways) reaches the function. The names are
+/// learnt by asking: the settings are parsed from a lookup that records each name it is asked for, with both
+/// backends, the legacy secret and both alerts set so that every conditional setting is read too. A new setting
+/// that the table misses fails here.
+#[test]
+fn every_variable_the_settings_read_is_documented() {
+    let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let given: std::collections::HashMap<&str, &str> = [
+        ("DB_URI", "mongodb://127.0.0.1:1/"),
+        ("DB_NAME", "app"),
+        ("MONGODB_API_URL", "http://127.0.0.1:1/app/x/endpoint/data/v1"),
+        ("MONGODB_API_KEY", "a-key-of-some-length"),
+        ("JWT_SECRET_KEY", "a-secret-of-some-length-for-legacy"),
+        ("CLEANUP_HEARTBEAT_URL", "http://127.0.0.1:1/ping"),
+        ("CLEANUP_PUSHGATEWAY_URL", "http://127.0.0.1:1"),
+    ]
+    .into_iter()
+    .collect();
+    jwt_token_cleaner::config::Settings::from_lookup(|name| {
+        asked.borrow_mut().insert(name.to_string());
+        given.get(name).map(|v| v.to_string())
+    })
+    .expect("settings");
+    let asked = asked.into_inner();
+    assert!(asked.len() > 20, "the settings asked for only {asked:?}");
+    let readme = read("README.md");
+    for name in &asked {
+        assert!(
+            readme.contains(&format!("| `{name}` |")),
+            "{name} is read but not in the README's configuration table"
+        );
+    }
+}

@@ -29,9 +29,13 @@
 //!
 //! # Extending it
 //!
-//! - **A rate-limited route**: its file in `routes/`; one row `(path, Scope, handler)` in `router::router`; a
-//!   `Scope` variant (the compiler then asks for its name, variable and default in `rate_limit::scope` and its
-//!   field in `rate_limit::limit::Limits`); its row in the README's table (a test checks it).
+//! - **A rate-limited route** (walked once for real on a scratch branch): its file in `routes/` (it names the
+//!   token it needs in its signature: `authentication::Authenticated<Access>`, say) and `pub mod` in
+//!   `routes/mod.rs`; one row `(path, Scope, handler)` in `router::router`; a `Scope` variant in
+//!   `rate_limit::scope` (the compiler then asks for its index, name, variable and default there, and for its
+//!   field in `rate_limit::limit::Limits`; a unit test asks for its place in `Scope::ALL`); its rows in the
+//!   README's routes and rate-limit tables (a test checks the latter); its variable raised in the suite's settings
+//!   (`tests/auth/support.rs`), or the suite's own requests meet the default limit.
 
 pub mod authentication;
 pub mod client_ip;
