@@ -16,6 +16,7 @@ pub(crate) async fn run(
 ) -> ExitCode {
     let Some(runner) = runner(settings) else { return ExitCode::from(3) };
     let report = runner.status(&query, chrono::Utc::now()).await;
+    runner.backends.shutdown().await;
     if json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {

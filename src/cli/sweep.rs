@@ -25,6 +25,7 @@ pub(crate) async fn run(settings: &Settings, overrides: SweepOverrides) -> ExitC
         None => &lines,
     };
     let result = runner.run(&options, Trigger::Cli, &request_id, started, progress).await;
+    runner.backends.shutdown().await;
     if let Some(bar) = bar {
         bar.0.finish_and_clear();
     }

@@ -81,6 +81,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    state: AppState,
 }
 
 impl Application {
@@ -90,11 +91,8 @@ impl Application {
         let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], settings.port)))
             .await
             .map_err(|source| StartError::Bind { port: settings.port, source })?;
-        Ok(Self {
-            listener,
-            router: router(AppState::new(Shared::new(settings, backends))),
-            limits: settings.connections,
-        })
+        let state = AppState::new(Shared::new(settings, backends));
+        Ok(Self { listener, router: router(state.clone()), limits: settings.connections, state })
     }
 
     /// The port really bound (useful with port 0).
@@ -103,8 +101,12 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then lets requests in flight finish, with the connection limits of
-    /// `jtc_shared::serve` (a cap, header, idle and body deadlines).
+    /// `jtc_shared::serve` (a cap, header, idle and body deadlines); then closes the database connections, so that
+    /// no driver task is still running when the process exits (one that was panicked in the driver as the runtime
+    /// went away, and printed a line that is not JSON into JSON logs: seen once in a full run).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        jtc_shared::serve::serve(self.listener, self.router, self.limits, Plain, shutdown).await
+        let served = jtc_shared::serve::serve(self.listener, self.router, self.limits, Plain, shutdown).await;
+        self.state.runner.backends.shutdown().await;
+        served
     }
 }

@@ -9,9 +9,14 @@ use super::mongo::MongoStore;
 use super::{Store, StoreError};
 use crate::config::Settings;
 
+/// The longest an exit waits for the database connections to close.
+pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The configured backends, long-lived (their connection pools are reused between invocations).
 pub struct Backends {
     chain: Vec<Arc<dyn Store>>,
+    /// The direct connection of the chain, to close at exit.
+    direct: Option<Arc<MongoStore>>,
 }
 
 impl Backends {
@@ -22,15 +27,27 @@ impl Backends {
             let store = HttpApiStore::new(api.clone(), &settings.sweep.collection, &settings.sweep.expires_field)?;
             chain.push(Arc::new(store.with_history(settings.history.clone())));
         }
-        if let Some(direct) = direct(settings) {
-            chain.push(Arc::new(direct));
+        let direct = direct(settings).map(Arc::new);
+        if let Some(direct) = &direct {
+            chain.push(Arc::clone(direct) as Arc<dyn Store>);
         }
-        Ok(Self::new(chain))
+        Ok(Self { chain, direct })
     }
 
     /// A chain of the given backends, in order.
     pub fn new(chain: Vec<Arc<dyn Store>>) -> Self {
-        Self { chain }
+        Self { chain, direct: None }
+    }
+
+    /// Closes the direct connection's pool and waits for the driver's tasks (see `MongoStore::shutdown`), at most
+    /// [`SHUTDOWN_WAIT`] (the driver waits for every operation still in flight): at the end of `serve` and of a
+    /// one-shot command.
+    pub async fn shutdown(&self) {
+        if let Some(direct) = &self.direct {
+            if tokio::time::timeout(SHUTDOWN_WAIT, direct.shutdown()).await.is_err() {
+                tracing::warn!("the database connections did not close within {SHUTDOWN_WAIT:?}; exiting anyway");
+            }
+        }
     }
 
     /// A fresh chain for one run, starting at the first backend.
