@@ -16,3 +16,4 @@ mod lifecycle;
 mod properties;
 mod secrets;
 mod sweep;
+mod third_party;
