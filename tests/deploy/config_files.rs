@@ -128,7 +128,16 @@ fn dockerfile_is_multi_stage_locked_non_root_with_a_shell_free_healthcheck() {
     assert_eq!(froms.len(), 2, "a builder and a runtime stage");
     assert!(froms.iter().all(|f| f.contains("--platform=linux/amd64")), "amd64 only");
     assert!(froms[1].contains("distroless"), "a small runtime image: {}", froms[1]);
-    assert!(dockerfile.contains("cargo build --release --locked"));
+    assert!(dockerfile.contains("cargo auditable build --release --locked"));
+    // The cargo-auditable the image is built with is the one CI builds the tested binary with.
+    let pin = |text: &str, key: &str| {
+        text.lines().find_map(|l| l.trim().strip_prefix(key)).map(|v| v.trim_matches('"').to_string())
+    };
+    assert_eq!(
+        pin(&dockerfile, "ARG CARGO_AUDITABLE_VERSION="),
+        pin(&read("scripts/supply-chain.sh"), "CARGO_AUDITABLE_VERSION="),
+        "the Dockerfile and scripts/supply-chain.sh pin different cargo-auditable versions"
+    );
     assert!(
         dockerfile.find("COPY Cargo.toml Cargo.lock").unwrap() < dockerfile.find("COPY src").unwrap(),
         "manifests first"

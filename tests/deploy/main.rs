@@ -7,3 +7,4 @@ mod container;
 mod layout;
 mod script;
 mod stubs;
+mod supply_chain;
