@@ -7,7 +7,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use jtc_test_support::{bson_size, FcApp, TestDb};
-use serde_json::Value;
 
 use crate::support::{add_user, claims, entry, settings, AuthApp};
 

@@ -18,7 +18,7 @@ async fn app_with_alice(extra: &[(&str, &str)]) -> (TestDb, AuthApp) {
 
 #[tokio::test]
 async fn login_issues_an_access_and_a_refresh_token() {
-    let (db, app) = app_with_alice(&[]).await;
+    let (_db, app) = app_with_alice(&[]).await;
     let (access, refresh) = app.tokens("alice", "wonderland-42").await;
     let (a, r) = (claims(&access), claims(&refresh));
     assert_eq!((a["sub"].as_str(), a["type"].as_str()), (Some("alice"), Some("access")));
@@ -34,7 +34,7 @@ async fn login_issues_an_access_and_a_refresh_token() {
 
 #[tokio::test]
 async fn wrong_credentials_are_401_and_say_nothing_more() {
-    let (db, app) = app_with_alice(&[]).await;
+    let (_db, app) = app_with_alice(&[]).await;
     for (user, password) in [("alice", "wrong"), ("bob", "wonderland-42"), ("alice", ""), ("", "x")] {
         let answer = app.login(user, password).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{user}/{password}");
@@ -44,7 +44,7 @@ async fn wrong_credentials_are_401_and_say_nothing_more() {
 
 #[tokio::test]
 async fn malformed_login_bodies_are_400() {
-    let (db, app) = app_with_alice(&[]).await;
+    let (_db, app) = app_with_alice(&[]).await;
     let cases = [
         (json!({ "username": "alice" }), "Missing username or password"),
         (json!({ "username": "alice", "password": 42 }), "Missing username or password"),
@@ -65,7 +65,7 @@ async fn malformed_login_bodies_are_400() {
 
 #[tokio::test]
 async fn login_needs_a_json_content_type() {
-    let (db, app) = app_with_alice(&[]).await;
+    let (_db, app) = app_with_alice(&[]).await;
     let body = json!({ "username": "alice", "password": "wonderland-42" }).to_string();
     // What a cross-site form or a `text/plain` fetch sends without a CORS preflight: refused, as Flask refuses it.
     for content_type in
@@ -88,7 +88,7 @@ async fn login_needs_a_json_content_type() {
 
 #[tokio::test]
 async fn protected_refuses_missing_malformed_and_forged_tokens() {
-    let (db, app) = app_with_alice(&[]).await;
+    let (_db, app) = app_with_alice(&[]).await;
     let (access, refresh) = app.tokens("alice", "wonderland-42").await;
 
     let none = app.call(Method::GET, "/protected", None, None).await;
@@ -160,7 +160,7 @@ async fn protected_refuses_missing_malformed_and_forged_tokens() {
 
 #[tokio::test]
 async fn an_access_token_expires() {
-    let (db, app) = app_with_alice(&[("JWT_ACCESS_TOKEN_EXPIRES_SECONDS", "1")]).await;
+    let (_db, app) = app_with_alice(&[("JWT_ACCESS_TOKEN_EXPIRES_SECONDS", "1")]).await;
     let (access, refresh) = app.tokens("alice", "wonderland-42").await;
     let exp = claims(&access)["exp"].as_i64().unwrap();
     let wait_ms = exp * 1000 - chrono::Utc::now().timestamp_millis();
@@ -178,7 +178,7 @@ async fn an_access_token_expires() {
 
 #[tokio::test]
 async fn refresh_takes_only_refresh_tokens() {
-    let (db, app) = app_with_alice(&[]).await;
+    let (_db, app) = app_with_alice(&[]).await;
     let (access, refresh) = app.tokens("alice", "wonderland-42").await;
     let answer = app.call(Method::POST, "/refresh", Some(&access), None).await;
     assert_eq!((answer.status, answer.msg()), (StatusCode::UNAUTHORIZED, "Only refresh tokens are allowed"));
