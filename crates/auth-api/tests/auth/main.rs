@@ -2,6 +2,7 @@
 //! database (`MONGODB_TEST_URI`) and a real Redis (`REDIS_TEST_URL`), both started by `scripts/test`; and the
 //! end-to-end story with the cleaner (run in-process: a dev-dependency of these tests, never of auth-api).
 
+mod browser;
 mod cli;
 mod connections;
 mod cookies;
