@@ -137,6 +137,8 @@ pub struct Settings {
     pub history: Option<HistorySettings>,
     /// The heartbeat and the Pushgateway.
     pub alerts: AlertSettings,
+    /// `CLEANUP_TARGETS`, or today's one target (see `crate::targets`).
+    pub targets: crate::targets::Targets,
 }
 
 /// Upper bounds shared by the environment and the invoke body.
@@ -255,10 +257,19 @@ impl Settings {
             heartbeat: alert_url(&get, "CLEANUP_HEARTBEAT_URL")?,
             pushgateway: alert_url(&get, "CLEANUP_PUSHGATEWAY_URL")?,
         };
+        let defaults = crate::targets::Defaults {
+            database: &database,
+            collection: &collection,
+            expires_field: &expires_field,
+            grace: Duration::from_secs(grace),
+            legacy: true,
+        };
+        let targets = crate::targets::parse(get(crate::targets::VARIABLE).as_deref(), &defaults)?;
 
         Ok(Settings {
             history,
             alerts,
+            targets,
             api: api_url.map(|url| ApiSettings {
                 url,
                 key: get("MONGODB_API_KEY").map(Secret::new),

@@ -25,6 +25,8 @@
 //!   chart.
 //! - [`alerts`]: where a run says it started and how it ended (one trait, a file per kind: heartbeat,
 //!   Pushgateway).
+//! - [`targets`]: the collections a run sweeps (`CLEANUP_TARGETS`, else today's one), and how a run shares its
+//!   budget between them.
 //! - [`sample`]: a small, clearly labelled sample blacklist for local runs and benchmarks.
 //!
 //! What this crate shares with `auth-api` (the blacklist entry's schema, secrets, configuration basics, the
@@ -64,3 +66,4 @@ pub mod server;
 pub mod status;
 pub mod store;
 pub mod sweep;
+pub mod targets;

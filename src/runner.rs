@@ -22,6 +22,7 @@ use crate::store::backends::Backends;
 use crate::store::deadline::{Deadline, AFTER_RUN, CALL_MARGIN};
 use crate::store::{Backend, RunHistory, StoreError};
 use crate::sweep::{self, Progress, SweepFailure, SweepOptions, SweepOverrides, SweepReport, TokenVerifier};
+use crate::targets::{Target, Targets};
 
 /// The longest the end-of-run alerts wait for the start ping still in flight, so that the start arrives first when
 /// it can; past it the start is given up (a heartbeat service that never saw it still gets the end).
@@ -38,6 +39,7 @@ pub struct Runner {
     sweep: SweepSettings,
     legacy: LegacySettings,
     verifier: Option<TokenVerifier>,
+    targets: Targets,
 }
 
 impl Runner {
@@ -50,7 +52,47 @@ impl Runner {
             sweep: settings.sweep.clone(),
             legacy: settings.legacy.clone(),
             verifier: TokenVerifier::from_settings(&settings.legacy),
+            targets: settings.targets.clone(),
         }
+    }
+
+    /// The targets a run sweeps: every one, or those `names` picks (in the configured order). An unknown name is
+    /// refused, naming the known ones, before anything runs.
+    pub fn targets(&self, names: Option<&[String]>) -> Result<Vec<Target>, String> {
+        match names {
+            None => Ok(self.targets.list.clone()),
+            Some(names) => self.targets.subset(names),
+        }
+    }
+
+    /// The sweep of a run over `CLEANUP_TARGETS`: one target after another, each within an equal share of what is
+    /// left of the budget (`targets::slice`), each on its own chain; a failing target does not stop the others.
+    async fn sweep_targets(
+        &self,
+        targets: &[Target],
+        options: &SweepOptions,
+        request_id: &str,
+        started_at: DateTime<Utc>,
+        progress: &dyn Progress,
+    ) -> Result<SweepReport, SweepFailure> {
+        let began = tokio::time::Instant::now();
+        let budget_end = began + options.time_budget;
+        let mut outcomes = Vec::with_capacity(targets.len());
+        for (done, target) in targets.iter().enumerate() {
+            let left = budget_end.saturating_duration_since(tokio::time::Instant::now());
+            let mut own = options.clone();
+            own.time_budget = crate::targets::slice(left, targets.len() - done);
+            own.grace = target.grace;
+            own.expires_field = target.expires_field.clone();
+            let verifier = if target.legacy { self.verifier.as_ref() } else { None };
+            let chain = self.backends.for_target(&target.name);
+            let outcome = sweep::run_at(&chain, &own, verifier, request_id, started_at, progress).await;
+            if let Err(failure) = &outcome {
+                tracing::warn!(target = %target.name, error = %failure.error, "a target failed; the others go on");
+            }
+            outcomes.push((target.name.to_string(), outcome));
+        }
+        sweep::report::combine(outcomes, started_at, began.elapsed(), request_id)
     }
 
     /// The options of a run with `overrides`.
@@ -62,6 +104,7 @@ impl Runner {
     pub async fn run(
         &self,
         options: &SweepOptions,
+        targets: &[Target],
         trigger: Trigger,
         request_id: &str,
         started_at: DateTime<Utc>,
@@ -70,7 +113,10 @@ impl Runner {
         let deadline = tokio::time::Instant::now() + options.time_budget + CALL_MARGIN;
         let start = (!options.dry_run).then(|| self.alerts.started());
         let store = self.backends.for_run();
-        let result = sweep::run_at(&store, options, self.verifier.as_ref(), request_id, started_at, progress).await;
+        let result = match self.targets.configured {
+            true => self.sweep_targets(targets, options, request_id, started_at, progress).await,
+            false => sweep::run_at(&store, options, self.verifier.as_ref(), request_id, started_at, progress).await,
+        };
         let ended_at = Utc::now();
         let (record, mut result) = match result {
             Ok(report) => (RunRecord::of_report(&report, started_at, ended_at, trigger), Ok(report)),

@@ -12,7 +12,18 @@ pub(crate) async fn run(settings: &Settings, ttl: Option<u64>) -> ExitCode {
         Ok(store) => store,
         Err(code) => return code,
     };
-    let created = store.create_expiry_index(ttl).await;
+    // Every target's index (with CLEANUP_TARGETS; else the one collection's), on the one connection.
+    let mut created = Vec::new();
+    if settings.targets.configured {
+        for target in &settings.targets.list {
+            let on = store.for_collection(&target.database, &target.collection, &target.expires_field);
+            let what =
+                format!("{}.{}.{} (target {})", target.database, target.collection, target.expires_field, target.name);
+            created.push((what, on.create_expiry_index(ttl).await));
+        }
+    } else {
+        created.push((settings.sweep.expires_field.to_string(), store.create_expiry_index(ttl).await));
+    }
     // The run history's TTL index (CLEANUP_HISTORY_DAYS), when the history is on.
     let history = match &settings.history {
         Some(history) => Some((history, store.ensure_history_index().await)),
@@ -20,11 +31,13 @@ pub(crate) async fn run(settings: &Settings, ttl: Option<u64>) -> ExitCode {
     };
     store.shutdown().await;
     let mut code = ExitCode::SUCCESS;
-    match created {
-        Ok(name) => eprintln!("index {name} on {} is in place", settings.sweep.expires_field),
-        Err(e) => {
-            eprintln!("jwt-token-cleaner: cannot create the index: {e}");
-            code = ExitCode::FAILURE;
+    for (what, created) in created {
+        match created {
+            Ok(name) => eprintln!("index {name} on {what} is in place"),
+            Err(e) => {
+                eprintln!("jwt-token-cleaner: cannot create the index on {what}: {e}");
+                code = ExitCode::FAILURE;
+            }
         }
     }
     match history {

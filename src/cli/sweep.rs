@@ -24,7 +24,8 @@ pub(crate) async fn run(settings: &Settings, overrides: SweepOverrides) -> ExitC
         Some(bar) => bar,
         None => &lines,
     };
-    let result = runner.run(&options, Trigger::Cli, &request_id, started, progress).await;
+    let targets = runner.targets(None).unwrap_or_default();
+    let result = runner.run(&options, &targets, Trigger::Cli, &request_id, started, progress).await;
     runner.backends.shutdown().await;
     if let Some(bar) = bar {
         bar.0.finish_and_clear();

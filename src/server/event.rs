@@ -24,20 +24,20 @@ use crate::sweep::SweepOverrides;
 #[error("{0}")]
 pub struct EventError(pub String);
 
-const OPTIONS: [&str; 4] = ["dry_run", "batch_size", "time_budget_seconds", "status"];
+const OPTIONS: [&str; 5] = ["dry_run", "batch_size", "time_budget_seconds", "targets", "status"];
 const TIMER_FIELDS: [&str; 2] = ["triggerTime", "triggerName"];
 
 /// What an invocation asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// A sweep, with these overrides.
-    Sweep(SweepOverrides),
+    /// A sweep, with these overrides, of these targets (`{"targets": [...]}`; all when `None`).
+    Sweep(SweepOverrides, Option<Vec<String>>),
     /// `{"status": true}`: where things stand; deletes nothing.
     Status,
 }
 
 /// A parsed invocation: what it asks for, and what started it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
     /// A sweep or a status.
     pub request: Request,
@@ -50,7 +50,7 @@ pub fn parse_invoke_body(body: &[u8]) -> Result<Invocation, EventError> {
     let text = std::str::from_utf8(body).map_err(|e| EventError(format!("body is not UTF-8 text: {e}")))?;
     let manual = |request| Invocation { request, trigger: Trigger::Manual };
     if text.trim().is_empty() {
-        return Ok(manual(Request::Sweep(SweepOverrides::default())));
+        return Ok(manual(Request::Sweep(SweepOverrides::default(), None)));
     }
     let value = strict_json::parse(text).map_err(|e| EventError(format!("body is not valid JSON: {e}")))?;
     let Value::Object(object) = value else {
@@ -74,7 +74,7 @@ fn parse_timer_event(event: &Map<String, Value>) -> Result<Request, EventError> 
             }
         }
     }
-    let default = Request::Sweep(SweepOverrides::default());
+    let default = Request::Sweep(SweepOverrides::default(), None);
     match event.get("payload") {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Object(options)) => parse_options(options, "timer payload"),
@@ -112,6 +112,7 @@ fn parse_options(options: &Map<String, Value>, what: &str) -> Result<Request, Ev
         return Ok(Request::Status);
     }
     let mut overrides = SweepOverrides::default();
+    let mut targets = None;
     for (key, value) in options {
         match key.as_str() {
             "dry_run" => {
@@ -125,15 +126,25 @@ fn parse_options(options: &Map<String, Value>, what: &str) -> Result<Request, Ev
             "time_budget_seconds" => {
                 overrides.time_budget_seconds = Some(whole(value, "time_budget_seconds", MAX_TIME_BUDGET_SECONDS)?)
             }
+            "targets" => {
+                let names = value.as_array().filter(|names| !names.is_empty()).and_then(|names| {
+                    names.iter().map(|n| n.as_str().map(str::to_string)).collect::<Option<Vec<String>>>()
+                });
+                let names = names.ok_or_else(|| {
+                    EventError(format!("targets must be a non-empty list of target names, got {}", kind(value)))
+                })?;
+                targets = Some(names);
+            }
             unknown => {
                 let shown: String = unknown.chars().take(64).collect();
                 return Err(EventError(format!(
-                    "unknown option {shown:?} in the {what}; accepted: dry_run, batch_size, time_budget_seconds, status"
+                    "unknown option {shown:?} in the {what}; accepted: dry_run, batch_size, time_budget_seconds, \
+                     targets, status"
                 )));
             }
         }
     }
-    Ok(Request::Sweep(overrides))
+    Ok(Request::Sweep(overrides, targets))
 }
 
 fn whole(value: &Value, name: &str, max: u64) -> Result<u64, EventError> {
@@ -175,7 +186,7 @@ mod tests {
 
     fn ok(body: &str) -> SweepOverrides {
         match parse_invoke_body(body.as_bytes()).unwrap().request {
-            Request::Sweep(overrides) => overrides,
+            Request::Sweep(overrides, _) => overrides,
             Request::Status => panic!("a status request: {body}"),
         }
     }
@@ -281,7 +292,7 @@ mod tests {
             } else {
                 inner
             };
-            if let Ok(Invocation { request: Request::Sweep(o), .. }) = parse_invoke_body(body.as_bytes()) {
+            if let Ok(Invocation { request: Request::Sweep(o, _), .. }) = parse_invoke_body(body.as_bytes()) {
                 prop_assert!(o.batch_size.is_none_or(|b| (1..=100_000).contains(&b)));
                 prop_assert!(o.time_budget_seconds.is_none_or(|b| (1..=900).contains(&b)));
             }

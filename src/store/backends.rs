@@ -1,6 +1,7 @@
 //! The factory: the one place that turns settings into stores. The server, the runner and the one-shot commands
 //! all get theirs here, so a backend is built one way wherever it is used.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::fallback::Fallback;
@@ -8,6 +9,7 @@ use super::http_api::HttpApiStore;
 use super::mongo::MongoStore;
 use super::{Store, StoreError};
 use crate::config::Settings;
+use crate::targets::TargetName;
 
 /// The longest an exit waits for the database connections to close.
 pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -17,6 +19,9 @@ pub struct Backends {
     chain: Vec<Arc<dyn Store>>,
     /// The direct connection of the chain, to close at exit.
     direct: Option<Arc<MongoStore>>,
+    /// With `CLEANUP_TARGETS`: each target's chain (the same backends, on its database and collection; the direct
+    /// ones share one connection pool). The run history stays on `chain`.
+    targets: BTreeMap<TargetName, Vec<Arc<dyn Store>>>,
 }
 
 impl Backends {
@@ -31,12 +36,37 @@ impl Backends {
         if let Some(direct) = &direct {
             chain.push(Arc::clone(direct) as Arc<dyn Store>);
         }
-        Ok(Self { chain, direct })
+        let mut targets = BTreeMap::new();
+        if settings.targets.configured {
+            for target in &settings.targets.list {
+                let mut links: Vec<Arc<dyn Store>> = Vec::new();
+                if let Some(api) = &settings.api {
+                    let mut api = api.clone();
+                    api.database = target.database.clone();
+                    links.push(Arc::new(HttpApiStore::new(api, &target.collection, &target.expires_field)?));
+                }
+                if let Some(direct) = &direct {
+                    links.push(Arc::new(direct.for_collection(
+                        &target.database,
+                        &target.collection,
+                        &target.expires_field,
+                    )));
+                }
+                targets.insert(target.name.clone(), links);
+            }
+        }
+        Ok(Self { chain, direct, targets })
     }
 
     /// A chain of the given backends, in order.
     pub fn new(chain: Vec<Arc<dyn Store>>) -> Self {
-        Self { chain, direct: None }
+        Self { chain, direct: None, targets: BTreeMap::new() }
+    }
+
+    /// A fresh chain for one run over `target` (configured with `CLEANUP_TARGETS`); the default chain for any other
+    /// name.
+    pub fn for_target(&self, target: &TargetName) -> Fallback {
+        Fallback::new(self.targets.get(target).unwrap_or(&self.chain).clone())
     }
 
     /// Closes the direct connection's pool and waits for the driver's tasks (see `MongoStore::shutdown`), at most

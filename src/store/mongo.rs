@@ -4,6 +4,8 @@
 //! reconnects by itself after the server comes back. Server selection and connect timeouts are short
 //! (`DB_TIMEOUT_SECONDS`), so an unreachable database fails well inside the sweep's time budget.
 
+use std::sync::Arc;
+
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::{Error as MongoError, ErrorKind};
@@ -27,7 +29,8 @@ pub struct MongoStore {
     settings: DbSettings,
     collection_name: MongoName,
     field: FieldPath,
-    client: OnceCell<Client>,
+    /// Shared by the stores of every target on this connection: one pool.
+    client: Arc<OnceCell<Client>>,
     history: Option<HistorySettings>,
     /// The history's TTL index is in place (made once per process).
     history_indexed: OnceCell<()>,
@@ -40,7 +43,21 @@ impl MongoStore {
             settings,
             collection_name: collection.clone(),
             field: expires_field.clone(),
-            client: OnceCell::new(),
+            client: Arc::new(OnceCell::new()),
+            history: None,
+            history_indexed: OnceCell::new(),
+        }
+    }
+
+    /// A store for `collection` in `database` on this store's connection (its pool is shared), without a history.
+    pub fn for_collection(&self, database: &MongoName, collection: &MongoName, expires_field: &FieldPath) -> Self {
+        let mut settings = self.settings.clone();
+        settings.database = database.clone();
+        Self {
+            settings,
+            collection_name: collection.clone(),
+            field: expires_field.clone(),
+            client: Arc::clone(&self.client),
             history: None,
             history_indexed: OnceCell::new(),
         }

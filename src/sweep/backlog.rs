@@ -58,6 +58,27 @@ impl Backlog {
     }
 }
 
+impl Backlog {
+    /// The backlog of several collections as one, at `now`: each lane's counts summed, the oldest the oldest.
+    pub fn merge(backlogs: &[&Backlog], now: DateTime<Utc>) -> Self {
+        let mut lanes: Vec<LaneBacklog> = Vec::new();
+        for lane in backlogs.iter().flat_map(|b| b.lanes.iter()) {
+            match lanes.iter_mut().find(|l| l.lane == lane.lane) {
+                Some(merged) => {
+                    merged.expired = merged.expired.saturating_add(lane.expired);
+                    merged.at_least |= lane.at_least;
+                    if lane.oldest_ms.is_some_and(|ms| merged.oldest_ms.is_none_or(|m| ms < m)) {
+                        merged.oldest_ms = lane.oldest_ms;
+                        merged.oldest_expiry.clone_from(&lane.oldest_expiry);
+                    }
+                }
+                None => lanes.push(lane.clone()),
+            }
+        }
+        Self::new(lanes, now)
+    }
+}
+
 /// Seconds from `ms` (since the epoch) to `now`, never negative.
 fn age_seconds(ms: i64, now: DateTime<Utc>) -> u64 {
     u64::try_from(now.timestamp_millis().saturating_sub(ms) / 1000).unwrap_or(0)

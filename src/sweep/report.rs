@@ -24,6 +24,27 @@ pub(crate) struct RunEnd {
     pub request_id: String,
 }
 
+/// One target's part of a run over several (`data.targets`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TargetSection {
+    /// The target's name.
+    pub name: String,
+    /// Entries it deleted (before its failure, if it failed).
+    pub cleaned_count: u64,
+    /// Entries left in its collection; null when unknown (statistics off, or it failed).
+    pub remaining_tokens: Option<u64>,
+    /// Bytes of the entries it deleted.
+    pub memory_saved_bytes: u64,
+    /// Every expired entry of it is gone (false when it failed or ran out of its share of the budget).
+    pub complete: bool,
+    /// Its backlog at the end; null when it failed.
+    pub backlog: Option<Backlog>,
+    /// Its warnings.
+    pub warnings: Vec<String>,
+    /// Why it failed; null when it did not.
+    pub error: Option<String>,
+}
+
 /// What a finished sweep did and what it left.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SweepReport {
@@ -85,6 +106,9 @@ pub struct SweepReport {
     pub paused_ms: u64,
     /// The invocation's request id.
     pub request_id: String,
+    /// With `CLEANUP_TARGETS`: each target's part of the run; the fields above are then the totals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<TargetSection>>,
 }
 
 /// A sweep that stopped on an error, with what it had really done before.
@@ -102,6 +126,125 @@ pub struct SweepFailure {
     pub backend: String,
     /// What kind of failure (the server answers 503 for an unreachable store, 500 otherwise).
     pub kind: ErrorKind,
+}
+
+/// The outcome of one target of a run over several.
+pub type TargetOutcome = (String, Result<SweepReport, SweepFailure>);
+
+/// A run over several targets as one report: its totals, and each target's section. `Err` only when every target
+/// failed. Totals never say more than the run proved: a total that needs a failed target's number (what is left in
+/// it) is null, and `complete` needs every target complete.
+pub fn combine(
+    outcomes: Vec<TargetOutcome>,
+    started_at: DateTime<Utc>,
+    duration: Duration,
+    request_id: &str,
+) -> Result<SweepReport, SweepFailure> {
+    let sum = |f: &dyn Fn(&SweepReport) -> u64| {
+        outcomes.iter().filter_map(|(_, r)| r.as_ref().ok()).fold(0u64, |a, r| a.saturating_add(f(r)))
+    };
+    let failed_sum = |f: &dyn Fn(&SweepFailure) -> u64| {
+        outcomes.iter().filter_map(|(_, r)| r.as_ref().err()).fold(0u64, |a, r| a.saturating_add(f(r)))
+    };
+    let all_ok = outcomes.iter().all(|(_, r)| r.is_ok());
+    let known = |f: &dyn Fn(&SweepReport) -> Option<u64>| -> Option<u64> {
+        if !all_ok {
+            return None;
+        }
+        outcomes.iter().filter_map(|(_, r)| r.as_ref().ok()).try_fold(0u64, |a, r| Some(a.saturating_add(f(r)?)))
+    };
+    let cleaned = sum(&|r| r.cleaned_count).saturating_add(failed_sum(&|f| f.cleaned_count));
+    let bytes = sum(&|r| r.memory_saved_bytes).saturating_add(failed_sum(&|f| f.memory_saved_bytes));
+    let batches = sum(&|r| r.batches).saturating_add(failed_sum(&|f| f.batches));
+    let Some(first) = outcomes.iter().find_map(|(_, r)| r.as_ref().ok()).cloned() else {
+        let errors: Vec<String> =
+            outcomes.iter().filter_map(|(name, r)| r.as_ref().err().map(|f| format!("{name}: {}", f.error))).collect();
+        let first = outcomes.iter().find_map(|(_, r)| r.as_ref().err());
+        return Err(SweepFailure {
+            error: format!("every target failed: {}", errors.join("; ")),
+            cleaned_count: cleaned,
+            memory_saved_bytes: bytes,
+            batches,
+            backend: first.map(|f| f.backend.clone()).unwrap_or_default(),
+            kind: first.map_or(ErrorKind::Query, |f| f.kind),
+        });
+    };
+    let mut warnings = Vec::new();
+    let mut fallback = Vec::new();
+    let mut backends: Vec<String> = Vec::new();
+    let mut backlogs = Vec::new();
+    let mut sections = Vec::with_capacity(outcomes.len());
+    for (name, outcome) in &outcomes {
+        match outcome {
+            Ok(r) => {
+                warnings.extend(r.warnings.iter().map(|w| format!("{name}: {w}")));
+                if let Some(reason) = &r.fallback_reason {
+                    fallback.push(format!("{name}: {reason}"));
+                }
+                if !backends.contains(&r.backend) {
+                    backends.push(r.backend.clone());
+                }
+                backlogs.extend(r.backlog.as_ref());
+                sections.push(TargetSection {
+                    name: name.clone(),
+                    cleaned_count: r.cleaned_count,
+                    remaining_tokens: r.remaining_tokens,
+                    memory_saved_bytes: r.memory_saved_bytes,
+                    complete: r.complete,
+                    backlog: r.backlog.clone(),
+                    warnings: r.warnings.clone(),
+                    error: None,
+                })
+            }
+            Err(f) => {
+                warnings.push(format!("target {name} failed: {}", f.error));
+                sections.push(TargetSection {
+                    name: name.clone(),
+                    cleaned_count: f.cleaned_count,
+                    remaining_tokens: None,
+                    memory_saved_bytes: f.memory_saved_bytes,
+                    complete: false,
+                    backlog: None,
+                    warnings: Vec::new(),
+                    error: Some(f.error.clone()),
+                })
+            }
+        }
+    }
+    let backlog = match all_ok && backlogs.len() == outcomes.len() {
+        true => Some(Backlog::merge(&backlogs, started_at + duration)),
+        false => None,
+    };
+    let remaining = known(&|r| r.remaining_tokens);
+    Ok(SweepReport {
+        success: true,
+        cleaned_count: cleaned,
+        remaining_tokens: remaining,
+        estimated_memory_usage: known(&|r| r.estimated_memory_usage),
+        memory_saved_bytes: bytes,
+        memory_saved_mb: megabytes(bytes),
+        memory_saved_exact: all_ok && outcomes.iter().all(|(_, r)| r.as_ref().is_ok_and(|r| r.memory_saved_exact)),
+        timestamp: first.timestamp,
+        execution_time: first.execution_time,
+        total_tokens_before: remaining.map(|r| r.saturating_add(cleaned)),
+        expired_remaining: sum(&|r| r.expired_remaining),
+        complete: all_ok && outcomes.iter().all(|(_, r)| r.as_ref().is_ok_and(|r| r.complete)),
+        batches,
+        dry_run: first.dry_run,
+        would_clean_count: sum(&|r| r.would_clean_count),
+        would_free_bytes: sum(&|r| r.would_free_bytes),
+        legacy_cleaned: sum(&|r| r.legacy_cleaned),
+        skipped_unverifiable: sum(&|r| r.skipped_unverifiable),
+        backfilled: sum(&|r| r.backfilled),
+        backlog,
+        warnings,
+        backend: backends.join(", "),
+        fallback_reason: (!fallback.is_empty()).then(|| fallback.join("; ")),
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        paused_ms: sum(&|r| r.paused_ms),
+        request_id: request_id.to_string(),
+        targets: Some(sections),
+    })
 }
 
 /// `1 expired token`, `2 expired tokens`.

@@ -207,6 +207,7 @@ impl Tally {
             duration_ms: u64::try_from(end.duration.as_millis()).unwrap_or(u64::MAX),
             paused_ms: u64::try_from(self.paused.as_millis()).unwrap_or(u64::MAX),
             request_id: end.request_id,
+            targets: None,
         }
     }
 

@@ -16,4 +16,5 @@ mod lifecycle;
 mod properties;
 mod secrets;
 mod sweep;
+mod targets;
 mod third_party;

@@ -401,3 +401,17 @@ fn readme_deploy_section_matches_help() {
         "README.md must contain the output of ./deploy_container.sh --help verbatim"
     );
 }
+
+/// `CLEANUP_TARGETS` is JSON inside an environment variable: it reaches the function's body as the same string,
+/// quotes, spaces, braces and a `$` included, with nothing evaluated by the shell.
+#[test]
+fn cleanup_targets_json_reaches_the_function_as_written() {
+    let targets = r#"[{"name": "auth", "collection": "jwt_blacklist"}, {"name": "resets", "database": "bill$ing", "collection": "password resets'", "expires_field": "created_at", "grace_seconds": 86400}]"#;
+    let mut sandbox = Sandbox::new(&["docker", "aliyun", "jq"]);
+    sandbox.env.insert("CLEANUP_TARGETS".into(), targets.into());
+    let out = sandbox.run(&[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let calls = sandbox.calls_to("aliyun");
+    let function = body(&calls[1]);
+    assert_eq!(function["environmentVariables"]["CLEANUP_TARGETS"], targets);
+}

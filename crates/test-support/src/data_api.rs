@@ -64,6 +64,8 @@ pub enum Fault {
     /// A consistent liar: a measure (`$group` with `$bsonSize`) answers this many more entries than it counted,
     /// and `deleteMany` this many more than it deleted.
     InflatedCounts(u64),
+    /// Every call on this collection answers 500; the others work (one target's store failing alone).
+    FailCollection(&'static str),
 }
 
 struct ApiState {
@@ -250,6 +252,9 @@ async fn action(
         return error(StatusCode::BAD_REQUEST, "the body is not JSON");
     };
     match fault {
+        Fault::FailCollection(name) if body["collection"] == name => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("injected failure on {name}"))
+        }
         Fault::Status(code) => return error(StatusCode::from_u16(code).unwrap(), "injected failure"),
         Fault::Slow(delay) => tokio::time::sleep(delay).await,
         Fault::Html => {

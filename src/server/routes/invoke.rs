@@ -53,17 +53,21 @@ async fn sweep_and_answer(state: &AppState, body: Result<Bytes, BytesRejection>,
         Ok(invocation) => invocation,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e.0),
     };
-    let overrides = match invocation.request {
-        Request::Sweep(overrides) => overrides,
+    let (overrides, names) = match invocation.request {
+        Request::Sweep(overrides, names) => (overrides, names),
         Request::Status => {
             let report = state.runner.status(&StatusQuery::default(), started).await;
             let body = envelope::keeping_up(&report);
             return json_response(StatusCode::OK, body);
         }
     };
+    let targets = match state.runner.targets(names.as_deref()) {
+        Ok(targets) => targets,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+    };
     let options = state.runner.options(overrides);
     let progress = sweep::LogLines::new(state.progress_every);
-    match state.runner.run(&options, invocation.trigger, id, started, &progress).await {
+    match state.runner.run(&options, &targets, invocation.trigger, id, started, &progress).await {
         Ok(report) => json_response(StatusCode::OK, envelope::success(&report)),
         Err(failure) => {
             tracing::error!(error = %failure.error, cleaned = failure.cleaned_count, "sweep failed");
