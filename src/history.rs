@@ -21,7 +21,7 @@ const KIND: &str = "jwt-token-cleaner-run";
 
 /// The fields a record is read back with: nothing else of a stored document is fetched (a document with a 2 MB
 /// extra field once took `status --json` to 130 MB).
-const FIELDS: [&str; 18] = [
+const FIELDS: [&str; 19] = [
     "kind",
     "schema",
     "started_at",
@@ -40,6 +40,7 @@ const FIELDS: [&str; 18] = [
     "backlog",
     "error",
     "version",
+    "targets",
 ];
 
 /// How far past now a record may be dated and still be read as a recent run (other instances' clocks). A record
@@ -196,6 +197,30 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// The program's version.
     pub version: String,
+    /// With `CLEANUP_TARGETS`: each target's part (absent from records of a single target).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetRecord>,
+}
+
+/// One target's part of a recorded run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetRecord {
+    /// The target's name.
+    pub name: String,
+    /// Entries it deleted.
+    pub cleaned_count: u64,
+    /// Every expired entry of it went.
+    pub complete: bool,
+    /// Why it failed; `None` when it did not.
+    pub error: Option<String>,
+}
+
+impl RunRecord {
+    /// True when a target of the run failed, even if the others worked: the heartbeat then pings `/fail`, so one
+    /// silently broken target alerts.
+    pub fn a_target_failed(&self) -> bool {
+        self.targets.iter().any(|t| t.error.is_some())
+    }
 }
 
 fn as_rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -227,6 +252,17 @@ impl RunRecord {
             backlog: report.backlog.as_ref().map(BacklogRecord::from),
             error: None,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            targets: report
+                .targets
+                .iter()
+                .flatten()
+                .map(|t| TargetRecord {
+                    name: t.name.clone(),
+                    cleaned_count: t.cleaned_count,
+                    complete: t.complete,
+                    error: t.error.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -258,6 +294,7 @@ impl RunRecord {
             backlog: None,
             error: Some(failure.error.clone()),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            targets: Vec::new(),
         }
     }
 
@@ -273,7 +310,7 @@ impl RunRecord {
             }),
             None => Bson::Null,
         };
-        doc! {
+        let mut document = doc! {
             "kind": KIND,
             "schema": SCHEMA,
             "started_at": mongodb::bson::DateTime::from_millis(self.started_at.timestamp_millis()),
@@ -292,7 +329,23 @@ impl RunRecord {
             "backlog": backlog,
             "error": self.error.clone().map_or(Bson::Null, Bson::String),
             "version": &self.version,
+        };
+        if !self.targets.is_empty() {
+            let targets: Vec<Bson> = self
+                .targets
+                .iter()
+                .map(|t| {
+                    Bson::Document(doc! {
+                        "name": &t.name,
+                        "cleaned_count": count(t.cleaned_count),
+                        "complete": t.complete,
+                        "error": t.error.clone().map_or(Bson::Null, Bson::String),
+                    })
+                })
+                .collect();
+            document.insert("targets", targets);
         }
+        document
     }
 
     /// Reads a stored record; anything that is not one says why.
@@ -340,6 +393,28 @@ impl RunRecord {
             backlog,
             error: optional_text("error")?,
             version: text("version").unwrap_or_default(),
+            targets: match doc.get("targets") {
+                None | Some(Bson::Null) => Vec::new(),
+                Some(Bson::Array(targets)) => targets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        let bad = || format!("targets[{i}] is not a target's section");
+                        let t = t.as_document().ok_or_else(bad)?;
+                        Ok(TargetRecord {
+                            name: t.get_str("name").map_err(|_| bad())?.to_string(),
+                            cleaned_count: whole(t.get("cleaned_count")).ok_or_else(bad)?,
+                            complete: t.get_bool("complete").map_err(|_| bad())?,
+                            error: match t.get("error") {
+                                None | Some(Bson::Null) => None,
+                                Some(Bson::String(e)) => Some(e.clone()),
+                                Some(_) => return Err(bad()),
+                            },
+                        })
+                    })
+                    .collect::<Result<Vec<_>, String>>()?,
+                Some(_) => return Err("targets is not a list".into()),
+            },
         })
     }
 }
@@ -376,6 +451,7 @@ mod tests {
             backlog: Some(BacklogRecord { expired: 12, expired_at_least: false, oldest_expired_age_seconds: Some(90) }),
             error: None,
             version: "0.1.0".into(),
+            targets: Vec::new(),
         }
     }
 
@@ -409,5 +485,23 @@ mod tests {
             assert_eq!(Outcome::parse("outcome", outcome.as_str()), Ok(outcome));
         }
         assert_eq!(Outcome::parse("outcome", "maybe"), Err("outcome is not one of success, partial, error".into()));
+    }
+
+    #[test]
+    fn target_sections_read_back_and_a_failed_one_is_seen() {
+        let with_targets = RunRecord {
+            targets: vec![
+                TargetRecord { name: "auth".into(), cleaned_count: 3, complete: true, error: None },
+                TargetRecord { name: "resets".into(), cleaned_count: 0, complete: false, error: Some("x".into()) },
+            ],
+            ..record()
+        };
+        assert!(with_targets.a_target_failed());
+        assert_eq!(RunRecord::from_document(&with_targets.to_document()), Ok(with_targets.clone()));
+        assert!(!record().a_target_failed());
+        assert!(!record().to_document().contains_key("targets"), "a single target's record is today's");
+        let mut doc = with_targets.to_document();
+        doc.insert("targets", vec![Bson::Int32(1)]);
+        assert!(RunRecord::from_document(&doc).unwrap_err().contains("targets[0]"));
     }
 }

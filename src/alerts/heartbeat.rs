@@ -1,5 +1,5 @@
 //! A dead man's switch, the healthchecks.io way (also Uptime Kuma push monitors and Cronitor): `GET <url>/start`
-//! when a run starts, `GET <url>` when it ends well (all of it or part of it), `GET <url>/fail` when it fails.
+//! when a run starts, `GET <url>` when it ends well (all of it or part of it), `GET <url>/fail` when it fails, or when one of its targets failed (`CLEANUP_TARGETS`).
 //! The service alerts when the pings stop coming, or when a fail ping comes.
 
 use super::{send, Alert, AlertError};
@@ -34,6 +34,7 @@ impl Alert for Heartbeat {
     }
 
     async fn finished(&self, run: &RunRecord) -> Result<(), AlertError> {
-        self.ping(if run.outcome.worked() { "" } else { "/fail" }).await
+        // A target that failed in an otherwise working run fails the ping too: one broken target must alert.
+        self.ping(if run.outcome.worked() && !run.a_target_failed() { "" } else { "/fail" }).await
     }
 }

@@ -61,6 +61,26 @@ pub fn metrics(run: &RunRecord) -> String {
             );
         }
     }
+    // With CLEANUP_TARGETS, each target's part, labelled with its name (a target name is always a safe label value).
+    if !run.targets.is_empty() {
+        let mut labelled = |name: &str, help: &str, value: &dyn Fn(&crate::history::TargetRecord) -> f64| {
+            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for target in &run.targets {
+                let _ = writeln!(text, "{name}{{target=\"{}\"}} {}", target.name, value(target));
+            }
+        };
+        labelled("jwt_cleaner_target_last_run_success", "1 when the target's part of the last run worked.", &|t| {
+            f64::from(u8::from(t.error.is_none()))
+        });
+        labelled("jwt_cleaner_target_last_run_cleaned", "Entries the last run deleted in the target.", &|t| {
+            t.cleaned_count as f64
+        });
+        labelled(
+            "jwt_cleaner_target_last_run_complete",
+            "1 when the last run left no expired entry in the target.",
+            &|t| f64::from(u8::from(t.complete)),
+        );
+    }
     text
 }
 

@@ -31,6 +31,7 @@ fn run(ago: chrono::Duration, outcome: Outcome, backlog: Option<u64>) -> RunReco
         }),
         error: (outcome == Outcome::Error).then(|| "database unreachable: x".into()),
         version: "0".into(),
+        targets: Vec::new(),
     }
 }
 

@@ -443,6 +443,60 @@ async fn the_pushgateway_gets_the_gauges_and_a_failure_leaves_the_last_success()
         Some(success),
         "a failed run leaves the last success as it was"
     );
+
+    // With CLEANUP_TARGETS, each target's gauges carry its name (here in this test, which owns the job's gauges).
+    seed(&db, 3).await;
+    let (api, targets) = failing_resets(&db).await;
+    let env =
+        [("CLEANUP_PUSHGATEWAY_URL", gateway.as_str()), ("CLEANUP_TARGETS", &targets), ("MONGODB_API_URL", &api.url)];
+    let mut settings = db.settings(&env);
+    settings.db = None;
+    let answer = TestApp::spawn(&settings).await.invoke("").await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let target = |name: &'static str, metric: &'static str| {
+        let gateway = gateway.clone();
+        async move {
+            let text = reqwest::get(format!("{gateway}/metrics")).await.ok()?.text().await.ok()?;
+            text.lines()
+                .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&format!("target=\"{name}\"")))
+                .find_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        }
+    };
+    assert_eq!(target("auth", "jwt_cleaner_target_last_run_success").await, Some(1.0));
+    assert_eq!(target("resets", "jwt_cleaner_target_last_run_success").await, Some(0.0));
+    assert_eq!(target("auth", "jwt_cleaner_target_last_run_cleaned").await, Some(3.0));
+}
+
+/// Two targets on `db` through a test Data API whose `password_resets` collection fails: (the API, the targets).
+async fn failing_resets(db: &TestDb) -> (DataApi, String) {
+    let api = DataApi::spawn(&db.uri, None).await;
+    api.set_fault(jtc_test_support::data_api::Fault::FailCollection("password_resets"));
+    let targets =
+        r#"[{"name": "auth", "collection": "jwt_blacklist"}, {"name": "resets", "collection": "password_resets"}]"#;
+    (api, targets.to_string())
+}
+
+/// One failing target in an otherwise working run pings `/fail`, and the record names it.
+#[tokio::test]
+async fn a_failing_target_pings_fail_and_its_section_is_recorded() {
+    let db = TestDb::new().await;
+    seed(&db, 4).await;
+    let (url, seen) = recorder(false).await;
+    let (api, targets) = failing_resets(&db).await;
+    let env = [("CLEANUP_HEARTBEAT_URL", url.as_str()), ("CLEANUP_TARGETS", &targets), ("MONGODB_API_URL", &api.url)];
+    let mut settings = db.settings(&env);
+    settings.db = None;
+    let answer = TestApp::spawn(&settings).await.invoke("").await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let pings = seen.lock().unwrap().clone();
+    assert_eq!(pings.last().map(String::as_str), Some("/ping/secret-check-uuid-1234/fail"), "{pings:?}");
+    let runs = records(&db).await;
+    let targets = runs[0].get_array("targets").expect("the record's targets");
+    let resets = targets.iter().filter_map(Bson::as_document).find(|t| t.get_str("name") == Ok("resets")).unwrap();
+    assert!(resets.get_str("error").is_ok_and(|e| e.contains("injected failure")), "{resets}");
+    let auth = targets.iter().filter_map(Bson::as_document).find(|t| t.get_str("name") == Ok("auth")).unwrap();
+    assert_eq!(auth.get("error"), Some(&Bson::Null));
+    assert_eq!(runs[0].get_str("outcome"), Ok("partial"));
 }
 
 #[tokio::test]
