@@ -150,6 +150,34 @@ pub struct BacklogRecord {
     pub oldest_expired_age_seconds: Option<u64>,
 }
 
+impl BacklogRecord {
+    /// As stored.
+    fn to_bson(record: Option<&BacklogRecord>) -> Bson {
+        let count = |n: u64| Bson::Int64(i64::try_from(n).unwrap_or(i64::MAX));
+        match record {
+            Some(b) => Bson::Document(doc! {
+                "expired": count(b.expired),
+                "expired_at_least": b.expired_at_least,
+                "oldest_expired_age_seconds": b.oldest_expired_age_seconds.map_or(Bson::Null, count),
+            }),
+            None => Bson::Null,
+        }
+    }
+
+    /// Read back (`what` names it in the refusal).
+    fn from_bson(value: Option<&Bson>, what: &str) -> Result<Option<BacklogRecord>, String> {
+        match value {
+            None | Some(Bson::Null) => Ok(None),
+            Some(Bson::Document(b)) => Ok(Some(BacklogRecord {
+                expired: whole(b.get("expired")).ok_or_else(|| format!("{what}.expired is not a count"))?,
+                expired_at_least: b.get_bool("expired_at_least").unwrap_or(false),
+                oldest_expired_age_seconds: whole(b.get("oldest_expired_age_seconds")),
+            })),
+            Some(_) => Err(format!("{what} is not a document")),
+        }
+    }
+}
+
 impl From<&Backlog> for BacklogRecord {
     fn from(backlog: &Backlog) -> Self {
         Self {
@@ -211,6 +239,8 @@ pub struct TargetRecord {
     pub cleaned_count: u64,
     /// Every expired entry of it went.
     pub complete: bool,
+    /// Its backlog at the end of its part; `None` when it failed.
+    pub backlog: Option<BacklogRecord>,
     /// Why it failed; `None` when it did not.
     pub error: Option<String>,
 }
@@ -260,6 +290,7 @@ impl RunRecord {
                     name: t.name.clone(),
                     cleaned_count: t.cleaned_count,
                     complete: t.complete,
+                    backlog: t.backlog.as_ref().map(BacklogRecord::from),
                     error: t.error.clone(),
                 })
                 .collect(),
@@ -302,14 +333,7 @@ impl RunRecord {
     pub fn to_document(&self) -> Document {
         let count = |n: u64| Bson::Int64(i64::try_from(n).unwrap_or(i64::MAX));
         let optional = |n: Option<u64>| n.map_or(Bson::Null, count);
-        let backlog = match &self.backlog {
-            Some(b) => Bson::Document(doc! {
-                "expired": count(b.expired),
-                "expired_at_least": b.expired_at_least,
-                "oldest_expired_age_seconds": optional(b.oldest_expired_age_seconds),
-            }),
-            None => Bson::Null,
-        };
+        let backlog = BacklogRecord::to_bson(self.backlog.as_ref());
         let mut document = doc! {
             "kind": KIND,
             "schema": SCHEMA,
@@ -339,6 +363,7 @@ impl RunRecord {
                         "name": &t.name,
                         "cleaned_count": count(t.cleaned_count),
                         "complete": t.complete,
+                        "backlog": BacklogRecord::to_bson(t.backlog.as_ref()),
                         "error": t.error.clone().map_or(Bson::Null, Bson::String),
                     })
                 })
@@ -367,15 +392,7 @@ impl RunRecord {
             Some(_) => Err(format!("{name} is not a string")),
         };
         let flag = |name: &str| doc.get_bool(name).map_err(|_| format!("{name} is missing or not a boolean"));
-        let backlog = match doc.get("backlog") {
-            None | Some(Bson::Null) => None,
-            Some(Bson::Document(b)) => Some(BacklogRecord {
-                expired: whole(b.get("expired")).ok_or("backlog.expired is not a count")?,
-                expired_at_least: b.get_bool("expired_at_least").unwrap_or(false),
-                oldest_expired_age_seconds: whole(b.get("oldest_expired_age_seconds")),
-            }),
-            Some(_) => return Err("backlog is not a document".into()),
-        };
+        let backlog = BacklogRecord::from_bson(doc.get("backlog"), "backlog")?;
         Ok(Self {
             started_at: date("started_at")?,
             ended_at: date("ended_at")?,
@@ -405,6 +422,7 @@ impl RunRecord {
                             name: t.get_str("name").map_err(|_| bad())?.to_string(),
                             cleaned_count: whole(t.get("cleaned_count")).ok_or_else(bad)?,
                             complete: t.get_bool("complete").map_err(|_| bad())?,
+                            backlog: BacklogRecord::from_bson(t.get("backlog"), &format!("targets[{i}].backlog"))?,
                             error: match t.get("error") {
                                 None | Some(Bson::Null) => None,
                                 Some(Bson::String(e)) => Some(e.clone()),
@@ -491,8 +509,24 @@ mod tests {
     fn target_sections_read_back_and_a_failed_one_is_seen() {
         let with_targets = RunRecord {
             targets: vec![
-                TargetRecord { name: "auth".into(), cleaned_count: 3, complete: true, error: None },
-                TargetRecord { name: "resets".into(), cleaned_count: 0, complete: false, error: Some("x".into()) },
+                TargetRecord {
+                    name: "auth".into(),
+                    cleaned_count: 3,
+                    complete: true,
+                    backlog: Some(BacklogRecord {
+                        expired: 0,
+                        expired_at_least: false,
+                        oldest_expired_age_seconds: None,
+                    }),
+                    error: None,
+                },
+                TargetRecord {
+                    name: "resets".into(),
+                    cleaned_count: 0,
+                    complete: false,
+                    backlog: None,
+                    error: Some("x".into()),
+                },
             ],
             ..record()
         };

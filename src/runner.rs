@@ -175,10 +175,24 @@ impl Runner {
 
     /// Where things stand, at `now` (see `status`); a history that cannot be read is the `unknown` verdict.
     pub async fn status(&self, query: &StatusQuery, now: DateTime<Utc>) -> StatusReport {
+        let deadline = tokio::time::Instant::now() + STATUS_DEADLINE;
         let chain = self.backends.for_run();
-        let store = Deadline::new(&chain, tokio::time::Instant::now() + STATUS_DEADLINE);
+        let store = Deadline::new(&chain, deadline);
         let cutoff_ms = self.options(SweepOverrides::default()).cutoff_ms(now);
-        match status::gather(&store, self.history, cutoff_ms, query, now).await {
+        // With CLEANUP_TARGETS, each target is judged too, on its own chain and below its own cutoff.
+        let configured: &[Target] = if self.targets.configured { &self.targets.list } else { &[] };
+        let chains: Vec<_> = configured.iter().map(|t| self.backends.for_target(&t.name)).collect();
+        let stores: Vec<Deadline<'_>> = chains.iter().map(|c| Deadline::new(c, deadline)).collect();
+        let probes: Vec<status::TargetProbe<'_>> = configured
+            .iter()
+            .zip(&stores)
+            .map(|(target, store)| status::TargetProbe {
+                name: target.name.to_string(),
+                store,
+                cutoff_ms: now.timestamp_millis().saturating_sub(i64::try_from(target.grace.as_millis()).unwrap_or(0)),
+            })
+            .collect();
+        match status::gather(&store, self.history, cutoff_ms, &probes, query, now).await {
             Ok(report) => report,
             Err(e) => status::unknown(&e, now),
         }

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::history::{Outcome, RunRecord};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, SweepStore};
 use crate::sweep::backlog::{self, Backlog};
 use crate::sweep::report::rfc3339;
 
@@ -167,6 +167,69 @@ pub struct StatusReport {
     pub runs: Vec<RunAt>,
     /// Documents in the history collection that are not run records (skipped).
     pub skipped_documents: u64,
+    /// With `CLEANUP_TARGETS`: each target's verdict; the one above is then the worst of them and the totals'.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetStatus>,
+}
+
+/// One target's verdict, from its sections of the recorded runs and its live backlog.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetStatus {
+    /// The target's name.
+    pub name: String,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// Why, one line each.
+    pub reasons: Vec<String>,
+    /// Its backlog now; null when it could not be measured.
+    pub backlog: Option<Backlog>,
+}
+
+/// A target whose status is asked for: its name, its storage and its cutoff (its own grace).
+pub struct TargetProbe<'a> {
+    /// The target's name.
+    pub name: String,
+    /// Where it lives.
+    pub store: &'a dyn SweepStore,
+    /// Below this an entry of it is expired, in milliseconds since the epoch.
+    pub cutoff_ms: i64,
+}
+
+impl Verdict {
+    /// How bad: the worst verdict of several targets is the run's.
+    fn severity(self) -> u8 {
+        match self {
+            Verdict::Ok => 0,
+            Verdict::Behind => 1,
+            Verdict::NeverRan => 2,
+            Verdict::Unknown => 3,
+            Verdict::Failing => 4,
+        }
+    }
+}
+
+/// `target`'s runs as runs of their own: its section of each record that has one.
+pub fn runs_of(target: &str, runs: &[RunRecord]) -> Vec<RunRecord> {
+    runs.iter()
+        .filter_map(|run| {
+            let section = run.targets.iter().find(|t| t.name == target)?;
+            let outcome = match (&section.error, section.complete) {
+                (Some(_), _) => Outcome::Error,
+                (None, true) => Outcome::Success,
+                (None, false) => Outcome::Partial,
+            };
+            Some(RunRecord {
+                outcome,
+                cleaned_count: section.cleaned_count,
+                complete: section.complete,
+                expired_remaining: None,
+                backlog: section.backlog,
+                error: section.error.clone(),
+                targets: Vec::new(),
+                ..run.clone()
+            })
+        })
+        .collect()
 }
 
 /// Reads the history and the live backlog below `cutoff_ms` through `store`, and judges at `now`. `history`
@@ -175,6 +238,7 @@ pub async fn gather(
     store: &dyn Store,
     history: bool,
     cutoff_ms: i64,
+    targets: &[TargetProbe<'_>],
     query: &StatusQuery,
     now: DateTime<Utc>,
 ) -> Result<StatusReport, StoreError> {
@@ -193,11 +257,47 @@ pub async fn gather(
             }
         }
     }
-    let (backlog, backlog_error) = match backlog::measure(store, cutoff_ms, now).await {
-        Ok(backlog) => (Some(backlog), None),
-        Err(e) => (None, Some(format!("the backlog could not be measured: {e}"))),
+    // With targets, the backlog is theirs (each below its own cutoff), summed; else the one collection's.
+    let mut per_target = Vec::with_capacity(targets.len());
+    for target in targets {
+        per_target.push(backlog::measure(target.store, target.cutoff_ms, now).await);
+    }
+    let (backlog, backlog_error) = if targets.is_empty() {
+        match backlog::measure(store, cutoff_ms, now).await {
+            Ok(backlog) => (Some(backlog), None),
+            Err(e) => (None, Some(format!("the backlog could not be measured: {e}"))),
+        }
+    } else {
+        let measured: Vec<&Backlog> = per_target.iter().filter_map(|b| b.as_ref().ok()).collect();
+        match measured.len() == targets.len() {
+            true => (Some(Backlog::merge(&measured, now)), None),
+            false => (None, Some("the backlog of every target could not be measured".to_string())),
+        }
     };
+    let target_runs: Vec<Vec<RunRecord>> = targets.iter().map(|t| runs_of(&t.name, &runs)).collect();
     let mut report = judge(runs, backlog, query, now);
+    for ((target, measured), runs) in targets.iter().zip(per_target).zip(target_runs) {
+        let (backlog, error) = match measured {
+            Ok(backlog) => (Some(backlog), None),
+            Err(e) => (None, Some(format!("its backlog could not be measured: {e}"))),
+        };
+        let mut own = judge(runs, backlog, query, now);
+        own.reasons.extend(error);
+        if own.verdict.severity() > report.verdict.severity() {
+            report.verdict = own.verdict;
+            report.exit_code = own.verdict.exit_code();
+            report.reasons.retain(|r| r != "the cleaner is keeping up");
+        }
+        if own.verdict != Verdict::Ok {
+            report.reasons.extend(own.reasons.iter().map(|r| format!("target {}: {r}", target.name)));
+        }
+        report.targets.push(TargetStatus {
+            name: target.name.clone(),
+            verdict: own.verdict,
+            reasons: own.reasons,
+            backlog: own.backlog,
+        });
+    }
     report.skipped_documents = skipped;
     if skipped > 0 {
         report.reasons.push(format!("{skipped} document(s) in the history are not run records and were skipped"));
@@ -317,6 +417,7 @@ pub fn judge(
         trend: Trend { direction, points },
         runs: runs.iter().map(at).collect(),
         skipped_documents: 0,
+        targets: Vec::new(),
     }
 }
 

@@ -135,3 +135,40 @@ fn failing_outranks_behind_and_runs_come_newest_first() {
     assert!(starts.windows(2).all(|w| w[0] > w[1]), "{starts:?}");
     assert_eq!(report.last_run.as_ref().map(|r| r.age_seconds), Some(3 * 3600));
 }
+
+/// With targets: each is judged on its own sections, and the chart has a panel for it.
+#[test]
+fn each_target_has_its_runs_and_its_panel() {
+    use crate::history::TargetRecord;
+    let section = |name: &str, error: Option<&str>| TargetRecord {
+        name: name.into(),
+        cleaned_count: 7,
+        complete: error.is_none(),
+        backlog: error.is_none().then_some(BacklogRecord {
+            expired: 3,
+            expired_at_least: false,
+            oldest_expired_age_seconds: None,
+        }),
+        error: error.map(String::from),
+    };
+    let runs: Vec<RunRecord> = (0..3)
+        .map(|h| RunRecord {
+            targets: vec![section("auth", None), section("resets", Some("refused"))],
+            ..run(hours(h), Outcome::Partial, Some(3))
+        })
+        .collect();
+    let resets = runs_of("resets", &runs);
+    assert!(resets.iter().all(|r| r.outcome == Outcome::Error && r.error.as_deref() == Some("refused")));
+    let auth = runs_of("auth", &runs);
+    assert!(auth.iter().all(|r| r.outcome == Outcome::Success && r.cleaned_count == 7 && r.backlog.is_some()));
+    assert!(runs_of("other", &runs).is_empty());
+
+    let mut report = judge(runs, None, &StatusQuery::default(), now());
+    for (name, verdict) in [("auth", Verdict::Ok), ("resets", Verdict::Failing)] {
+        report.targets.push(TargetStatus { name: name.into(), verdict, reasons: Vec::new(), backlog: None });
+    }
+    let svg = chart::svg(&report).expect("the chart");
+    assert!(svg.contains("target auth: ok") && svg.contains("target resets: failing"), "a panel per target");
+    // Three panels of three runs: a point per run in each.
+    assert_eq!(svg.matches("<circle").count(), 9, "{svg}");
+}

@@ -51,6 +51,11 @@ pub fn render(report: &StatusReport) -> String {
     for reason in &report.reasons {
         let _ = writeln!(out, "  - {}", printable(reason));
     }
+    for target in &report.targets {
+        let backlog = target.backlog.as_ref().map_or_else(|| "unknown".to_string(), |b| b.expired.to_string());
+        let _ =
+            writeln!(out, "target {}: {} (expired now: {backlog})", printable(&target.name), target.verdict.as_str());
+    }
     let none = || "none recorded".to_string();
     let _ = writeln!(out, "last run:      {}", report.last_run.as_ref().map_or_else(none, run_line));
     let _ = writeln!(out, "last success:  {}", report.last_success.as_ref().map_or_else(none, run_line));

@@ -155,6 +155,15 @@ async fn a_failing_target_does_not_stop_the_others_and_the_run_is_partial() {
     let warnings = data["warnings"].as_array().unwrap();
     assert!(warnings.iter().any(|w| w.as_str().unwrap_or_default().starts_with("target resets failed")), "{data}");
 
+    // The status judges each target: the broken one fails the whole verdict, and is named.
+    let status = app.invoke(r#"{"status": true}"#).await;
+    let data = &status.json["data"];
+    assert_eq!(data["verdict"], "failing", "{data}");
+    assert_eq!(section(data, "resets")["verdict"], "failing", "{data}");
+    assert_eq!(section(data, "auth")["verdict"], "ok", "{data}");
+    let reasons = data["reasons"].as_array().unwrap();
+    assert!(reasons.iter().any(|r| r.as_str().unwrap_or_default().starts_with("target resets: ")), "{data}");
+
     // Every target failing is the error JSON.
     api.set_fault(Fault::Status(500));
     let answer = app.invoke("{}").await;
