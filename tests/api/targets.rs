@@ -217,3 +217,32 @@ async fn a_large_backlog_in_one_target_does_not_starve_the_others() {
     let big = section(data, "big");
     assert_eq!(data["complete"], big["complete"], "the small ones are complete: {data}");
 }
+
+/// `create-index` makes every target's index, on its own database, collection and field.
+#[tokio::test]
+async fn create_index_makes_every_targets_index() {
+    let (db, other) = (TestDb::new().await, TestDb::new().await);
+    seed(&db, &other).await;
+    let targets = targets_json(&other);
+    let env = db.env(&[("CLEANUP_TARGETS", targets.as_str())]);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_jwt-token-cleaner"))
+            .arg("create-index")
+            .env_clear()
+            .envs(&env)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .expect("run the binary")
+    })
+    .await
+    .expect("join");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for (d, collection, field) in
+        [(&db, "jwt_blacklist", "expires_at"), (&other, "revoked", "exp"), (&db, "password_resets", "created_at")]
+    {
+        let indexes = d.client.database(&d.name).collection::<Document>(collection).list_index_names().await.unwrap();
+        assert!(indexes.contains(&format!("{field}_1")), "{collection}: {indexes:?}");
+        assert!(stderr.contains(&format!("{collection}.{field}")), "{stderr}");
+    }
+}
