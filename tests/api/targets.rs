@@ -246,3 +246,46 @@ async fn create_index_makes_every_targets_index() {
         assert!(stderr.contains(&format!("{collection}.{field}")), "{stderr}");
     }
 }
+
+/// Without `CLEANUP_TARGETS` the report is today's, field for field: the same keys, no `targets`.
+#[tokio::test]
+async fn without_targets_the_report_keeps_todays_fields() {
+    let db = TestDb::new().await;
+    db.insert(expired_and_valid(Utc::now().timestamp_millis(), 4, 120_000, 1000, 2)).await;
+    let answer = TestApp::spawn(&db.settings(&[])).await.invoke("{}").await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let keys: std::collections::BTreeSet<&str> =
+        answer.json["data"].as_object().expect("data").keys().map(String::as_str).collect();
+    let today: std::collections::BTreeSet<&str> = [
+        "success",
+        "cleaned_count",
+        "remaining_tokens",
+        "estimated_memory_usage",
+        "memory_saved_bytes",
+        "memory_saved_mb",
+        "memory_saved_exact",
+        "timestamp",
+        "execution_time",
+        "total_tokens_before",
+        "expired_remaining",
+        "complete",
+        "batches",
+        "dry_run",
+        "would_clean_count",
+        "would_free_bytes",
+        "legacy_cleaned",
+        "skipped_unverifiable",
+        "backfilled",
+        "backlog",
+        "warnings",
+        "backend",
+        "fallback_reason",
+        "duration_ms",
+        "paused_ms",
+        "request_id",
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(keys, today);
+    assert_eq!(answer.json["data"]["cleaned_count"], 4);
+}
