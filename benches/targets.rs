@@ -82,6 +82,16 @@ fn target_json(t: &(&str, &str, &str, &str, bool)) -> String {
 
 /// One run over `targets` (a JSON list) with `budget`: its report and how long it took.
 async fn run(uri: &str, targets: &str, budget: Duration) -> (SweepReport, Duration) {
+    let (report, took) = try_run(uri, targets, budget).await;
+    (report.unwrap_or_else(|failure| panic!("the run failed: {}", failure.error)), took)
+}
+
+/// [`run`], its failure kept.
+async fn try_run(
+    uri: &str,
+    targets: &str,
+    budget: Duration,
+) -> (Result<SweepReport, jwt_token_cleaner::sweep::SweepFailure>, Duration) {
     let env = [
         ("DB_URI", uri.to_string()),
         ("DB_NAME", DB_A.to_string()),
@@ -96,7 +106,7 @@ async fn run(uri: &str, targets: &str, budget: Duration) -> (SweepReport, Durati
     let options = runner.options(SweepOverrides::default());
     let all = runner.targets(None).expect("targets");
     let started = Instant::now();
-    let report = runner.run(&options, &all, Trigger::Cli, "bench", Utc::now(), &Silent).await.expect("a report");
+    let report = runner.run(&options, &all, Trigger::Cli, "bench", Utc::now(), &Silent).await;
     let took = started.elapsed();
     runner.backends.shutdown().await;
     (report, took)

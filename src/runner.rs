@@ -77,6 +77,8 @@ impl Runner {
     ) -> Result<SweepReport, SweepFailure> {
         let began = tokio::time::Instant::now();
         let budget_end = began + options.time_budget;
+        // One deadline for every call of every target: the run's (see `SweepOptions::calls_end`).
+        let calls_end = budget_end + (CALL_MARGIN - AFTER_RUN);
         let mut outcomes = Vec::with_capacity(targets.len());
         for (done, target) in targets.iter().enumerate() {
             let left = budget_end.saturating_duration_since(tokio::time::Instant::now());
@@ -84,6 +86,7 @@ impl Runner {
             own.time_budget = crate::targets::slice(left, targets.len() - done);
             own.grace = target.grace;
             own.expires_field = target.expires_field.clone();
+            own.calls_end = Some(calls_end);
             let verifier = if target.legacy { self.verifier.as_ref() } else { None };
             let chain = self.backends.for_target(&target.name);
             let outcome = sweep::run_at(&chain, &own, verifier, request_id, started_at, progress).await;

@@ -59,7 +59,9 @@ pub async fn run_at(
     let started = Instant::now();
     // No call outlives the budget by more than the margin, whatever the backend's own timeouts, and the end of the
     // margin is kept for the history write and the alerts (store::deadline).
-    let deadline = tokio::time::Instant::from_std(started) + options.time_budget + (CALL_MARGIN - AFTER_RUN);
+    let deadline = options
+        .calls_end
+        .unwrap_or_else(|| tokio::time::Instant::from_std(started) + options.time_budget + (CALL_MARGIN - AFTER_RUN));
     let store: &dyn Store = &Deadline::new(store, deadline);
     let cutoff_ms = options.cutoff_ms(started_at);
     let mut tally = Tally::new();

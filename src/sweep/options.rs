@@ -41,6 +41,10 @@ pub struct SweepOptions {
     pub collection_stats: bool,
     /// Measure each batch's exact bytes before deleting it (else: estimate them).
     pub exact_bytes: bool,
+    /// When every call of the sweep ends, if not `time_budget` plus the margin after it started: a run over several
+    /// targets gives each a share of the budget but one deadline, the run's, so that a batch in flight at the end
+    /// of a target's share finishes (the next targets' shares shrink) instead of failing the target.
+    pub calls_end: Option<tokio::time::Instant>,
 }
 
 impl SweepOptions {
@@ -65,6 +69,7 @@ impl SweepOptions {
             max_operation: settings.max_operation,
             collection_stats: settings.collection_stats,
             exact_bytes: settings.exact_bytes,
+            calls_end: None,
         }
     }
 }
