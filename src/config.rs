@@ -139,6 +139,9 @@ pub struct Settings {
     pub alerts: AlertSettings,
     /// `CLEANUP_TARGETS`, or today's one target (see `crate::targets`).
     pub targets: crate::targets::Targets,
+    /// `CLEANUP_LEASE` (default true while the run history is on): one run at a time across every instance
+    /// (`crate::lease`). The lease lives in the run history collection, so it needs the history.
+    pub lease: bool,
 }
 
 /// Upper bounds shared by the environment and the invoke body.
@@ -265,9 +268,21 @@ impl Settings {
             legacy: true,
         };
         let targets = crate::targets::parse(get(crate::targets::VARIABLE).as_deref(), &defaults)?;
+        let lease = match (flag(&get, "CLEANUP_LEASE", true)?, &history, get("CLEANUP_LEASE")) {
+            (true, None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    name: "CLEANUP_LEASE",
+                    reason: "the lease lives in the run history collection, and CLEANUP_HISTORY_COLLECTION is empty \
+                             (turn the history on, or set CLEANUP_LEASE=false)"
+                        .into(),
+                })
+            }
+            (lease, history, _) => lease && history.is_some(),
+        };
 
         Ok(Settings {
             history,
+            lease,
             alerts,
             targets,
             api: api_url.map(|url| ApiSettings {
@@ -422,8 +437,20 @@ mod tests {
         let history = s.history.expect("on by default");
         assert_eq!((&*history.collection, history.keep), ("jwt_cleaner_runs", Duration::from_secs(90 * 86_400)));
         assert!(s.alerts.heartbeat.is_none() && s.alerts.pushgateway.is_none());
+        assert!(s.lease, "the lease is on with the history");
         let s = settings(&[BASE[0], BASE[1], ("CLEANUP_HISTORY_COLLECTION", " ")]).unwrap();
         assert!(s.history.is_none(), "empty turns it off");
+        assert!(!s.lease, "without the history there is nowhere to keep the lease");
+        assert!(!settings(&[BASE[0], BASE[1], ("CLEANUP_LEASE", "false")]).unwrap().lease);
+        let refused = settings(&[BASE[0], BASE[1], ("CLEANUP_HISTORY_COLLECTION", ""), ("CLEANUP_LEASE", "true")]);
+        assert!(refused
+            .unwrap_err()
+            .to_string()
+            .starts_with("CLEANUP_LEASE is invalid: the lease lives in the run history"));
+        assert!(settings(&[BASE[0], BASE[1], ("CLEANUP_LEASE", "sometimes")])
+            .unwrap_err()
+            .to_string()
+            .contains("CLEANUP_LEASE"));
         let url = "https://hc-ping.example/0f6a5e2c-secret-uuid/";
         let s = settings(&[BASE[0], BASE[1], ("CLEANUP_HEARTBEAT_URL", url)]).unwrap();
         assert_eq!(

@@ -21,7 +21,7 @@ const KIND: &str = "jwt-token-cleaner-run";
 
 /// The fields a record is read back with: nothing else of a stored document is fetched (a document with a 2 MB
 /// extra field once took `status --json` to 130 MB).
-const FIELDS: [&str; 19] = [
+const FIELDS: [&str; 20] = [
     "kind",
     "schema",
     "started_at",
@@ -41,6 +41,7 @@ const FIELDS: [&str; 19] = [
     "error",
     "version",
     "targets",
+    "held_by",
 ];
 
 /// How far past now a record may be dated and still be read as a recent run (other instances' clocks). A record
@@ -129,13 +130,16 @@ named! {
         Partial = "partial",
         /// It stopped on an error.
         Error = "error",
+        /// It did not sweep: another run held the lease (`crate::lease`).
+        Skipped = "skipped",
     }
 }
 
 impl Outcome {
-    /// True for a run that did its work (all of it or part of it).
+    /// True for a run that did its work (all of it or part of it). A skipped run did none: a stretch of them is
+    /// no more a sign of life than a stretch of failures.
     pub fn worked(self) -> bool {
-        self != Outcome::Error
+        matches!(self, Outcome::Success | Outcome::Partial)
     }
 }
 
@@ -228,6 +232,9 @@ pub struct RunRecord {
     /// With `CLEANUP_TARGETS`: each target's part (absent from records of a single target).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetRecord>,
+    /// A skipped run: the request id of the run that held the lease.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
 }
 
 /// One target's part of a recorded run.
@@ -274,10 +281,14 @@ impl RunRecord {
             dry_run: report.dry_run,
             backend: report.backend.clone(),
             fallback_reason: report.fallback_reason.clone(),
-            outcome: if report.complete { Outcome::Success } else { Outcome::Partial },
+            outcome: match (&report.skipped, report.complete) {
+                (Some(_), _) => Outcome::Skipped,
+                (None, true) => Outcome::Success,
+                (None, false) => Outcome::Partial,
+            },
             cleaned_count: report.cleaned_count,
             memory_saved_bytes: report.memory_saved_bytes,
-            expired_remaining: Some(report.expired_remaining),
+            expired_remaining: report.skipped.is_none().then_some(report.expired_remaining),
             complete: report.complete,
             backlog: report.backlog.as_ref().map(BacklogRecord::from),
             error: None,
@@ -294,6 +305,7 @@ impl RunRecord {
                     error: t.error.clone(),
                 })
                 .collect(),
+            held_by: report.skipped.as_ref().map(|s| s.held_by.clone()),
         }
     }
 
@@ -326,6 +338,7 @@ impl RunRecord {
             error: Some(failure.error.clone()),
             version: env!("CARGO_PKG_VERSION").to_string(),
             targets: Vec::new(),
+            held_by: None,
         }
     }
 
@@ -369,6 +382,9 @@ impl RunRecord {
                 })
                 .collect();
             document.insert("targets", targets);
+        }
+        if let Some(holder) = &self.held_by {
+            document.insert("held_by", holder);
         }
         document
     }
@@ -433,6 +449,7 @@ impl RunRecord {
                     .collect::<Result<Vec<_>, String>>()?,
                 Some(_) => return Err("targets is not a list".into()),
             },
+            held_by: optional_text("held_by")?,
         })
     }
 }
@@ -470,6 +487,7 @@ mod tests {
             error: None,
             version: "0.1.0".into(),
             targets: Vec::new(),
+            held_by: None,
         }
     }
 
@@ -477,8 +495,16 @@ mod tests {
     fn a_record_reads_back_as_written() {
         let record = record();
         assert_eq!(RunRecord::from_document(&record.to_document()), Ok(record.clone()));
-        let failed = RunRecord { outcome: Outcome::Error, error: Some("x".into()), backlog: None, ..record };
+        let failed = RunRecord { outcome: Outcome::Error, error: Some("x".into()), backlog: None, ..record.clone() };
         assert_eq!(RunRecord::from_document(&failed.to_document()), Ok(failed));
+        let skipped = RunRecord {
+            outcome: Outcome::Skipped,
+            held_by: Some("r-0".into()),
+            expired_remaining: None,
+            backlog: None,
+            ..record
+        };
+        assert_eq!(RunRecord::from_document(&skipped.to_document()), Ok(skipped));
     }
 
     #[test]
@@ -502,7 +528,10 @@ mod tests {
             assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.as_str());
             assert_eq!(Outcome::parse("outcome", outcome.as_str()), Ok(outcome));
         }
-        assert_eq!(Outcome::parse("outcome", "maybe"), Err("outcome is not one of success, partial, error".into()));
+        assert_eq!(
+            Outcome::parse("outcome", "maybe"),
+            Err("outcome is not one of success, partial, error, skipped".into())
+        );
     }
 
     #[test]

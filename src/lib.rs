@@ -9,24 +9,27 @@
 //! - [`server`]: the FC protocol over HTTP: routes (one file each), the invoke body (`event`, read by the
 //!   duplicate-refusing `strict_json`), the answers' envelopes (`envelope`), the one mapping of failures to
 //!   statuses (`http_status`), `x-fc-status` and request ids (`fc`), start-up on any port and graceful shutdown.
-//! - [`sweep`]: the algorithm (range-bounded batches in `window`s sized by `sizing`, time budget, dry run, gentle
-//!   pacing that starts small, legacy entries), its running `tally` and its `report`, storage-agnostic.
+//! - [`sweep`]: the algorithm (range-bounded batches in `window`s sized by `sizing`, one `lane` a batch at a time,
+//!   time budget, dry run, gentle pacing that starts small, legacy entries), several targets' sweeps in `turns`,
+//!   its running `tally` and its `report`, storage-agnostic.
 //! - [`store`]: one trait per job (the sweep's [`store::SweepStore`], [`store::LegacyStore`], the
 //!   [`store::RunHistory`]; [`store::Store`] is all three) and its one error type; the shared query
 //!   builders (`filter`); one file or folder per backend: the direct MongoDB connection (`mongo`) and the
-//!   DB-operation HTTP API (`http_api`: transport, contract probe, store); the factory that builds them
+//!   DB-operation HTTP API (`http_api`: transport, contract probe, store); the lease document both write
+//!   (`lease`); the factory that builds them
 //!   (`backends`); and the wrappers a run goes through:
 //!   the `fallback` chain (the API first, the direct connection when it fails) and the `deadline` that ends every
 //!   call at the budget plus a margin.
-//! - [`runner`]: one run from start to record, for `/invoke` and `sweep` alike: the alerts, the sweep through a
-//!   fresh fallback chain, the history write, all within the run's deadline; and `status` beside it.
+//! - [`runner`]: one run from start to record, for `/invoke` and `sweep` alike: the lease, the alerts, the sweep
+//!   through a fresh fallback chain, the history write, all within the run's deadline; and `status` beside it.
+//! - [`lease`]: one run at a time across every instance: how long a run holds the lease, and the clock skew that
+//!   tolerates.
 //! - [`history`]: the run record, as stored in `CLEANUP_HISTORY_COLLECTION` and read back (strictly).
 //! - [`status`]: is the cleaner keeping up: the verdict on the history and the live backlog, as text, JSON or a
 //!   chart.
 //! - [`alerts`]: where a run says it started and how it ended (one trait, a file per kind: heartbeat,
 //!   Pushgateway).
-//! - [`targets`]: the collections a run sweeps (`CLEANUP_TARGETS`, else today's one), and how a run shares its
-//!   budget between them.
+//! - [`targets`]: the collections a run sweeps (`CLEANUP_TARGETS`, else today's one), and each one's options.
 //! - [`sample`]: a small, clearly labelled sample blacklist for local runs and benchmarks.
 //!
 //! What this crate shares with `auth-api` (the blacklist entry's schema, secrets, configuration basics, the
@@ -60,6 +63,7 @@
 pub mod alerts;
 pub mod config;
 pub mod history;
+pub mod lease;
 pub mod runner;
 pub mod sample;
 pub mod server;

@@ -1,10 +1,12 @@
 //! One run, from start to record: what `/invoke` and `jwt-token-cleaner sweep` both do, and `status` beside it.
 //!
-//! A real run tells the alerts it started (beside the sweep, never in its way), sweeps through a fresh fallback
-//! chain, then appends its record to the run history through the backend that did the work and tells the alerts
-//! how it ended, those two side by side. Writing the record or alerting can fail without failing the run: a
-//! record that could not be written is a warning in the report, an alert that could not be sent is a log line.
-//! Dry runs are recorded (marked as such) but do not alert: they keep nothing clean.
+//! A real run first takes the lease (`crate::lease`; one write): a run that finds it held answers `skipped`, is
+//! recorded, and does nothing else. Then it tells the alerts it started (beside the sweep, never in its way),
+//! sweeps through a fresh fallback chain, then appends its record to the run history through the backend that did
+//! the work, releases the lease and tells the alerts how it ended, those three side by side. Writing the record,
+//! releasing the lease or alerting can fail without failing the run: the first two are warnings in the report (a
+//! lease not released runs out by itself), an alert that could not be sent is a log line. Dry runs take no lease
+//! and are recorded (marked as such) but do not alert: they keep nothing clean.
 //!
 //! The whole run answers by one deadline, `budget + CALL_MARGIN` after it started (`store::deadline`): the sweep's
 //! calls end [`AFTER_RUN`] before it, and what is still unsent of the record and the alerts at the deadline is
@@ -17,9 +19,12 @@ use chrono::{DateTime, Utc};
 use crate::alerts::Alerts;
 use crate::config::{LegacySettings, Settings, SweepSettings};
 use crate::history::{RunRecord, Trigger};
+use crate::lease;
 use crate::status::{self, StatusQuery, StatusReport};
 use crate::store::backends::Backends;
 use crate::store::deadline::{Deadline, AFTER_RUN, CALL_MARGIN};
+use crate::store::fallback::Fallback;
+use crate::store::lease::LeaseState;
 use crate::store::{Backend, RunHistory, StoreError};
 use crate::sweep::{self, Progress, SweepFailure, SweepOptions, SweepOverrides, SweepReport, TokenVerifier};
 use crate::targets::{Target, Targets};
@@ -40,6 +45,7 @@ pub struct Runner {
     legacy: LegacySettings,
     verifier: Option<TokenVerifier>,
     targets: Targets,
+    lease: bool,
 }
 
 impl Runner {
@@ -53,6 +59,7 @@ impl Runner {
             legacy: settings.legacy.clone(),
             verifier: TokenVerifier::from_settings(&settings.legacy),
             targets: settings.targets.clone(),
+            lease: settings.lease,
         }
     }
 
@@ -65,8 +72,8 @@ impl Runner {
         }
     }
 
-    /// The sweep of a run over `CLEANUP_TARGETS`: one target after another, each within an equal share of what is
-    /// left of the budget (`targets::slice`), each on its own chain; a failing target does not stop the others.
+    /// The sweep of a run over `CLEANUP_TARGETS`: every target on its own chain, one budget and one deadline
+    /// (the run's), batches in turn (`sweep::turns`); a failing target does not stop the others.
     async fn sweep_targets(
         &self,
         targets: &[Target],
@@ -75,26 +82,17 @@ impl Runner {
         started_at: DateTime<Utc>,
         progress: &dyn Progress,
     ) -> Result<SweepReport, SweepFailure> {
-        let began = tokio::time::Instant::now();
-        let budget_end = began + options.time_budget;
-        // One deadline for every call of every target: the run's (see `SweepOptions::calls_end`).
-        let calls_end = budget_end + (CALL_MARGIN - AFTER_RUN);
-        let mut outcomes = Vec::with_capacity(targets.len());
-        for (done, target) in targets.iter().enumerate() {
-            let left = budget_end.saturating_duration_since(tokio::time::Instant::now());
-            let mut own = options.clone();
-            own.time_budget = crate::targets::slice(left, targets.len() - done);
-            own.grace = target.grace;
-            own.expires_field = target.expires_field.clone();
-            own.calls_end = Some(calls_end);
+        let began = std::time::Instant::now();
+        let calls_end = tokio::time::Instant::from_std(began) + options.time_budget + (CALL_MARGIN - AFTER_RUN);
+        let chains: Vec<_> = targets.iter().map(|t| self.backends.for_target(&t.name)).collect();
+        let mut entries = Vec::with_capacity(targets.len());
+        for (target, chain) in targets.iter().zip(&chains) {
+            let own = SweepOptions { calls_end: Some(calls_end), ..target.options(options) };
             let verifier = if target.legacy { self.verifier.as_ref() } else { None };
-            let chain = self.backends.for_target(&target.name);
-            let outcome = sweep::run_at(&chain, &own, verifier, request_id, started_at, progress).await;
-            if let Err(failure) = &outcome {
-                tracing::warn!(target = %target.name, error = %failure.error, "a target failed; the others go on");
-            }
-            outcomes.push((target.name.to_string(), outcome));
+            let sweep = sweep::Sweep::open(chain, own, verifier, started_at, began).await;
+            entries.push(sweep::turns::Entry { name: target.name.to_string(), sweep });
         }
+        let outcomes = sweep::turns::in_turn(entries, began, options.time_budget, request_id, progress).await;
         sweep::report::combine(outcomes, started_at, began.elapsed(), request_id)
     }
 
@@ -114,11 +112,29 @@ impl Runner {
         progress: &dyn Progress,
     ) -> Result<SweepReport, SweepFailure> {
         let deadline = tokio::time::Instant::now() + options.time_budget + CALL_MARGIN;
-        let start = (!options.dry_run).then(|| self.alerts.started());
         let store = self.backends.for_run();
-        let result = match self.targets.configured {
-            true => self.sweep_targets(targets, options, request_id, started_at, progress).await,
-            false => sweep::run_at(&store, options, self.verifier.as_ref(), request_id, started_at, progress).await,
+        // The lease first (crate::lease): a run that finds it held neither sweeps nor alerts; it is recorded.
+        let lease = match self.lease && !options.dry_run {
+            true => Some(self.take_lease(&store, options, request_id, deadline).await),
+            false => None,
+        };
+        if let Some(Ok(LeaseState::Held { holder, until_ms })) = lease {
+            tracing::info!(held_by = %holder, "another run holds the lease; this one does not sweep");
+            let mut report = SweepReport::skipped(holder, until_ms, started_at, request_id, store.backend());
+            let record = RunRecord::of_report(&report, started_at, Utc::now(), trigger);
+            if let Some(warning) = self.record_by(&store, &record, deadline).await {
+                report.warnings.push(warning);
+            }
+            return Ok(report);
+        }
+        let taken = matches!(lease, Some(Ok(LeaseState::Taken)));
+        let start = (!options.dry_run).then(|| self.alerts.started());
+        let result = match (lease, self.targets.configured) {
+            (Some(Err(failure)), _) => Err(failure),
+            (_, true) => self.sweep_targets(targets, options, request_id, started_at, progress).await,
+            (_, false) => {
+                sweep::run_at(&store, options, self.verifier.as_ref(), request_id, started_at, progress).await
+            }
         };
         let ended_at = Utc::now();
         let (record, mut result) = match result {
@@ -136,8 +152,8 @@ impl Runner {
                 (record, Err(failure))
             }
         };
-        // The record and the alerts side by side, both ended by the run's deadline (never earlier than AFTER_RUN
-        // from now, for a sweep whose calls ran to their own end).
+        // The record, the release of the lease and the alerts side by side, all ended by the run's deadline (never
+        // earlier than AFTER_RUN from now, for a sweep whose calls ran to their own end).
         let bound = deadline.max(tokio::time::Instant::now() + AFTER_RUN);
         let alerts = async {
             if let Some(mut start) = start {
@@ -153,19 +169,50 @@ impl Runner {
                 tracing::warn!("the end of the run was not reported before the run's deadline; gave it up");
             }
         };
-        let recorded = async {
-            let written = tokio::time::timeout_at(bound, self.record(&store, &record)).await;
-            written.unwrap_or_else(|_| Err(StoreError::unreachable("no answer before the run's deadline".to_string())))
+        let released = async {
+            if !taken {
+                return None;
+            }
+            let released = tokio::time::timeout_at(bound, store.release_lease(request_id)).await;
+            let error = match released {
+                Ok(Ok(())) => return None,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer before the run's deadline".to_string(),
+            };
+            Some(format!("the lease was not released ({error}); it runs out by itself"))
         };
-        let (recorded, ()) = tokio::join!(recorded, alerts);
-        if let Err(e) = recorded {
-            let warning = format!("the run history was not written: {e}");
+        let (recorded, released, ()) = tokio::join!(self.record_by(&store, &record, bound), released, alerts);
+        for warning in [recorded, released].into_iter().flatten() {
             tracing::warn!("{warning}");
             if let Ok(report) = &mut result {
                 report.warnings.push(warning);
             }
         }
         result
+    }
+
+    /// Takes the lease for this run through `store`, by the run's `deadline`; a failure fails the run (the same
+    /// store would serve its sweep).
+    async fn take_lease(
+        &self,
+        store: &Fallback,
+        options: &SweepOptions,
+        request_id: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<LeaseState, SweepFailure> {
+        let claim = lease::claim(request_id, options.time_budget, Utc::now());
+        let bounded = Deadline::new(store, deadline - AFTER_RUN);
+        bounded.take_lease(&claim).await.map_err(|e| SweepFailure::before_sweep(e, store.backend()))
+    }
+
+    /// Appends `record` to the history through `store` by `bound`; the warning to report when it could not be.
+    async fn record_by(&self, store: &Fallback, record: &RunRecord, bound: tokio::time::Instant) -> Option<String> {
+        let written = tokio::time::timeout_at(bound, self.record(store, record)).await;
+        match written {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("the run history was not written: {e}")),
+            Err(_) => Some("the run history was not written: no answer before the run's deadline".to_string()),
+        }
     }
 
     /// Appends `record` to the history, when it is on, through `store` (the run's chain).
@@ -181,7 +228,8 @@ impl Runner {
         let deadline = tokio::time::Instant::now() + STATUS_DEADLINE;
         let chain = self.backends.for_run();
         let store = Deadline::new(&chain, deadline);
-        let cutoff_ms = self.options(SweepOverrides::default()).cutoff_ms(now);
+        let options = self.options(SweepOverrides::default());
+        let cutoff_ms = options.cutoff_ms(now);
         // With CLEANUP_TARGETS, each target is judged too, on its own chain and below its own cutoff.
         let configured: &[Target] = if self.targets.configured { &self.targets.list } else { &[] };
         let chains: Vec<_> = configured.iter().map(|t| self.backends.for_target(&t.name)).collect();
@@ -192,7 +240,7 @@ impl Runner {
             .map(|(target, store)| status::TargetProbe {
                 name: target.name.to_string(),
                 store,
-                cutoff_ms: now.timestamp_millis().saturating_sub(i64::try_from(target.grace.as_millis()).unwrap_or(0)),
+                cutoff_ms: target.options(&options).cutoff_ms(now),
             })
             .collect();
         match status::gather(&store, self.history, cutoff_ms, &probes, query, now).await {

@@ -5,12 +5,10 @@
 //! `CLEANUP_GRACE_SECONDS`, legacy entries whenever `JWT_SECRET_KEY` is set) are the one target, and the report is
 //! today's, field for field.
 //!
-//! **Fairness.** A run sweeps its targets one after another, each within an equal share of what is left of the
-//! time budget when its turn comes ([`slice`]): a target that finishes early leaves its time to the ones after it,
-//! and a large backlog in one target can take no more than its share, so every target makes progress in every run.
-//! What is left carries over to the next run. A target that fails (its database refuses, its collection is missing
-//! an index the server insists on) never stops the others: the run is then partial, and the report names the
-//! target and its error.
+//! **Fairness.** A run sweeps its targets a batch at a time, in turn, least served first (`sweep::turns`): a large
+//! backlog in one target cannot stop the others from making progress, and what is left carries over to the next
+//! run. A target that fails (its database refuses, its collection is missing an index the server insists on) never
+//! stops the others: the run is then partial, and the report names the target and its error.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -18,6 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, FieldPath, MongoName};
+use crate::sweep::SweepOptions;
 
 /// The variable.
 pub const VARIABLE: &str = "CLEANUP_TARGETS";
@@ -70,6 +69,13 @@ pub struct Target {
     pub grace: Duration,
     /// Legacy entries (no expiry, a raw token verified with `JWT_SECRET_KEY`) are examined here.
     pub legacy: bool,
+}
+
+impl Target {
+    /// The options of this target's sweep in a run with `run`'s: its own grace and expiry field.
+    pub fn options(&self, run: &SweepOptions) -> SweepOptions {
+        SweepOptions { grace: self.grace, expires_field: self.expires_field.clone(), ..run.clone() }
+    }
 }
 
 /// The targets of the deployment.
@@ -178,13 +184,6 @@ pub fn parse(raw: Option<&str>, defaults: &Defaults<'_>) -> Result<Targets, Conf
     Ok(Targets { list, configured: true })
 }
 
-/// The share of `left` (what is left of the budget) the next of `remaining` targets may take: an equal share, at
-/// least a second (a shorter window sweeps nothing useful), never more than `left`.
-pub fn slice(left: Duration, remaining: usize) -> Duration {
-    let share = left / u32::try_from(remaining.max(1)).unwrap_or(u32::MAX);
-    share.max(Duration::from_secs(1)).min(left)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,13 +270,5 @@ mod tests {
         let names = |s: Vec<Target>| s.into_iter().map(|t| t.name.to_string()).collect::<Vec<_>>();
         assert_eq!(names(t.subset(&["b".into(), "a".into()]).unwrap()), ["a", "b"]);
         assert!(t.subset(&["z".into()]).unwrap_err().contains("unknown target \"z\"; the targets are: a, b"));
-    }
-
-    #[test]
-    fn slices_are_equal_shares_of_what_is_left() {
-        assert_eq!(slice(Duration::from_secs(60), 3), Duration::from_secs(20));
-        assert_eq!(slice(Duration::from_secs(40), 1), Duration::from_secs(40));
-        assert_eq!(slice(Duration::from_millis(500), 4), Duration::from_millis(500), "never more than is left");
-        assert_eq!(slice(Duration::from_secs(2), 4), Duration::from_secs(1), "at least a second");
     }
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use plotters::prelude::*;
 
 use super::StatusReport;
-use crate::history::RunRecord;
+use crate::history::{Outcome, RunRecord};
 
 /// The picture's size, in pixels.
 const SIZE: (u32, u32) = (900, 520);
@@ -93,6 +93,8 @@ fn panel(
     let worked: Vec<(i64, u64)> =
         runs.iter().filter(|r| r.outcome.worked()).map(|r| (r.started_at.timestamp(), backlog_of(r))).collect();
     chart.draw_series(LineSeries::new(worked.iter().copied(), &BLUE)).map_err(failed)?;
+    // Skipped runs (the lease held) did nothing to draw: they are left out, and a stretch of them shows as a gap.
+    let runs: Vec<&RunRecord> = runs.iter().filter(|r| r.outcome != Outcome::Skipped).collect();
     chart
         .draw_series(runs.iter().map(|r| {
             let style = if r.outcome.worked() { BLUE.filled() } else { RED.filled() };

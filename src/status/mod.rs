@@ -138,6 +138,8 @@ pub struct Outcomes {
     pub partial: u64,
     /// Failed runs.
     pub error: u64,
+    /// Runs that found the lease held and did not sweep.
+    pub skipped: u64,
     /// Dry runs (any outcome), which do not count towards the verdict.
     pub dry_run: u64,
 }
@@ -346,6 +348,7 @@ pub fn judge(
             (false, Outcome::Success) => outcomes.success += 1,
             (false, Outcome::Partial) => outcomes.partial += 1,
             (false, Outcome::Error) => outcomes.error += 1,
+            (false, Outcome::Skipped) => outcomes.skipped += 1,
         }
     }
     let mut points: Vec<u64> = real.iter().filter_map(|r| r.backlog.map(|b| b.expired)).take(TREND_RUNS).collect();
@@ -374,8 +377,24 @@ pub fn judge(
                 }
             }
         }
-        let streak: Vec<&&RunRecord> = real.iter().take(FAILING_STREAK).collect();
-        if streak.iter().all(|r| r.outcome == Outcome::Error) {
+        // A stretch of skipped runs (the lease held) longer than the maximum age is an outage too: the check above
+        // fails it, as skipped runs did no work; this says why.
+        let skipped: Vec<&&RunRecord> = real.iter().take_while(|r| r.outcome == Outcome::Skipped).collect();
+        if let (Some(latest), Some(earliest)) = (skipped.first(), skipped.last()) {
+            let stretch = now - earliest.started_at;
+            if stretch.num_seconds() > i64::try_from(query.max_age.as_secs()).unwrap_or(i64::MAX) {
+                failing.push(format!(
+                    "the last {} run(s), over {}, were skipped: the lease is held by {} (a lease that never frees \
+                     is an outage)",
+                    skipped.len(),
+                    ago(stretch.num_seconds()),
+                    latest.held_by.as_deref().unwrap_or("an unknown run")
+                ));
+            }
+        }
+        let streak: Vec<&&RunRecord> =
+            real.iter().filter(|r| r.outcome != Outcome::Skipped).take(FAILING_STREAK).collect();
+        if !streak.is_empty() && streak.iter().all(|r| r.outcome == Outcome::Error) {
             failing.push(format!(
                 "the last {} run(s) all failed: {}",
                 streak.len(),

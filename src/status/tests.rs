@@ -32,7 +32,39 @@ fn run(ago: chrono::Duration, outcome: Outcome, backlog: Option<u64>) -> RunReco
         error: (outcome == Outcome::Error).then(|| "database unreachable: x".into()),
         version: "0".into(),
         targets: Vec::new(),
+        held_by: (outcome == Outcome::Skipped).then(|| "holder-1".into()),
     }
+}
+
+#[test]
+fn a_stretch_of_skipped_runs_longer_than_the_maximum_age_is_failing_and_names_the_holder() {
+    // Skipped every 20 minutes for three hours, after a success: the lease never freed.
+    let mut runs: Vec<RunRecord> =
+        (0..9).map(|i| run(chrono::Duration::minutes(20 * i + 1), Outcome::Skipped, None)).collect();
+    runs.push(run(hours(3) + chrono::Duration::minutes(10), Outcome::Success, Some(0)));
+    let report = judge(runs.clone(), None, &StatusQuery::default(), now());
+    assert_eq!(report.verdict, Verdict::Failing, "{:?}", report.reasons);
+    assert_eq!(report.outcomes.skipped, 9);
+    assert!(
+        report.reasons.iter().any(|r| r.contains("were skipped: the lease is held by holder-1")),
+        "{:?}",
+        report.reasons
+    );
+    assert_eq!(report.last_success.as_ref().map(|r| r.run.outcome), Some(Outcome::Success), "a skip is not a success");
+
+    // A few skipped runs between successes are no outage: a manual invoke met a timer run.
+    let mut runs: Vec<RunRecord> = vec![run(chrono::Duration::minutes(5), Outcome::Skipped, None)];
+    runs.push(run(chrono::Duration::minutes(6), Outcome::Success, Some(0)));
+    runs.push(run(chrono::Duration::minutes(65), Outcome::Skipped, None));
+    let report = judge(runs, None, &StatusQuery::default(), now());
+    assert_eq!(report.verdict, Verdict::Ok, "{:?}", report.reasons);
+
+    // Skipped runs do not hide failures: the runs that did run all failed.
+    let mut runs: Vec<RunRecord> =
+        (0..3).map(|h| run(hours(h) + chrono::Duration::minutes(1), Outcome::Error, None)).collect();
+    runs.push(run(chrono::Duration::minutes(30), Outcome::Skipped, None));
+    let report = judge(runs, None, &StatusQuery::default(), now());
+    assert!(report.reasons.iter().any(|r| r.contains("all failed")), "{:?}", report.reasons);
 }
 
 fn hours(h: i64) -> chrono::Duration {

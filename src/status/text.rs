@@ -62,10 +62,11 @@ pub fn render(report: &StatusReport) -> String {
     let o = &report.outcomes;
     let _ = writeln!(
         out,
-        "recent runs:   {} success, {} partial, {} error, {} dry run (the last {})",
+        "recent runs:   {} success, {} partial, {} error, {} skipped, {} dry run (the last {})",
         o.success,
         o.partial,
         o.error,
+        o.skipped,
         o.dry_run,
         report.runs.len()
     );

@@ -14,6 +14,7 @@ mod error;
 pub mod fallback;
 pub mod filter;
 pub mod http_api;
+pub mod lease;
 pub mod mongo;
 
 use async_trait::async_trait;
@@ -191,7 +192,8 @@ pub trait LegacyStore: Backend {
     async fn backfill_expiry(&self, id: &Bson, expires_ms: i64) -> Result<bool, StoreError>;
 }
 
-/// The run history (`CLEANUP_HISTORY_COLLECTION`): one record per run, which `status` reads back.
+/// The run history (`CLEANUP_HISTORY_COLLECTION`): one record per run, which `status` reads back, and the lease
+/// that keeps runs from overlapping.
 #[async_trait]
 pub trait RunHistory: Backend {
     /// Appends one run's record; the direct backend makes sure of its TTL index first.
@@ -200,6 +202,13 @@ pub trait RunHistory: Backend {
     /// The records that `query` selects (its filter and projection), newest first by [`HISTORY_TIME_FIELD`], at
     /// most its limit, as stored (unchecked). `crate::history` writes the queries.
     async fn recent_runs(&self, query: &RunQuery) -> Result<Vec<Document>, StoreError>;
+
+    /// Tries to take the run lease for `claim` with one atomic write ([`lease`]); when another run holds it, reads
+    /// who and until when.
+    async fn take_lease(&self, claim: &lease::LeaseClaim) -> Result<lease::LeaseState, StoreError>;
+
+    /// Releases the lease if `holder` still holds it.
+    async fn release_lease(&self, holder: &str) -> Result<(), StoreError>;
 }
 
 /// A backend's whole surface, which a link of the fallback chain carries: each job's trait above, so that a caller
@@ -287,6 +296,15 @@ macro_rules! forward_store {
                 query: &$crate::store::RunQuery,
             ) -> Result<Vec<mongodb::bson::Document>, $crate::store::StoreError> {
                 $via!(self, |s| s.recent_runs(query))
+            }
+            async fn take_lease(
+                &self,
+                claim: &$crate::store::lease::LeaseClaim,
+            ) -> Result<$crate::store::lease::LeaseState, $crate::store::StoreError> {
+                $via!(self, |s| s.take_lease(claim))
+            }
+            async fn release_lease(&self, holder: &str) -> Result<(), $crate::store::StoreError> {
+                $via!(self, |s| s.release_lease(holder))
             }
         }
     };

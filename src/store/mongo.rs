@@ -17,12 +17,13 @@ use super::filter::{
     legacy_page_pipeline, measure_answer, measure_pipeline, oldest_answer, oldest_pipeline, range_filter, stats_answer,
     stats_pipeline,
 };
+use super::lease::{self, LeaseClaim, LeaseState};
 use super::{
     Backend, CollectionStats, ExpiryRange, HistorySettings, LegacyEntry, LegacyStore, Measure, RunHistory, RunQuery,
     StoreError, SweepStore, HISTORY_TIME_FIELD,
 };
 use crate::config::{DbSettings, FieldPath, MongoName};
-use jtc_shared::mongo::{connect, is_index_conflict, DriverError};
+use jtc_shared::mongo::{connect, is_duplicate_key, is_index_conflict, DriverError};
 
 /// The blacklist collection reached through a direct MongoDB connection.
 pub struct MongoStore {
@@ -285,5 +286,30 @@ impl RunHistory for MongoStore {
             .await
             .map_err(|e| self.classify(e))?;
         cursor.try_collect().await.map_err(|e| self.classify(e))
+    }
+
+    async fn take_lease(&self, claim: &LeaseClaim) -> Result<LeaseState, StoreError> {
+        let collection = self.history_collection().await?;
+        // Twice at most: a lease released (or run out) between the collision and the read is tried once more.
+        for _ in 0..2 {
+            let taken = collection.update_one(lease::take_filter(claim), lease::take_update(claim)).upsert(true).await;
+            match taken {
+                Ok(_) => return Ok(LeaseState::Taken),
+                Err(e) if is_duplicate_key(&e) => {
+                    let found = collection.find_one(lease::id_filter()).await.map_err(|e| self.classify(e))?;
+                    if let Some(held) = lease::held_by(found.as_ref(), claim)? {
+                        return Ok(held);
+                    }
+                }
+                Err(e) => return Err(self.classify(e)),
+            }
+        }
+        Err(StoreError::query("the lease changed hands twice while it was being taken"))
+    }
+
+    async fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
+        let collection = self.history_collection().await?;
+        collection.delete_one(lease::release_filter(holder)).await.map_err(|e| self.classify(e))?;
+        Ok(())
     }
 }

@@ -9,12 +9,14 @@
 //! state and each counts only what its own deletes removed.
 
 pub mod backlog;
+mod lane;
 pub mod legacy;
 pub mod options;
 pub mod progress;
 pub mod report;
 pub mod sizing;
 mod tally;
+pub mod turns;
 pub mod window;
 
 use std::time::Instant;
@@ -27,14 +29,10 @@ pub use progress::{Done, LogLines, Progress, Silent};
 pub use report::{SweepFailure, SweepReport};
 
 use crate::store::deadline::{Deadline, AFTER_RUN, CALL_MARGIN};
-use crate::store::{ExpiryRange, Lane, Store, StoreError};
+use crate::store::{Backend, ExpiryRange, Lane, Store, StoreError, SweepStore};
+use lane::{LaneStep, LaneSweep};
 use report::RunEnd;
-use sizing::Sizing;
 use tally::Tally;
-use window::Window;
-
-/// The first window of each lane: a minute of expiries below the cutoff. Later windows follow the density.
-const INITIAL_WINDOW_MS: i64 = 60_000;
 
 /// Runs one sweep against `store`, now. Legacy entries are examined only with a `verifier` (`JWT_SECRET_KEY`).
 pub async fn run(
@@ -56,244 +54,204 @@ pub async fn run_at(
     started_at: chrono::DateTime<Utc>,
     progress: &dyn Progress,
 ) -> Result<SweepReport, SweepFailure> {
-    let started = Instant::now();
-    // No call outlives the budget by more than the margin, whatever the backend's own timeouts, and the end of the
-    // margin is kept for the history write and the alerts (store::deadline).
-    let deadline = options
-        .calls_end
-        .unwrap_or_else(|| tokio::time::Instant::from_std(started) + options.time_budget + (CALL_MARGIN - AFTER_RUN));
-    let store: &dyn Store = &Deadline::new(store, deadline);
-    let cutoff_ms = options.cutoff_ms(started_at);
-    let mut tally = Tally::new();
-    let fail = |tally: &Tally, error: StoreError| tally.failure(error, store.backend());
-
-    match store.expiry_indexed().await {
-        Ok(Some(true)) => {}
-        Ok(Some(false)) => tally.warn(format!(
-            "no index on {field}: every batch scans the collection; create one with `jwt-token-cleaner create-index`",
-            field = options.expires_field
-        )),
-        Ok(None) => tracing::debug!("the backend cannot tell whether the expiry field is indexed"),
-        Err(e) => return Err(fail(&tally, e)),
+    let mut sweep = Sweep::open(store, options.clone(), verifier, started_at, Instant::now()).await?;
+    while sweep.step().await? == Turn::Batch {
+        progress.batch(Done { entries: sweep.entries_done(), batches: sweep.batches() });
     }
-
-    // Where expired entries may still be, counted once the lanes are done: the unswept part of a lane the budget
-    // stopped, and, after a real sweep, the whole of every lane the sweep walked to its end. The latter is the
-    // evidence behind `complete`: the sweep's own measures could all have been wrong the same way (a store that
-    // misreads a filter finds nothing to measure and nothing to delete), so "every window was empty" proves nothing.
-    // The count is one index-bounded query per lane that normally matches nothing, so it costs next to nothing.
-    if !store.vouches_for_counts() {
-        let size = store.stats().await.map_err(|e| fail(&tally, e))?.count;
-        tally.bound_by(size);
-    }
-    let mut remaining: Vec<(ExpiryRange, bool)> = Vec::new();
-    for lane in Lane::ALL {
-        match sweep_lane(store, options, lane, cutoff_ms, started, &mut tally, progress).await {
-            Ok(None) if options.dry_run => {}
-            Ok(None) => remaining.push((ExpiryRange::expired(lane, cutoff_ms), true)),
-            Ok(Some(rest)) => {
-                tally.incomplete();
-                remaining.push((rest, false));
-            }
-            Err(e) => return Err(fail(&tally, e)),
-        }
-    }
-    if let Some(verifier) = verifier.filter(|_| options.legacy_scan_limit > 0) {
-        match legacy::sweep(store, options, verifier, cutoff_ms, started, &mut tally).await {
-            Ok(true) => {}
-            Ok(false) => tally.incomplete(),
-            Err(e) => return Err(fail(&tally, e)),
-        }
-    }
-    for (range, swept) in &remaining {
-        let left = store.count(range).await.map_err(|e| fail(&tally, e))?;
-        if left > 0 && *swept {
-            tally.incomplete();
-            tally.warn(format!(
-                "{left} expired entries are still in the {lane} lane after it was swept: the store did not delete \
-                 what it was asked to (another writer, or a server that misreads filters)",
-                lane = range.lane.name()
-            ));
-        }
-        tally.remaining(left);
-    }
-    if options.dry_run {
-        tally.dry_run_leaves_what_it_counted();
-    }
-    // One statistics call, at the end: on some servers it costs a pass over the collection (and holds the server
-    // while it runs), so it is made once per run at most, and not at all with `CLEANUP_COLLECTION_STATS=false`.
-    let after = if options.collection_stats { Some(store.stats().await.map_err(|e| fail(&tally, e))?) } else { None };
-    // The backlog after the run (sweep::backlog): a few index-bounded reads; a failure to measure it is reported,
-    // not fatal (the sweep itself is done).
-    let backlog = match backlog::measure(store, cutoff_ms, Utc::now()).await {
-        Ok(backlog) => Some(backlog),
-        Err(e) => {
-            tally.warn(format!("the backlog could not be measured: {e}"));
-            None
-        }
-    };
-    let report = tally.into_report(RunEnd {
-        started_at,
-        duration: started.elapsed(),
-        after,
-        backlog,
-        dry_run: options.dry_run,
-        backend: store.backend(),
-        fallback_reason: store.fallback_reason(),
-        request_id: request_id.to_string(),
-    });
-    tracing::info!(
-        cleaned = report.cleaned_count,
-        bytes = report.memory_saved_bytes,
-        batches = report.batches,
-        complete = report.complete,
-        dry_run = report.dry_run,
-        duration_ms = report.duration_ms,
-        "sweep finished"
-    );
-    Ok(report)
+    sweep.close(request_id).await
 }
 
-/// Sweeps one lane. Returns the part of the lane left unswept when the budget ran out, or `None` when the lane is
-/// done.
-///
-/// Gentleness (see the README's "Gentle sweeps"): after each batch the sweep pauses `pause_ratio` times the batch's
-/// own duration, inside the budget; with a `max_operation` bound, the window target follows the measured cost per
-/// entry so that no single measure or delete is expected to run longer, and the target starts small ([`sizing`]).
-/// A gentle sweep never reads or deletes a window it has not bounded first: its measure stops one entry past "too
-/// crowded" (twice the target), and without `exact_bytes` each window is probed with a count that stops there
-/// before it is deleted. A window is sized from the density of the one before it, and that density can be wrong
-/// by any factor: a window that straddles the edge of a gap holds a few entries where its neighbour holds
-/// thousands (the cause of reads of 400-2,000 entries under a 40-entry bound, issue #34).
-///
-/// Without `exact_bytes`, a window is deleted without being measured first (only the first window with entries is
-/// measured, for the average entry size), and the next window is sized from what the delete removed.
-async fn sweep_lane(
-    store: &dyn Store,
-    options: &SweepOptions,
-    lane: Lane,
-    cutoff_ms: i64,
+/// What one [`Sweep::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// One batch; there may be more.
+    Batch,
+    /// Nothing more to do in this run: every lane is swept, or the budget is spent.
+    Done,
+}
+
+/// One sweep of one collection, opened, stepped a batch at a time, and closed: [`run_at`] steps one sweep to its
+/// end, and a run over several targets steps several in turn ([`turns`]).
+pub struct Sweep<'a> {
+    store: Deadline<'a>,
+    options: SweepOptions,
+    verifier: Option<&'a TokenVerifier>,
+    started_at: chrono::DateTime<Utc>,
+    /// When the budget started counting.
     started: Instant,
-    tally: &mut Tally,
-    progress: &dyn Progress,
-) -> Result<Option<ExpiryRange>, StoreError> {
-    let mut sizing = Sizing::new(options);
-    let mut window = Window::new(lane, cutoff_ms, INITIAL_WINDOW_MS, sizing.get());
-    loop {
-        let range = window.range();
-        if started.elapsed() >= options.time_budget {
-            return Ok(Some(ExpiryRange::expired(lane, range.hi_ms)));
-        }
-        // The most a gentle sweep reads of this window before it knows the window is not too crowded.
-        let limit = sizing.bounds_reads().then(|| window.crowded_above().saturating_add(1));
-        let estimate = !options.exact_bytes && tally.average_bytes().is_some();
-        if estimate {
-            sizing.sampled();
-        }
-        // What a probe of this window counted, when it was probed.
-        let mut probed = None;
-        if let (Some(limit), true) = (limit, estimate) {
-            // Estimate mode deletes without measuring, and a delete cannot be limited: a gentle sweep counts first,
-            // reading at most the limit.
-            let at = Instant::now();
-            let seen = store.count_at_most(&range, limit).await?;
-            sizing.measured(at.elapsed(), seen);
-            if crowded(&mut window, &sizing, seen) {
-                continue;
-            }
-            if seen == 0 {
-                sizing.restart();
-                window.set_target(sizing.get());
-                if window.is_last() {
-                    return Ok(None);
-                }
-                window.advance(0);
-                continue;
-            }
-            probed = Some(seen);
-        }
-        let batch_started = Instant::now();
-        let count = if estimate {
-            // Estimate mode: no measuring read. A dry run still has to count what it would delete.
-            let at = Instant::now();
-            // Unmeasured, the window can hold no more than the batch size it was sized for, or what its probe
-            // counted, by what the sweep knows.
-            let at_most = u64::from(options.batch_size).max(probed.unwrap_or(0));
-            let count =
-                if options.dry_run { store.count(&range).await? } else { store.delete(&range, at_most).await? };
-            if options.dry_run {
-                sizing.measured(at.elapsed(), count);
-            } else {
-                sizing.deleted(at.elapsed(), count);
-            }
-            if count > 0 {
-                tally.check_within(count)?;
-                tally.batch();
-                if options.dry_run {
-                    tally.would_delete_estimated(count);
-                } else {
-                    tally.deleted_estimated(count);
-                }
-            }
-            count
-        } else {
-            let at = Instant::now();
-            let mut measured = store.measure(&range, limit).await?;
-            sizing.measured(at.elapsed(), measured.count);
-            if crowded(&mut window, &sizing, measured.count) {
-                continue;
-            }
-            if limit.is_some_and(|limit| measured.count >= limit) {
-                // More than twice the target share one unit of expiry: the window cannot shrink, and a delete takes
-                // the whole unit, so it is measured whole.
-                measured = store.measure(&range, None).await?;
-            }
-            if measured.count > 0 {
-                tally.check_within(measured.count)?;
-                tally.batch();
-                if options.dry_run {
-                    tally.would_delete(measured.count, measured.bytes);
-                } else {
-                    let at = Instant::now();
-                    let deleted = store.delete(&range, measured.count).await?;
-                    sizing.deleted(at.elapsed(), deleted);
-                    tally.deleted(measured.count, measured.bytes, deleted);
-                    tracing::debug!(?lane, lo = range.lo_ms, hi = range.hi_ms, deleted, "batch deleted");
-                }
-            }
-            measured.count
-        };
-        if count > 0 {
-            progress.batch(Done { entries: tally.entries_done(), batches: tally.batches() });
-        }
-        if count > 0 {
-            sizing.grow();
-        } else {
-            sizing.restart();
-        }
-        window.set_target(sizing.get());
-        if count > 0 && options.pause_ratio > 0.0 {
-            let left = options.time_budget.saturating_sub(started.elapsed());
-            let pause = batch_started.elapsed().mul_f64(options.pause_ratio).min(left);
-            tokio::time::sleep(pause).await;
-            tally.paused(pause);
-        }
-        if window.is_last() {
-            return Ok(None);
-        }
-        window.advance(count);
-    }
+    cutoff_ms: i64,
+    tally: Tally,
+    /// The lane being swept (an index into [`Lane::ALL`]), and its state once started.
+    lane: usize,
+    current: Option<LaneSweep>,
+    legacy_done: bool,
+    /// Where expired entries may still be, counted when the sweep closes: the unswept part of a lane the budget
+    /// stopped, and, after a real sweep, the whole of every lane the sweep walked to its end. The latter is the
+    /// evidence behind `complete`: the sweep's own measures could all have been wrong the same way (a store that
+    /// misreads a filter finds nothing to measure and nothing to delete), so "every window was empty" proves
+    /// nothing. The count is one index-bounded query per lane that normally matches nothing, so it costs next to
+    /// nothing.
+    remaining: Vec<(ExpiryRange, bool)>,
 }
 
-/// After a bounded read of the window counted `seen`: true (and the window shrunk) when it is too crowded for the
-/// target the read was sized for (a count that reached its limit says only "at least"), or for the target the
-/// cost it just taught leaves. The window's target follows `sizing` either way.
-fn crowded(window: &mut Window, sizing: &Sizing, seen: u64) -> bool {
-    let crowded = window.too_crowded(seen);
-    window.set_target(sizing.get());
-    if crowded || window.too_crowded(seen) {
-        window.shrink(seen);
-        return true;
+impl<'a> Sweep<'a> {
+    /// Opens a sweep of `store` with `options`, its budget counted from `started` (the run's start): checks the
+    /// expiry index and, for a store that cannot vouch for its counts, reads the collection's size.
+    pub async fn open(
+        store: &'a dyn Store,
+        options: SweepOptions,
+        verifier: Option<&'a TokenVerifier>,
+        started_at: chrono::DateTime<Utc>,
+        started: Instant,
+    ) -> Result<Self, SweepFailure> {
+        // No call outlives the budget by more than the margin, whatever the backend's own timeouts, and the end of
+        // the margin is kept for the history write and the alerts (store::deadline).
+        let deadline = options.calls_end.unwrap_or_else(|| {
+            tokio::time::Instant::from_std(started) + options.time_budget + (CALL_MARGIN - AFTER_RUN)
+        });
+        let cutoff_ms = options.cutoff_ms(started_at);
+        let mut sweep = Self {
+            store: Deadline::new(store, deadline),
+            options,
+            verifier,
+            started_at,
+            started,
+            cutoff_ms,
+            tally: Tally::new(),
+            lane: 0,
+            current: None,
+            legacy_done: false,
+            remaining: Vec::new(),
+        };
+        match sweep.store.expiry_indexed().await {
+            Ok(Some(true)) => {}
+            Ok(Some(false)) => sweep.tally.warn(format!(
+                "no index on {field}: every batch scans the collection; create one with `jwt-token-cleaner \
+                 create-index`",
+                field = sweep.options.expires_field
+            )),
+            Ok(None) => tracing::debug!("the backend cannot tell whether the expiry field is indexed"),
+            Err(e) => return Err(sweep.fail(e)),
+        }
+        if !sweep.store.vouches_for_counts() {
+            match sweep.store.stats().await {
+                Ok(stats) => sweep.tally.bound_by(stats.count),
+                Err(e) => return Err(sweep.fail(e)),
+            }
+        }
+        Ok(sweep)
     }
-    false
+
+    /// Entries deleted so far (in a dry run: that would be deleted).
+    pub fn entries_done(&self) -> u64 {
+        self.tally.entries_done()
+    }
+
+    /// Batches so far.
+    pub fn batches(&self) -> u64 {
+        self.tally.batches()
+    }
+
+    /// Ends the sweep's budget now: from here on a step starts no batch, and says what it left unswept.
+    pub fn stop(&mut self) {
+        self.options.time_budget = self.started.elapsed();
+    }
+
+    fn fail(&self, error: StoreError) -> SweepFailure {
+        self.tally.failure(error, self.store.backend())
+    }
+
+    /// Sweeps until one batch is done ([`Turn::Batch`]), or there is nothing more to do in this run: every lane and
+    /// the legacy pass are done, or the budget is spent ([`Turn::Done`]). The legacy pass, when there is one, is a
+    /// single turn of at most `legacy_scan_limit` entries.
+    pub async fn step(&mut self) -> Result<Turn, SweepFailure> {
+        while let Some(&lane) = Lane::ALL.get(self.lane) {
+            let (cutoff_ms, options) = (self.cutoff_ms, &self.options);
+            let current = self.current.get_or_insert_with(|| LaneSweep::new(lane, cutoff_ms, options));
+            let step = current.next(&self.store, &self.options, self.started, &mut self.tally).await;
+            match step {
+                Ok(LaneStep::Batch) => return Ok(Turn::Batch),
+                Ok(LaneStep::Done) if self.options.dry_run => {}
+                Ok(LaneStep::Done) => self.remaining.push((ExpiryRange::expired(lane, self.cutoff_ms), true)),
+                Ok(LaneStep::Stopped(rest)) => {
+                    self.tally.incomplete();
+                    self.remaining.push((rest, false));
+                }
+                Err(e) => return Err(self.fail(e)),
+            }
+            self.lane += 1;
+            self.current = None;
+        }
+        if self.legacy_done {
+            return Ok(Turn::Done);
+        }
+        self.legacy_done = true;
+        if let Some(verifier) = self.verifier.filter(|_| self.options.legacy_scan_limit > 0) {
+            let cutoff_ms = self.cutoff_ms;
+            match legacy::sweep(&self.store, &self.options, verifier, cutoff_ms, self.started, &mut self.tally).await {
+                Ok(true) => {}
+                Ok(false) => self.tally.incomplete(),
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+        Ok(Turn::Done)
+    }
+
+    /// The sweep's end, after [`step`](Self::step) said [`Turn::Done`]: counts what is left where it swept, reads
+    /// the statistics and the backlog, and reports.
+    pub async fn close(mut self, request_id: &str) -> Result<SweepReport, SweepFailure> {
+        let store = &self.store;
+        let tally = &mut self.tally;
+        for (range, swept) in &self.remaining {
+            let left = store.count(range).await.map_err(|e| tally.failure(e, store.backend()))?;
+            if left > 0 && *swept {
+                tally.incomplete();
+                tally.warn(format!(
+                    "{left} expired entries are still in the {lane} lane after it was swept: the store did not \
+                     delete what it was asked to (another writer, or a server that misreads filters)",
+                    lane = range.lane.name()
+                ));
+            }
+            tally.remaining(left);
+        }
+        if self.options.dry_run {
+            tally.dry_run_leaves_what_it_counted();
+        }
+        // One statistics call, at the end: on some servers it costs a pass over the collection (and holds the
+        // server while it runs), so it is made once per run at most, and not at all with
+        // `CLEANUP_COLLECTION_STATS=false`.
+        let after = match self.options.collection_stats {
+            true => Some(store.stats().await.map_err(|e| tally.failure(e, store.backend()))?),
+            false => None,
+        };
+        // The backlog after the run (sweep::backlog): a few index-bounded reads; a failure to measure it is
+        // reported, not fatal (the sweep itself is done).
+        let backlog = match backlog::measure(store, self.cutoff_ms, Utc::now()).await {
+            Ok(backlog) => Some(backlog),
+            Err(e) => {
+                tally.warn(format!("the backlog could not be measured: {e}"));
+                None
+            }
+        };
+        let report = self.tally.into_report(RunEnd {
+            started_at: self.started_at,
+            duration: self.started.elapsed(),
+            after,
+            backlog,
+            dry_run: self.options.dry_run,
+            backend: store.backend(),
+            fallback_reason: store.fallback_reason(),
+            request_id: request_id.to_string(),
+        });
+        tracing::info!(
+            cleaned = report.cleaned_count,
+            bytes = report.memory_saved_bytes,
+            batches = report.batches,
+            complete = report.complete,
+            dry_run = report.dry_run,
+            duration_ms = report.duration_ms,
+            "sweep finished"
+        );
+        Ok(report)
+    }
 }

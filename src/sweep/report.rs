@@ -109,6 +109,56 @@ pub struct SweepReport {
     /// With `CLEANUP_TARGETS`: each target's part of the run; the fields above are then the totals.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<TargetSection>>,
+    /// A run that found the lease held (`crate::lease`): `skipped`, `held_by` and `lease_until`, beside zero
+    /// counts. Absent from every other report.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<Skipped>,
+}
+
+/// Why a run did not sweep: another run holds the lease.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Skipped {
+    /// Always true.
+    pub skipped: bool,
+    /// The holder's request id.
+    pub held_by: String,
+    /// When its lease runs out (RFC 3339, the holder's clock).
+    pub lease_until: String,
+}
+
+impl SweepReport {
+    /// The report of a run that found the lease held by `holder` until `until_ms`: nothing done, nothing proved
+    /// (`complete` is false and the counts of what is left are null).
+    pub fn skipped(
+        holder: String,
+        until_ms: i64,
+        started_at: DateTime<Utc>,
+        request_id: &str,
+        backend: String,
+    ) -> Self {
+        let mut tally = super::tally::Tally::new();
+        tally.incomplete();
+        let mut report = tally.into_report(RunEnd {
+            started_at,
+            duration: (Utc::now() - started_at).to_std().unwrap_or_default(),
+            after: None,
+            backlog: None,
+            dry_run: false,
+            backend,
+            fallback_reason: None,
+            request_id: request_id.to_string(),
+        });
+        let until = DateTime::from_timestamp_millis(until_ms).unwrap_or(started_at);
+        report.skipped = Some(Skipped { skipped: true, held_by: holder, lease_until: rfc3339(until) });
+        report
+    }
+}
+
+impl SweepFailure {
+    /// A run that failed before its sweep began (taking the lease), on `backend`.
+    pub fn before_sweep(error: crate::store::StoreError, backend: String) -> Self {
+        super::tally::Tally::new().failure(error, backend)
+    }
 }
 
 /// A sweep that stopped on an error, with what it had really done before.
@@ -244,6 +294,7 @@ pub fn combine(
         paused_ms: sum(&|r| r.paused_ms),
         request_id: request_id.to_string(),
         targets: Some(sections),
+        skipped: None,
     })
 }
 
@@ -270,6 +321,12 @@ pub fn megabytes(bytes: u64) -> f64 {
 impl SweepReport {
     /// The one-line summary.
     pub fn message(&self) -> String {
+        if let Some(skipped) = &self.skipped {
+            return format!(
+                "Skipped: another run ({}) holds the lease until {}; nothing was swept",
+                skipped.held_by, skipped.lease_until
+            );
+        }
         let mut message = if self.dry_run {
             format!("Dry run: {} would be cleaned", tokens(self.would_clean_count))
         } else {

@@ -208,6 +208,7 @@ impl Tally {
             paused_ms: u64::try_from(self.paused.as_millis()).unwrap_or(u64::MAX),
             request_id: end.request_id,
             targets: None,
+            skipped: None,
         }
     }
 

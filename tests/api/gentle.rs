@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use jwt_token_cleaner::store::lease::{LeaseClaim, LeaseState};
 use jwt_token_cleaner::store::mongo::MongoStore;
 use jwt_token_cleaner::store::{
     Backend, CollectionStats, ExpiryRange, LegacyEntry, LegacyStore, Measure, RunHistory, RunQuery, StoreError,
@@ -126,6 +127,12 @@ impl RunHistory for Slowed {
     }
     async fn recent_runs(&self, query: &RunQuery) -> Result<Vec<Document>, StoreError> {
         self.inner.recent_runs(query).await
+    }
+    async fn take_lease(&self, claim: &LeaseClaim) -> Result<LeaseState, StoreError> {
+        self.inner.take_lease(claim).await
+    }
+    async fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
+        self.inner.release_lease(holder).await
     }
 }
 

@@ -56,6 +56,24 @@ impl std::ops::Deref for TestApp {
     }
 }
 
+/// Runs the binary with `env` and `args` in a fresh directory, off the test's runtime (which serves the test's own
+/// servers meanwhile).
+pub async fn cli(env: &HashMap<String, String>, args: &[&str]) -> std::process::Output {
+    let env = env.clone();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let dir = TempDir::new("jtc-cli");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_jwt-token-cleaner"));
+        command.env_clear().current_dir(&*dir).envs(&env).args(&args).stdin(std::process::Stdio::null());
+        if let Ok(path) = std::env::var("PATH") {
+            command.env("PATH", path);
+        }
+        command.output().expect("run the binary")
+    })
+    .await
+    .expect("join")
+}
+
 /// Runs the binary with `env` and `args`; returns its stdout and its own peak resident set, in bytes.
 ///
 /// Measured by a small Python parent (`RUSAGE_CHILDREN` of a process that has no other child), not by wait4 from

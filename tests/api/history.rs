@@ -3,7 +3,6 @@
 //! heartbeat against a recording server, and a real Prometheus Pushgateway (`PUSHGATEWAY_TEST_URL`).
 
 use std::collections::HashMap;
-use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,11 +13,10 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 use serde_json::Value;
 
 use crate::helpers::{
-    dead_db_uri, expired_and_valid, run_with_peak_rss, settings_from, CleanerEnv, TempDir, TestApp, TestDb,
+    cli, dead_db_uri, expired_and_valid, run_with_peak_rss, settings_from, CleanerEnv, TempDir, TestApp, TestDb,
 };
 use jtc_test_support::data_api::DataApi;
 
-const BIN: &str = env!("CARGO_BIN_EXE_jwt-token-cleaner");
 const TIMER: &str = r#"{"triggerTime":"2026-11-27T07:00:00Z","triggerName":"hourly","payload":""}"#;
 
 /// `n` entries expired an hour ago (or more), and 5 valid ones.
@@ -35,23 +33,6 @@ async fn records(db: &TestDb) -> Vec<Document> {
     use futures_util::TryStreamExt;
     let cursor = runs(db).find(doc! {}).sort(doc! { "started_at": 1 }).await.expect("find");
     cursor.try_collect().await.expect("records")
-}
-
-/// Runs the binary with `env` and `args`, off the test's runtime (which serves the test's own servers meanwhile).
-async fn cli(env: &HashMap<String, String>, args: &[&str]) -> Output {
-    let env = env.clone();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let dir = TempDir::new("jtc-status");
-        let mut command = Command::new(BIN);
-        command.env_clear().current_dir(&*dir).envs(&env).args(&args).stdin(Stdio::null());
-        if let Ok(path) = std::env::var("PATH") {
-            command.env("PATH", path);
-        }
-        command.output().expect("run the binary")
-    })
-    .await
-    .expect("join")
 }
 
 async fn status_json(env: &HashMap<String, String>) -> (i32, Value) {

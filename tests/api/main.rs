@@ -11,6 +11,7 @@ mod helpers;
 mod history;
 mod http_api;
 mod invoke_body;
+mod lease;
 mod legacy;
 mod lifecycle;
 mod properties;

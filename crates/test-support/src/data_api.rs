@@ -347,11 +347,28 @@ async fn action(
             "updateOne" => {
                 let Bson::Document(filter) = f.read(&body, "filter")? else { return Err("filter".into()) };
                 let Bson::Document(update) = f.read(&body, "update")? else { return Err("update".into()) };
-                let r = collection.update_one(filter, update).await.map_err(|e| e.to_string())?;
-                Ok(json!({
+                // `upsert` (default false): insert from the filter and the update when nothing matches; the answer
+                // then carries `upsertedId`.
+                let upsert = body["upsert"].as_bool().unwrap_or(false);
+                let r = collection.update_one(filter, update).upsert(upsert).await.map_err(|e| e.to_string())?;
+                let mut answer = json!({
                     "matchedCount": f.write(Bson::Int64(r.matched_count as i64)),
                     "modifiedCount": f.write(Bson::Int64(r.modified_count as i64)),
-                }))
+                });
+                if let Some(id) = r.upserted_id {
+                    answer["upsertedId"] = f.write(id);
+                }
+                Ok(answer)
+            }
+            "findOne" => {
+                let Bson::Document(filter) = f.read(&body, "filter")? else { return Err("filter".into()) };
+                let found = collection.find_one(filter).await.map_err(|e| e.to_string())?;
+                Ok(json!({ "document": found.map_or(Value::Null, |d| f.write(Bson::Document(d))) }))
+            }
+            "deleteOne" => {
+                let Bson::Document(filter) = f.read(&body, "filter")? else { return Err("filter".into()) };
+                let deleted = collection.delete_one(filter).await.map_err(|e| e.to_string())?.deleted_count;
+                Ok(json!({ "deletedCount": f.write(Bson::Int64(deleted as i64)) }))
             }
             other => Err(format!("unknown action {other}")),
         }

@@ -68,6 +68,7 @@ use super::filter::{
     legacy_page_pipeline, measure_answer, measure_pipeline, oldest_answer, oldest_pipeline, range_filter, stats_answer,
     stats_pipeline,
 };
+use super::lease::{self, LeaseClaim, LeaseState};
 use super::{
     Backend, CollectionStats, ErrorKind, ExpiryRange, HistorySettings, LegacyEntry, LegacyStore, Measure, RunHistory,
     RunQuery, StoreError, SweepStore, HISTORY_TIME_FIELD,
@@ -298,5 +299,45 @@ impl RunHistory for HttpApiStore {
             "limit": query.limit,
         });
         self.documents(Some(collection), "find", fields).await
+    }
+
+    async fn take_lease(&self, claim: &LeaseClaim) -> Result<LeaseState, StoreError> {
+        let collection = self.history_collection()?;
+        let take = json!({
+            "filter": ext_json(Bson::Document(lease::take_filter(claim))),
+            "update": ext_json(Bson::Document(lease::take_update(claim))),
+            "upsert": true,
+        });
+        // Twice at most: a lease released (or run out) between the collision and the read is tried once more.
+        for _ in 0..2 {
+            let refused = match self.action_on(Some(collection), "updateOne", take.clone()).await {
+                Ok(_) => return Ok(LeaseState::Taken),
+                // The Data API answers a duplicate key as a refused request (400) whose wording is the server's:
+                // whether the lease is held is read from the lease document, never from the message.
+                Err(e) if e.kind() == ErrorKind::Query => e,
+                Err(e) => return Err(e),
+            };
+            let find = json!({ "filter": ext_json(Bson::Document(lease::id_filter())) });
+            let answer = self.action_on(Some(collection), "findOne", find).await?;
+            let found = match answer.get("document") {
+                None | Some(Value::Null) => None,
+                Some(document) => match Bson::try_from(document.clone()) {
+                    Ok(Bson::Document(document)) => Some(document),
+                    _ => return Err(StoreError::protocol("findOne: \"document\" is not a document")),
+                },
+            };
+            match lease::held_by(found.as_ref(), claim)? {
+                Some(held) => return Ok(held),
+                None if found.is_some() => return Err(refused),
+                None => {}
+            }
+        }
+        Err(StoreError::query("the lease changed hands twice while it was being taken"))
+    }
+
+    async fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
+        let collection = self.history_collection()?;
+        let fields = json!({ "filter": ext_json(Bson::Document(lease::release_filter(holder))) });
+        self.action_on(Some(collection), "deleteOne", fields).await.map(|_| ())
     }
 }
