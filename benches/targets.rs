@@ -143,7 +143,13 @@ async fn main() {
     // Fairness: a third of the work's time.
     seed(&client, args.entries).await;
     let third = Duration::from_secs_f64((single_total.as_secs_f64() / 3.0).max(1.0));
-    let (report, _) = run(&uri, &all, third).await;
+    let (report, fair_took) = run(&uri, &all, third).await;
+    let failed: Vec<String> = report
+        .targets
+        .iter()
+        .flatten()
+        .filter_map(|t| t.error.as_ref().map(|e| format!("`{}`: {e}", t.name)))
+        .collect();
     let shares: Vec<(&str, u64)> = TARGETS.iter().map(|t| (t.0, cleaned(&report, t.0))).collect();
     let (low, high) = (shares.iter().map(|s| s.1).min().unwrap_or(0), shares.iter().map(|s| s.1).max().unwrap_or(0));
     let spread = if low == 0 { f64::INFINITY } else { high as f64 / low as f64 };
@@ -165,6 +171,16 @@ async fn main() {
          the smallest (the bound is 2x).\n",
         third.as_secs_f64(),
         shares.iter().map(|(n, c)| format!("`{n}` {c}")).collect::<Vec<_>>().join(", ")
+    );
+    text += &format!(
+        "\nThat run answered in {:.2} s: its budget plus {:.2} s of closing work (each target's confirming counts, \
+         statistics and backlog; the run's calls must end within the budget plus 3 s). {}\n",
+        fair_took.as_secs_f64(),
+        (fair_took.as_secs_f64() - third.as_secs_f64()).max(0.0),
+        match failed.is_empty() {
+            true => "No target failed.".to_string(),
+            false => format!("**Failed targets**: {}.", failed.join("; ")),
+        }
     );
     println!("{text}");
     if let Some(out) = args.out {

@@ -82,6 +82,58 @@ pub struct SweepSettings {
     pub collection_stats: bool,
     /// `CLEANUP_EXACT_BYTES` (default true): measure each batch's exact bytes before deleting it.
     pub exact_bytes: bool,
+    /// `CLEANUP_MAX_REPLICATION_LAG_SECONDS` (default none): between batches, wait while the worst secondary lags
+    /// more than this (`sweep::replication`).
+    pub max_replication_lag: Option<Duration>,
+}
+
+/// `CLEANUP_WRITE_CONCERN`: how many members must have each of the direct connection's deletes before it counts as
+/// confirmed, and how long the server waits for them (`wtimeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteWriteConcern {
+    /// `w`.
+    pub w: Acknowledgment,
+    /// `wtimeout`: a quarter of the time budget, at most [`MAX_WTIMEOUT`].
+    pub wtimeout: Duration,
+}
+
+/// The `w` of a write concern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acknowledgment {
+    /// `"majority"`.
+    Majority,
+    /// A number of members, 1 to [`MAX_WRITE_MEMBERS`].
+    Members(u32),
+}
+
+/// The most members a write concern may name (a replica set has at most 50).
+pub const MAX_WRITE_MEMBERS: u32 = 50;
+
+/// The longest a delete waits for its write concern; a quarter of the time budget when that is less.
+pub const MAX_WTIMEOUT: Duration = Duration::from_secs(5);
+
+/// `CLEANUP_WRITE_CONCERN` for a run with `time_budget`: `None` when unset (the server's default).
+fn write_concern(
+    get: &impl Fn(&str) -> Option<String>,
+    time_budget: Duration,
+) -> Result<Option<DeleteWriteConcern>, ConfigError> {
+    let Some(raw) = get("CLEANUP_WRITE_CONCERN") else { return Ok(None) };
+    let w = match raw.trim() {
+        "majority" => Acknowledgment::Majority,
+        n => match n.parse::<u32>() {
+            Ok(members) if (1..=MAX_WRITE_MEMBERS).contains(&members) => Acknowledgment::Members(members),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: "CLEANUP_WRITE_CONCERN",
+                    reason: format!(
+                        "{raw:?} is not `majority` or a number of members from 1 to {MAX_WRITE_MEMBERS} (0 would not \
+                         acknowledge the deletes the report counts; tag sets are not supported)"
+                    ),
+                })
+            }
+        },
+    };
+    Ok(Some(DeleteWriteConcern { w, wtimeout: (time_budget / 4).min(MAX_WTIMEOUT) }))
 }
 
 /// Where a run says it started and how it ended, besides its answer (see `alerts`). Both URLs are secrets: they
@@ -139,6 +191,8 @@ pub struct Settings {
     pub alerts: AlertSettings,
     /// `CLEANUP_TARGETS`, or today's one target (see `crate::targets`).
     pub targets: crate::targets::Targets,
+    /// `CLEANUP_WRITE_CONCERN` (default none: the server's): the direct connection's deletes wait for it.
+    pub write_concern: Option<DeleteWriteConcern>,
     /// `CLEANUP_LEASE` (default true while the run history is on): one run at a time across every instance
     /// (`crate::lease`). The lease lives in the run history collection, so it needs the history.
     pub lease: bool,
@@ -230,6 +284,11 @@ impl Settings {
             None => None,
             Some(_) => Some(Duration::from_millis(number(&get, "CLEANUP_MAX_OPERATION_MS", 0, 1, 600_000)?)),
         };
+        let max_replication_lag = match get("CLEANUP_MAX_REPLICATION_LAG_SECONDS") {
+            None => None,
+            Some(_) => Some(Duration::from_secs(number(&get, "CLEANUP_MAX_REPLICATION_LAG_SECONDS", 0, 1, 3600)?)),
+        };
+        let write_concern = write_concern(&get, Duration::from_secs(time_budget))?;
         let collection_stats = flag(&get, "CLEANUP_COLLECTION_STATS", true)?;
 
         let api_timeout = number(&get, "MONGODB_API_TIMEOUT_SECONDS", 10, 1, 120)?;
@@ -307,7 +366,9 @@ impl Settings {
                 max_operation,
                 collection_stats,
                 exact_bytes,
+                max_replication_lag,
             },
+            write_concern,
             legacy: LegacySettings {
                 secret_key: get("JWT_SECRET_KEY").map(Secret::new),
                 algorithm,
@@ -447,6 +508,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("CLEANUP_LEASE is invalid: the lease lives in the run history"));
+        let s = settings(&[BASE[0], BASE[1], ("CLEANUP_WRITE_CONCERN", "majority")]).unwrap();
+        let wc = s.write_concern.expect("set");
+        assert_eq!((wc.w, wc.wtimeout), (Acknowledgment::Majority, MAX_WTIMEOUT));
+        let s = settings(&[BASE[0], BASE[1], ("CLEANUP_WRITE_CONCERN", "2"), ("CLEANUP_TIME_BUDGET_SECONDS", "8")]);
+        let wc = s.unwrap().write_concern.expect("set");
+        assert_eq!(
+            (wc.w, wc.wtimeout),
+            (Acknowledgment::Members(2), Duration::from_secs(2)),
+            "a quarter of the budget"
+        );
+        for bad in ["0", "51", "-1", "all", "majority,tag"] {
+            let refused = settings(&[BASE[0], BASE[1], ("CLEANUP_WRITE_CONCERN", bad)]).unwrap_err().to_string();
+            assert!(refused.starts_with("CLEANUP_WRITE_CONCERN is invalid"), "{bad}: {refused}");
+        }
+        let s = settings(&[BASE[0], BASE[1], ("CLEANUP_MAX_REPLICATION_LAG_SECONDS", "10")]).unwrap();
+        assert_eq!(s.sweep.max_replication_lag, Some(Duration::from_secs(10)));
+        assert_eq!(settings(&BASE).unwrap().sweep.max_replication_lag, None);
+        for bad in ["0", "3601", "1.5", "soon"] {
+            let refused = settings(&[BASE[0], BASE[1], ("CLEANUP_MAX_REPLICATION_LAG_SECONDS", bad)]);
+            assert!(refused.unwrap_err().to_string().contains("CLEANUP_MAX_REPLICATION_LAG_SECONDS"), "{bad}");
+        }
         assert!(settings(&[BASE[0], BASE[1], ("CLEANUP_LEASE", "sometimes")])
             .unwrap_err()
             .to_string()

@@ -288,7 +288,7 @@ impl RunRecord {
             },
             cleaned_count: report.cleaned_count,
             memory_saved_bytes: report.memory_saved_bytes,
-            expired_remaining: report.skipped.is_none().then_some(report.expired_remaining),
+            expired_remaining: report.expired_remaining.filter(|_| report.skipped.is_none()),
             complete: report.complete,
             backlog: report.backlog.as_ref().map(BacklogRecord::from),
             error: None,

@@ -10,8 +10,8 @@
 //!   duplicate-refusing `strict_json`), the answers' envelopes (`envelope`), the one mapping of failures to
 //!   statuses (`http_status`), `x-fc-status` and request ids (`fc`), start-up on any port and graceful shutdown.
 //! - [`sweep`]: the algorithm (range-bounded batches in `window`s sized by `sizing`, one `lane` a batch at a time,
-//!   time budget, dry run, gentle pacing that starts small, legacy entries), several targets' sweeps in `turns`,
-//!   its running `tally` and its `report`, storage-agnostic.
+//!   time budget, dry run, gentle pacing that starts small, waiting for lagging `replication`, legacy entries),
+//!   several targets' sweeps in `turns`, its running `tally` and its `report`, storage-agnostic.
 //! - [`store`]: one trait per job (the sweep's [`store::SweepStore`], [`store::LegacyStore`], the
 //!   [`store::RunHistory`]; [`store::Store`] is all three) and its one error type; the shared query
 //!   builders (`filter`); one file or folder per backend: the direct MongoDB connection (`mongo`) and the

@@ -91,5 +91,5 @@ impl Backends {
 pub fn direct(settings: &Settings) -> Option<MongoStore> {
     let db = settings.db.as_ref()?;
     let store = MongoStore::new(db.clone(), &settings.sweep.collection, &settings.sweep.expires_field);
-    Some(store.with_history(settings.history.clone()))
+    Some(store.with_history(settings.history.clone()).with_write_concern(settings.write_concern))
 }

@@ -94,6 +94,23 @@ pub struct Measure {
     pub bytes: u64,
 }
 
+/// What one delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    /// Entries it really deleted (on the primary).
+    pub count: u64,
+    /// False when the delete's write concern (`CLEANUP_WRITE_CONCERN`) was not confirmed within its `wtimeout`:
+    /// the entries are gone from the primary, and the replicas had not all caught up.
+    pub confirmed: bool,
+}
+
+impl Deleted {
+    /// `count` entries deleted and confirmed.
+    pub fn confirmed(count: u64) -> Self {
+        Self { count, confirmed: true }
+    }
+}
+
 /// Collection-wide numbers, from the server's statistics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CollectionStats {
@@ -163,7 +180,7 @@ pub trait SweepStore: Backend {
     /// Deletes the entries in `range`; returns how many this call really deleted. `at_most` is how many the range
     /// can hold by what the sweep knows (its measured count, or the batch size an unmeasured window was sized
     /// for): a backend that cannot vouch for its count (the HTTP API) refuses a larger one as a contract failure.
-    async fn delete(&self, range: &ExpiryRange, at_most: u64) -> Result<u64, StoreError>;
+    async fn delete(&self, range: &ExpiryRange, at_most: u64) -> Result<Deleted, StoreError>;
 
     /// Counts the entries in `range` (cheaper than [`measure`](Self::measure) where the server can use the index).
     async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError>;
@@ -176,6 +193,10 @@ pub trait SweepStore: Backend {
 
     /// Whether an index starts with the expiry field; `None` when this backend cannot tell.
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError>;
+
+    /// The replica set's `replSetGetStatus`, for the replication lag (`sweep::replication`); `None` when this
+    /// backend cannot run the command (the Data API has no admin commands).
+    async fn replication_status(&self) -> Result<Option<Document>, StoreError>;
 }
 
 /// Legacy entries of the same collection: no usable expiry field, only the raw token (`crate::sweep::legacy`).
@@ -241,7 +262,7 @@ macro_rules! forward_store {
                 &self,
                 range: &$crate::store::ExpiryRange,
                 at_most: u64,
-            ) -> Result<u64, $crate::store::StoreError> {
+            ) -> Result<$crate::store::Deleted, $crate::store::StoreError> {
                 $via!(self, |s| s.delete(range, at_most))
             }
             async fn count(&self, range: &$crate::store::ExpiryRange) -> Result<u64, $crate::store::StoreError> {
@@ -262,6 +283,9 @@ macro_rules! forward_store {
             }
             async fn expiry_indexed(&self) -> Result<Option<bool>, $crate::store::StoreError> {
                 $via!(self, |s| s.expiry_indexed())
+            }
+            async fn replication_status(&self) -> Result<Option<mongodb::bson::Document>, $crate::store::StoreError> {
+                $via!(self, |s| s.replication_status())
             }
         }
 

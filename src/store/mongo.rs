@@ -19,10 +19,10 @@ use super::filter::{
 };
 use super::lease::{self, LeaseClaim, LeaseState};
 use super::{
-    Backend, CollectionStats, ExpiryRange, HistorySettings, LegacyEntry, LegacyStore, Measure, RunHistory, RunQuery,
-    StoreError, SweepStore, HISTORY_TIME_FIELD,
+    Backend, CollectionStats, Deleted, ExpiryRange, HistorySettings, LegacyEntry, LegacyStore, Measure, RunHistory,
+    RunQuery, StoreError, SweepStore, HISTORY_TIME_FIELD,
 };
-use crate::config::{DbSettings, FieldPath, MongoName};
+use crate::config::{Acknowledgment, DbSettings, DeleteWriteConcern, FieldPath, MongoName};
 use jtc_shared::mongo::{connect, is_duplicate_key, is_index_conflict, DriverError};
 
 /// The blacklist collection reached through a direct MongoDB connection.
@@ -33,6 +33,10 @@ pub struct MongoStore {
     /// Shared by the stores of every target on this connection: one pool.
     client: Arc<OnceCell<Client>>,
     history: Option<HistorySettings>,
+    /// `CLEANUP_WRITE_CONCERN`, on every delete.
+    write_concern: Option<DeleteWriteConcern>,
+    /// The write concern can be satisfied (checked once, before the first delete).
+    write_concern_checked: OnceCell<()>,
     /// The history's TTL index is in place (made once per process).
     history_indexed: OnceCell<()>,
 }
@@ -46,8 +50,48 @@ impl MongoStore {
             field: expires_field.clone(),
             client: Arc::new(OnceCell::new()),
             history: None,
+            write_concern: None,
+            write_concern_checked: OnceCell::new(),
             history_indexed: OnceCell::new(),
         }
+    }
+
+    /// The same store, its deletes waiting for `write_concern` (`CLEANUP_WRITE_CONCERN`) when one is set.
+    pub fn with_write_concern(mut self, write_concern: Option<DeleteWriteConcern>) -> Self {
+        self.write_concern = write_concern;
+        self
+    }
+
+    /// Deletes what `filter` matches, with the write concern when one is set.
+    async fn delete_where(&self, filter: Document) -> Result<Deleted, StoreError> {
+        let Some(concern) = self.write_concern else {
+            let collection = self.raw_collection().await?;
+            let result = collection.delete_many(filter).await.map_err(|e| self.classify(e))?;
+            return Ok(Deleted::confirmed(result.deleted_count));
+        };
+        // The command itself rather than the driver's `delete_many`: after a write concern timeout the driver
+        // reports only the error, and the reply's `n` (what the primary deleted) is what the report must count.
+        // First, once per store: a delete that matches nothing, with the same write concern. A server applies a
+        // delete before it finds the write concern unsatisfiable (the test server and MongoDB both), so without this
+        // a `w` the set cannot satisfy would fail the run after its first batch was gone; with it, nothing is touched.
+        self.write_concern_checked
+            .get_or_try_init(|| async {
+                self.delete_command(doc! { "_id": { "$in": [] } }, &concern).await.map(|_| ())
+            })
+            .await?;
+        self.delete_command(filter, &concern).await
+    }
+
+    /// One `delete` command of what `filter` matches, with `concern`.
+    async fn delete_command(&self, filter: Document, concern: &DeleteWriteConcern) -> Result<Deleted, StoreError> {
+        let database = self.client().await?.database(&self.settings.database);
+        let command = doc! {
+            "delete": &*self.collection_name,
+            "deletes": [{ "q": filter, "limit": 0 }],
+            "writeConcern": write_concern_document(concern),
+        };
+        let reply = database.run_command(command).await.map_err(|e| self.classify(e))?;
+        delete_reply(&reply, concern)
     }
 
     /// A store for `collection` in `database` on this store's connection (its pool is shared), without a history.
@@ -60,6 +104,8 @@ impl MongoStore {
             field: expires_field.clone(),
             client: Arc::clone(&self.client),
             history: None,
+            write_concern: self.write_concern,
+            write_concern_checked: OnceCell::new(),
             history_indexed: OnceCell::new(),
         }
     }
@@ -215,10 +261,8 @@ impl SweepStore for MongoStore {
 
     /// The driver's `deletedCount` is the server's own word, so `at_most` is not enforced here: a count above it
     /// means another writer added expired entries to the range, and they were deleted.
-    async fn delete(&self, range: &ExpiryRange, _at_most: u64) -> Result<u64, StoreError> {
-        let collection = self.raw_collection().await?;
-        let result = collection.delete_many(range_filter(&self.field, range)).await.map_err(|e| self.classify(e))?;
-        Ok(result.deleted_count)
+    async fn delete(&self, range: &ExpiryRange, _at_most: u64) -> Result<Deleted, StoreError> {
+        self.delete_where(range_filter(&self.field, range)).await
     }
 
     async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
@@ -245,6 +289,11 @@ impl SweepStore for MongoStore {
         let keys: Vec<Document> = indexes.into_iter().map(|index| index.keys).collect();
         Ok(Some(indexes_lead_with(&self.field, &keys)))
     }
+
+    async fn replication_status(&self) -> Result<Option<Document>, StoreError> {
+        let admin = self.client().await?.database("admin");
+        admin.run_command(doc! { "replSetGetStatus": 1 }).await.map(Some).map_err(|e| self.classify(e))
+    }
 }
 
 #[async_trait::async_trait]
@@ -254,9 +303,11 @@ impl LegacyStore for MongoStore {
     }
 
     async fn delete_legacy(&self, ids: &[Bson]) -> Result<u64, StoreError> {
-        let collection = self.raw_collection().await?;
-        let result = collection.delete_many(legacy_ids_filter(&self.field, ids)).await.map_err(|e| self.classify(e))?;
-        Ok(result.deleted_count)
+        let deleted = self.delete_where(legacy_ids_filter(&self.field, ids)).await?;
+        if !deleted.confirmed {
+            tracing::warn!(deleted = deleted.count, "a legacy delete's write concern was not confirmed in time");
+        }
+        Ok(deleted.count)
     }
 
     async fn backfill_expiry(&self, id: &Bson, expires_ms: i64) -> Result<bool, StoreError> {
@@ -311,5 +362,80 @@ impl RunHistory for MongoStore {
         let collection = self.history_collection().await?;
         collection.delete_one(lease::release_filter(holder)).await.map_err(|e| self.classify(e))?;
         Ok(())
+    }
+}
+
+/// `{w, wtimeout}` as the server reads it.
+fn write_concern_document(concern: &DeleteWriteConcern) -> Document {
+    let w = match concern.w {
+        Acknowledgment::Majority => Bson::String("majority".into()),
+        Acknowledgment::Members(n) => Bson::Int64(i64::from(n)),
+    };
+    let wtimeout = i64::try_from(concern.wtimeout.as_millis()).unwrap_or(i64::MAX);
+    doc! { "w": w, "wtimeout": wtimeout }
+}
+
+/// MongoDB's code for a write concern that was not satisfied within its `wtimeout`.
+const WRITE_CONCERN_FAILED: i32 = 64;
+
+/// What a `delete` command's `reply` says: the entries the primary deleted, and whether `concern` confirmed them. A
+/// write concern timeout (64) is an unconfirmed delete; any other write concern error (100
+/// UnsatisfiableWriteConcern: fewer data-bearing members than `w`; 79 UnknownReplWriteConcern) is an error, never
+/// a silent pass.
+fn delete_reply(reply: &Document, concern: &DeleteWriteConcern) -> Result<Deleted, StoreError> {
+    let count = match reply.get("n") {
+        Some(Bson::Int32(n)) => u64::try_from(*n).ok(),
+        Some(Bson::Int64(n)) => u64::try_from(*n).ok(),
+        _ => None,
+    }
+    .ok_or_else(|| StoreError::protocol("delete: the reply has no count \"n\""))?;
+    if let Ok(errors) = reply.get_array("writeErrors") {
+        if let Some(Bson::Document(first)) = errors.first() {
+            let message = first.get_str("errmsg").unwrap_or("no message");
+            return Err(StoreError::query(format!("delete: {message}")));
+        }
+    }
+    let Ok(error) = reply.get_document("writeConcernError") else { return Ok(Deleted { count, confirmed: true }) };
+    let code = error.get_i32("code").unwrap_or(0);
+    if code == WRITE_CONCERN_FAILED {
+        return Ok(Deleted { count, confirmed: false });
+    }
+    let w = match concern.w {
+        Acknowledgment::Majority => "majority".to_string(),
+        Acknowledgment::Members(n) => n.to_string(),
+    };
+    Err(StoreError::query(format!(
+        "CLEANUP_WRITE_CONCERN={w} cannot be satisfied by this deployment: {} ({code}): {}",
+        error.get_str("codeName").unwrap_or("write concern error"),
+        error.get_str("errmsg").unwrap_or("no message")
+    )))
+}
+
+#[cfg(test)]
+mod write_concern_tests {
+    use super::*;
+
+    const MAJORITY: DeleteWriteConcern =
+        DeleteWriteConcern { w: Acknowledgment::Majority, wtimeout: std::time::Duration::from_secs(5) };
+
+    #[test]
+    fn a_write_concern_timeout_counts_the_delete_unconfirmed_and_an_unsatisfiable_one_is_an_error() {
+        // As the test server answered (2026-12-03), and as MongoDB answers a wtimeout.
+        assert_eq!(
+            delete_reply(&doc! { "n": 2, "ok": 1.0 }, &MAJORITY).unwrap(),
+            Deleted { count: 2, confirmed: true }
+        );
+        let timeout = doc! { "n": 7_i64, "ok": 1.0, "writeConcernError": {
+        "code": 64, "codeName": "WriteConcernFailed", "errmsg": "waiting for replication timed out",
+        "errInfo": { "wtimeout": true } } };
+        assert_eq!(delete_reply(&timeout, &MAJORITY).unwrap(), Deleted { count: 7, confirmed: false });
+        let unsatisfiable = doc! { "n": 0, "ok": 1.0, "writeConcernError": {
+        "code": 100, "codeName": "UnsatisfiableWriteConcern", "errmsg": "Not enough data-bearing nodes" } };
+        let five = DeleteWriteConcern { w: Acknowledgment::Members(5), ..MAJORITY };
+        let error = delete_reply(&unsatisfiable, &five).unwrap_err().to_string();
+        assert!(error.contains("CLEANUP_WRITE_CONCERN=5 cannot be satisfied") && error.contains("(100)"), "{error}");
+        assert!(delete_reply(&doc! { "ok": 1.0 }, &MAJORITY).is_err(), "no count, no trust");
+        let write_error = doc! { "n": 0, "ok": 1.0, "writeErrors": [{ "index": 0, "code": 2, "errmsg": "bad" }] };
+        assert!(delete_reply(&write_error, &MAJORITY).unwrap_err().to_string().contains("bad"));
     }
 }

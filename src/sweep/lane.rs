@@ -21,10 +21,13 @@ use super::options::SweepOptions;
 use super::sizing::Sizing;
 use super::tally::Tally;
 use super::window::Window;
-use crate::store::{ExpiryRange, Lane, Store, StoreError};
+use crate::store::{Deleted, ExpiryRange, Lane, Store, StoreError};
 
 /// The first window of each lane: a minute of expiries below the cutoff. Later windows follow the density.
 const INITIAL_WINDOW_MS: i64 = 60_000;
+
+/// The pause after a delete its write concern did not confirm in time (pt-archiver's `--check-interval`).
+const UNCONFIRMED_PAUSE: std::time::Duration = super::replication::CHECK_INTERVAL;
 
 /// What one call of [`LaneSweep::next`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,14 +103,22 @@ impl LaneSweep {
                 probed = Some(seen);
             }
             let batch_started = Instant::now();
+            // A delete whose write concern was not confirmed in time: it happened on the primary (it counts), and the
+            // replicas are behind; the sweep pauses before the next batch.
+            let mut unconfirmed = false;
             let count = if estimate {
                 // Estimate mode: no measuring read. A dry run still has to count what it would delete.
                 let at = Instant::now();
                 // Unmeasured, the window can hold no more than the batch size it was sized for, or what its probe
                 // counted, by what the sweep knows.
                 let at_most = u64::from(options.batch_size).max(probed.unwrap_or(0));
-                let count =
-                    if options.dry_run { store.count(&range).await? } else { store.delete(&range, at_most).await? };
+                let count = if options.dry_run {
+                    store.count(&range).await?
+                } else {
+                    let deleted = store.delete(&range, at_most).await?;
+                    unconfirmed |= !deleted.confirmed;
+                    deleted.count
+                };
                 if options.dry_run {
                     sizing.measured(at.elapsed(), count);
                 } else {
@@ -142,7 +153,8 @@ impl LaneSweep {
                         tally.would_delete(measured.count, measured.bytes);
                     } else {
                         let at = Instant::now();
-                        let deleted = store.delete(&range, measured.count).await?;
+                        let Deleted { count: deleted, confirmed } = store.delete(&range, measured.count).await?;
+                        unconfirmed |= !confirmed;
                         sizing.deleted(at.elapsed(), deleted);
                         tally.deleted(measured.count, measured.bytes, deleted);
                         tracing::debug!(?lane, lo = range.lo_ms, hi = range.hi_ms, deleted, "batch deleted");
@@ -159,6 +171,12 @@ impl LaneSweep {
             if count > 0 && options.pause_ratio > 0.0 {
                 let left = options.time_budget.saturating_sub(started.elapsed());
                 let pause = batch_started.elapsed().mul_f64(options.pause_ratio).min(left);
+                tokio::time::sleep(pause).await;
+                tally.paused(pause);
+            }
+            if unconfirmed {
+                let pause = UNCONFIRMED_PAUSE.min(options.time_budget.saturating_sub(started.elapsed()));
+                tally.unconfirmed();
                 tokio::time::sleep(pause).await;
                 tally.paused(pause);
             }

@@ -13,13 +13,14 @@ mod lane;
 pub mod legacy;
 pub mod options;
 pub mod progress;
+pub mod replication;
 pub mod report;
 pub mod sizing;
 mod tally;
 pub mod turns;
 pub mod window;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
@@ -29,7 +30,7 @@ pub use progress::{Done, LogLines, Progress, Silent};
 pub use report::{SweepFailure, SweepReport};
 
 use crate::store::deadline::{Deadline, AFTER_RUN, CALL_MARGIN};
-use crate::store::{Backend, ExpiryRange, Lane, Store, StoreError, SweepStore};
+use crate::store::{Backend, ErrorKind, ExpiryRange, Lane, Store, StoreError, SweepStore};
 use lane::{LaneStep, LaneSweep};
 use report::RunEnd;
 use tally::Tally;
@@ -74,6 +75,8 @@ pub enum Turn {
 /// end, and a run over several targets steps several in turn ([`turns`]).
 pub struct Sweep<'a> {
     store: Deadline<'a>,
+    /// When every call of this sweep ends.
+    deadline: tokio::time::Instant,
     options: SweepOptions,
     verifier: Option<&'a TokenVerifier>,
     started_at: chrono::DateTime<Utc>,
@@ -92,6 +95,10 @@ pub struct Sweep<'a> {
     /// nothing. The count is one index-bounded query per lane that normally matches nothing, so it costs next to
     /// nothing.
     remaining: Vec<(ExpiryRange, bool)>,
+    /// When the replication lag was last read; `None` before the first read.
+    lag_read_at: Option<Instant>,
+    /// The lag can be read (a bound is set and the command has not been refused in this run).
+    lag_readable: bool,
 }
 
 impl<'a> Sweep<'a> {
@@ -112,6 +119,7 @@ impl<'a> Sweep<'a> {
         let cutoff_ms = options.cutoff_ms(started_at);
         let mut sweep = Self {
             store: Deadline::new(store, deadline),
+            deadline,
             options,
             verifier,
             started_at,
@@ -122,6 +130,8 @@ impl<'a> Sweep<'a> {
             current: None,
             legacy_done: false,
             remaining: Vec::new(),
+            lag_read_at: None,
+            lag_readable: true,
         };
         match sweep.store.expiry_indexed().await {
             Ok(Some(true)) => {}
@@ -165,6 +175,9 @@ impl<'a> Sweep<'a> {
     /// the legacy pass are done, or the budget is spent ([`Turn::Done`]). The legacy pass, when there is one, is a
     /// single turn of at most `legacy_scan_limit` entries.
     pub async fn step(&mut self) -> Result<Turn, SweepFailure> {
+        if let Some(bound) = self.options.max_replication_lag.filter(|_| !self.options.dry_run) {
+            self.wait_for_replicas(bound).await?;
+        }
         while let Some(&lane) = Lane::ALL.get(self.lane) {
             let (cutoff_ms, options) = (self.cutoff_ms, &self.options);
             let current = self.current.get_or_insert_with(|| LaneSweep::new(lane, cutoff_ms, options));
@@ -197,13 +210,90 @@ impl<'a> Sweep<'a> {
         Ok(Turn::Done)
     }
 
+    /// Before a batch: while the worst secondary lags more than `bound`, pauses and reads the lag again, every
+    /// [`replication::CHECK_INTERVAL`], within the budget (see `replication`). A budget spent waiting stops the
+    /// sweep, with a warning naming the replication lag.
+    async fn wait_for_replicas(&mut self, bound: Duration) -> Result<(), SweepFailure> {
+        let mut waited = Duration::ZERO;
+        loop {
+            let recent = self.lag_read_at.is_some_and(|at| at.elapsed() < replication::CHECK_INTERVAL);
+            if !self.lag_readable || (recent && waited.is_zero()) {
+                return Ok(());
+            }
+            self.lag_read_at = Some(Instant::now());
+            let status = match self.store.replication_status().await {
+                Ok(status) => status,
+                Err(e) if e.kind() == ErrorKind::Unreachable => return Err(self.fail(e)),
+                Err(e) => {
+                    self.lag_unreadable(&format!("replSetGetStatus was refused ({e})"));
+                    return Ok(());
+                }
+            };
+            let lag = match status.as_ref().map(replication::worst_lag) {
+                None => {
+                    self.lag_unreadable(&format!("{} cannot run replSetGetStatus", self.store.backend()));
+                    return Ok(());
+                }
+                Some(Err(why)) => {
+                    self.lag_unreadable(&why);
+                    return Ok(());
+                }
+                Some(Ok(lag)) => lag,
+            };
+            let Some(lag) = lag.filter(|lag| *lag > bound) else { return Ok(()) };
+            let left = self.options.time_budget.saturating_sub(self.started.elapsed());
+            if left.is_zero() {
+                self.tally.warn(format!(
+                    "replication lag: the run spent {:.1} s of its budget waiting for the replicas (the worst secondary \
+                     was {:.1} s behind the primary, more than CLEANUP_MAX_REPLICATION_LAG_SECONDS={}); the next run \
+                     takes the rest",
+                    waited.as_secs_f64(),
+                    lag.as_secs_f64(),
+                    bound.as_secs()
+                ));
+                self.stop();
+                return Ok(());
+            }
+            let pause = replication::CHECK_INTERVAL.min(left);
+            tracing::info!(lag_ms = lag.as_millis() as u64, "the replicas are behind; the sweep waits");
+            tokio::time::sleep(pause).await;
+            self.tally.paused(pause);
+            waited += pause;
+        }
+    }
+
+    /// The lag cannot be read in this run: said once, and the write concern is what protects the replicas.
+    fn lag_unreadable(&mut self, why: &str) {
+        self.lag_readable = false;
+        self.tally.warn(format!(
+            "CLEANUP_MAX_REPLICATION_LAG_SECONDS is set but the replication lag cannot be read: {why}; this run does \
+             not wait for the replicas (CLEANUP_WRITE_CONCERN still applies to the direct connection's deletes)"
+        ));
+    }
+
     /// The sweep's end, after [`step`](Self::step) said [`Turn::Done`]: counts what is left where it swept, reads
     /// the statistics and the backlog, and reports.
     pub async fn close(mut self, request_id: &str) -> Result<SweepReport, SweepFailure> {
         let store = &self.store;
         let tally = &mut self.tally;
+        // A sweep the budget stopped proves nothing more by its closing calls (it is incomplete either way): when the
+        // run's deadline cuts them (on the test server they read every remaining entry, 2-7 s for 20,000), what is
+        // left is reported unknown instead of failing the target. A complete sweep's counts are its evidence, and
+        // stay fatal.
+        let stopped = !tally.is_complete();
+        let deadline = self.deadline;
+        let cut =
+            |e: &StoreError| stopped && tokio::time::Instant::now() >= deadline && e.kind() == ErrorKind::Unreachable;
+        let mut unknown = false;
         for (range, swept) in &self.remaining {
-            let left = store.count(range).await.map_err(|e| tally.failure(e, store.backend()))?;
+            let left = match store.count(range).await {
+                Ok(left) => left,
+                Err(e) if cut(&e) => {
+                    unknown = true;
+                    break;
+                }
+                Err(e) => return Err(tally.failure(e, store.backend())),
+            };
             if left > 0 && *swept {
                 tally.incomplete();
                 tally.warn(format!(
@@ -220,10 +310,25 @@ impl<'a> Sweep<'a> {
         // One statistics call, at the end: on some servers it costs a pass over the collection (and holds the
         // server while it runs), so it is made once per run at most, and not at all with
         // `CLEANUP_COLLECTION_STATS=false`.
-        let after = match self.options.collection_stats {
-            true => Some(store.stats().await.map_err(|e| tally.failure(e, store.backend()))?),
-            false => None,
+        let after = match (self.options.collection_stats, unknown) {
+            (true, false) => match store.stats().await {
+                Ok(stats) => Some(stats),
+                Err(e) if cut(&e) => {
+                    unknown = true;
+                    None
+                }
+                Err(e) => return Err(tally.failure(e, store.backend())),
+            },
+            _ => None,
         };
+        if unknown {
+            tally.remaining_unknown();
+            tally.warn(
+                "the time budget stopped this sweep and the run's deadline came before its closing counts ended: what \
+                 is left is unknown (the next run takes it)"
+                    .to_string(),
+            );
+        }
         // The backlog after the run (sweep::backlog): a few index-bounded reads; a failure to measure it is
         // reported, not fatal (the sweep itself is done).
         let backlog = match backlog::measure(store, self.cutoff_ms, Utc::now()).await {

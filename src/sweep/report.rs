@@ -72,8 +72,9 @@ pub struct SweepReport {
     pub execution_time: String,
     /// Entries in the collection before the run (`remaining_tokens + cleaned_count`); null without statistics.
     pub total_tokens_before: Option<u64>,
-    /// Expired entries still in the collection after the run, counted after the sweep (0 when `complete`).
-    pub expired_remaining: u64,
+    /// Expired entries still in the collection after the run, counted after the sweep (0 when `complete`); null
+    /// when the run's deadline cut the count of a run the budget had stopped (and for a skipped run).
+    pub expired_remaining: Option<u64>,
     /// True when every expired entry was swept, as a count of each lane below the cutoff confirmed after the sweep
     /// (or, in a dry run, when every expired entry was counted).
     pub complete: bool,
@@ -150,6 +151,7 @@ impl SweepReport {
         });
         let until = DateTime::from_timestamp_millis(until_ms).unwrap_or(started_at);
         report.skipped = Some(Skipped { skipped: true, held_by: holder, lease_until: rfc3339(until) });
+        report.expired_remaining = None;
         report
     }
 }
@@ -277,7 +279,7 @@ pub fn combine(
         timestamp: first.timestamp,
         execution_time: first.execution_time,
         total_tokens_before: remaining.map(|r| r.saturating_add(cleaned)),
-        expired_remaining: sum(&|r| r.expired_remaining),
+        expired_remaining: known(&|r| r.expired_remaining),
         complete: all_ok && outcomes.iter().all(|(_, r)| r.as_ref().is_ok_and(|r| r.complete)),
         batches,
         dry_run: first.dry_run,
@@ -332,8 +334,12 @@ impl SweepReport {
         } else {
             format!("Cleaned {}", tokens(self.cleaned_count))
         };
-        if !self.complete {
-            message.push_str(&format!(" (incomplete: {} remain for the next run)", tokens(self.expired_remaining)));
+        match (self.complete, self.expired_remaining) {
+            (true, _) => {}
+            (false, Some(left)) => {
+                message.push_str(&format!(" (incomplete: {} remain for the next run)", tokens(left)))
+            }
+            (false, None) => message.push_str(" (incomplete: the rest is left for the next run)"),
         }
         message
     }

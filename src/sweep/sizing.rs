@@ -158,6 +158,7 @@ mod tests {
             max_operation,
             collection_stats: true,
             exact_bytes: true,
+            max_replication_lag: None,
             calls_end: None,
         }
     }

@@ -23,12 +23,15 @@ pub(crate) struct Tally {
     skipped_unverifiable: u64,
     backfilled: u64,
     complete: bool,
-    expired_remaining: u64,
+    /// `None` once a closing count could not be made (the run's deadline cut it).
+    expired_remaining: Option<u64>,
     warnings: Vec<String>,
     paused: Duration,
     /// The most entries this run can have removed or counted: the collection's size at the start, when the store
     /// cannot vouch for its own counts (see [`Tally::bound_by`]).
     size_bound: Option<u64>,
+    /// Deletes whose write concern was not confirmed in time.
+    unconfirmed: u64,
 }
 
 impl Tally {
@@ -45,10 +48,11 @@ impl Tally {
             skipped_unverifiable: 0,
             backfilled: 0,
             complete: true,
-            expired_remaining: 0,
+            expired_remaining: Some(0),
             warnings: Vec::new(),
             paused: Duration::ZERO,
             size_bound: None,
+            unconfirmed: 0,
         }
     }
 
@@ -154,17 +158,33 @@ impl Tally {
 
     /// `left` expired entries are still there.
     pub fn remaining(&mut self, left: u64) {
-        self.expired_remaining = self.expired_remaining.saturating_add(left);
+        self.expired_remaining = self.expired_remaining.map(|r| r.saturating_add(left));
+    }
+
+    /// What is left could not be counted.
+    pub fn remaining_unknown(&mut self) {
+        self.expired_remaining = None;
+    }
+
+    /// True until something is left for the next run.
+    pub fn is_complete(&self) -> bool {
+        self.complete
     }
 
     /// A dry run leaves everything it would have deleted.
     pub fn dry_run_leaves_what_it_counted(&mut self) {
-        self.expired_remaining = self.expired_remaining.saturating_add(self.would_clean);
+        let would_clean = self.would_clean;
+        self.expired_remaining = self.expired_remaining.map(|r| r.saturating_add(would_clean));
     }
 
     /// Time spent pausing between batches.
     pub fn paused(&mut self, pause: Duration) {
         self.paused = self.paused.saturating_add(pause);
+    }
+
+    /// Counts a delete its write concern did not confirm within `wtimeout` (its entries are counted as deleted).
+    pub fn unconfirmed(&mut self) {
+        self.unconfirmed += 1;
     }
 
     /// Something the operator should know, logged now and reported at the end.
@@ -174,7 +194,14 @@ impl Tally {
     }
 
     /// The report of a run that ended here.
-    pub fn into_report(self, end: RunEnd) -> SweepReport {
+    pub fn into_report(mut self, end: RunEnd) -> SweepReport {
+        if self.unconfirmed > 0 {
+            self.warn(format!(
+                "{} delete(s) were not confirmed by CLEANUP_WRITE_CONCERN within its wtimeout: their entries are gone \
+                 from the primary and counted, the replicas were behind, and the sweep paused after each",
+                self.unconfirmed
+            ));
+        }
         // Where the server reports no sizes: the remaining entries at the average size of the ones this run
         // measured, when it measured any.
         let average = self.average_bytes();
@@ -240,7 +267,7 @@ mod tests {
             tally.batch();
         }
         assert_eq!(tally.cleaned, u64::MAX);
-        assert_eq!(tally.expired_remaining, u64::MAX);
+        assert_eq!(tally.expired_remaining, Some(u64::MAX));
         assert_eq!(tally.bytes, u64::MAX);
         assert!(!tally.exact);
     }

@@ -2,6 +2,7 @@
 //! mode deletes exactly what exact mode deletes, and statistics are null (not 0) when they are off or unknown. The
 //! mechanisms are checked by what they do; no test asserts a time.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,8 +10,8 @@ use chrono::Utc;
 use jwt_token_cleaner::store::lease::{LeaseClaim, LeaseState};
 use jwt_token_cleaner::store::mongo::MongoStore;
 use jwt_token_cleaner::store::{
-    Backend, CollectionStats, ExpiryRange, LegacyEntry, LegacyStore, Measure, RunHistory, RunQuery, StoreError,
-    SweepStore,
+    Backend, CollectionStats, Deleted, ExpiryRange, LegacyEntry, LegacyStore, Measure, RunHistory, RunQuery,
+    StoreError, SweepStore,
 };
 use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides};
 use mongodb::bson::{doc, Bson, DateTime, Document};
@@ -62,6 +63,8 @@ struct Slowed {
     deletes: Mutex<Vec<(i64, u64)>>,
     /// The entries every measure and bounded count read, in order.
     reads: Mutex<Vec<u64>>,
+    /// `replSetGetStatus` answers to give before the server's own, in order.
+    replication: Mutex<VecDeque<Result<Document, StoreError>>>,
 }
 
 impl Backend for Slowed {
@@ -84,10 +87,10 @@ impl SweepStore for Slowed {
         self.reads.lock().unwrap().push(measured.count);
         Ok(measured)
     }
-    async fn delete(&self, range: &ExpiryRange, at_most: u64) -> Result<u64, StoreError> {
+    async fn delete(&self, range: &ExpiryRange, at_most: u64) -> Result<Deleted, StoreError> {
         let deleted = self.inner.delete(range, at_most).await?;
-        tokio::time::sleep(self.per_entry * deleted as u32).await;
-        self.deletes.lock().unwrap().push((range.hi_ms, deleted));
+        tokio::time::sleep(self.per_entry * deleted.count as u32).await;
+        self.deletes.lock().unwrap().push((range.hi_ms, deleted.count));
         Ok(deleted)
     }
     async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
@@ -104,6 +107,14 @@ impl SweepStore for Slowed {
     }
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {
         self.inner.expiry_indexed().await
+    }
+    async fn replication_status(&self) -> Result<Option<Document>, StoreError> {
+        // A scripted answer while there is one (a captured reply edited to show lag), else the server's.
+        let scripted = self.replication.lock().unwrap().pop_front();
+        match scripted {
+            Some(status) => status.map(Some),
+            None => self.inner.replication_status().await,
+        }
     }
 }
 
@@ -138,21 +149,149 @@ impl RunHistory for Slowed {
 
 /// A sweep of `db` through [`Slowed`] (1 ms an entry, batch 1000): its report, its deletes and its reads.
 async fn slowed_sweep(db: &TestDb, extra: &[(&str, &str)]) -> (serde_json::Value, Vec<(i64, u64)>, Vec<u64>) {
+    let (report, store) = scripted_sweep(db, extra, Duration::from_millis(1), Vec::new()).await;
+    let report = report.expect("sweep");
+    let deletes = store.deletes.lock().unwrap().clone();
+    let reads = store.reads.lock().unwrap().clone();
+    (report, deletes, reads)
+}
+
+/// A sweep of `db` through [`Slowed`] (`per_entry`, batch 1000), its `replSetGetStatus` answers `replication`
+/// first: the report (or the failure's error) and the store.
+async fn scripted_sweep(
+    db: &TestDb,
+    extra: &[(&str, &str)],
+    per_entry: Duration,
+    replication: Vec<Result<Document, StoreError>>,
+) -> (Result<serde_json::Value, String>, Arc<Slowed>) {
     let settings = db.settings(extra);
     let inner =
         MongoStore::new(settings.db.clone().unwrap(), &settings.sweep.collection, &settings.sweep.expires_field);
     let store = Arc::new(Slowed {
         inner,
-        per_entry: Duration::from_millis(1),
+        per_entry,
         deletes: Mutex::new(Vec::new()),
         reads: Mutex::new(Vec::new()),
+        replication: Mutex::new(replication.into()),
     });
     let overrides = SweepOverrides { batch_size: Some(1000), ..SweepOverrides::default() };
     let options = SweepOptions::resolve(&settings.sweep, &settings.legacy, overrides);
-    let report = sweep::run(store.as_ref(), &options, None, "gentle").await.expect("sweep");
-    let deletes = store.deletes.lock().unwrap().clone();
-    let reads = store.reads.lock().unwrap().clone();
-    (serde_json::to_value(report).unwrap(), deletes, reads)
+    let report = sweep::run(store.as_ref(), &options, None, "gentle").await;
+    (report.map(|r| serde_json::to_value(r).unwrap()).map_err(|f| f.error), store)
+}
+
+/// A `replSetGetStatus` reply captured from the test server, edited to show lag: the worst healthy secondary is
+/// 12 s behind the primary (`tests/fixtures/`).
+fn lagging_status() -> Document {
+    let text = include_str!("../fixtures/repl_set_get_status_lagging.json");
+    let value: serde_json::Value = serde_json::from_str(text).expect("JSON");
+    match Bson::try_from(value).expect("Extended JSON") {
+        Bson::Document(document) => document,
+        other => panic!("not a document: {other}"),
+    }
+}
+
+fn warnings(report: &serde_json::Value) -> Vec<String> {
+    report["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap_or_default().to_string()).collect()
+}
+
+#[tokio::test]
+async fn with_no_lag_the_bound_never_pauses_the_sweep() {
+    // The test server is a one-member replica set: replSetGetStatus answers, and there is no secondary to wait for.
+    let db = TestDb::new().await;
+    seed(&db, 2000).await;
+    let lag = [("CLEANUP_MAX_REPLICATION_LAG_SECONDS", "10")];
+    let (report, _) = scripted_sweep(&db, &lag, Duration::ZERO, Vec::new()).await;
+    let report = report.expect("sweep");
+    assert_eq!((report["cleaned_count"].as_u64(), report["complete"].as_bool()), (Some(2001), Some(true)), "{report}");
+    assert_eq!(report["paused_ms"], 0, "{report}");
+    assert!(warnings(&report).is_empty(), "the lag was read, and there was none: {report}");
+}
+
+#[tokio::test]
+async fn a_lagging_secondary_pauses_the_sweep_until_it_catches_up() {
+    let db = TestDb::new().await;
+    seed(&db, 2000).await;
+    let lag = [("CLEANUP_MAX_REPLICATION_LAG_SECONDS", "10")];
+    // 12 s behind, three reads running; then the server's own answer (no lag).
+    let script = vec![Ok(lagging_status()), Ok(lagging_status()), Ok(lagging_status())];
+    let (report, store) = scripted_sweep(&db, &lag, Duration::ZERO, script).await;
+    let report = report.expect("sweep");
+    assert_eq!(report["paused_ms"], 3000, "a second's pause per lagging read: {report}");
+    assert!(store.replication.lock().unwrap().is_empty(), "every scripted answer was read");
+    assert_eq!((report["cleaned_count"].as_u64(), report["complete"].as_bool()), (Some(2001), Some(true)), "{report}");
+
+    // Within the bound, no pause: 12 s behind is fine with a bound of 15.
+    let db = TestDb::new().await;
+    seed(&db, 200).await;
+    let lag = [("CLEANUP_MAX_REPLICATION_LAG_SECONDS", "15")];
+    let (report, _) = scripted_sweep(&db, &lag, Duration::ZERO, vec![Ok(lagging_status())]).await;
+    assert_eq!(report.expect("sweep")["paused_ms"], 0);
+}
+
+#[tokio::test]
+async fn a_budget_spent_waiting_for_the_replicas_ends_partial_naming_the_lag() {
+    let db = TestDb::new().await;
+    seed(&db, 2000).await;
+    let env = [("CLEANUP_MAX_REPLICATION_LAG_SECONDS", "10"), ("CLEANUP_TIME_BUDGET_SECONDS", "2")];
+    let script = (0..100).map(|_| Ok(lagging_status())).collect();
+    let (report, _) = scripted_sweep(&db, &env, Duration::ZERO, script).await;
+    let report = report.expect("a partial run, not a failure");
+    assert_eq!(report["complete"], false, "{report}");
+    assert_eq!(report["cleaned_count"], 0, "no batch while the replicas were behind: {report}");
+    assert!(warnings(&report).iter().any(|w| w.starts_with("replication lag: ")), "{report}");
+    let paused = report["paused_ms"].as_u64().unwrap();
+    assert!(paused > 0 && paused <= 2000, "what was left of the budget, in pauses: {report}");
+}
+
+#[tokio::test]
+async fn a_refused_lag_read_is_said_once_and_the_sweep_goes_on() {
+    let db = TestDb::new().await;
+    seed(&db, 2000).await;
+    let lag = [("CLEANUP_MAX_REPLICATION_LAG_SECONDS", "10")];
+    let refused = StoreError::query("not authorized on admin to execute command { replSetGetStatus: 1 } (13)");
+    let (report, store) = scripted_sweep(&db, &lag, Duration::ZERO, vec![Err(refused), Ok(lagging_status())]).await;
+    let report = report.expect("sweep");
+    let said: Vec<String> = warnings(&report).into_iter().filter(|w| w.contains("cannot be read")).collect();
+    assert_eq!(said.len(), 1, "{report}");
+    assert!(said[0].contains("not authorized") && said[0].contains("CLEANUP_WRITE_CONCERN"), "{said:?}");
+    assert_eq!(store.replication.lock().unwrap().len(), 1, "no second read in this run");
+    assert_eq!((report["complete"].as_bool(), report["paused_ms"].as_u64()), (Some(true), Some(0)), "{report}");
+
+    // Through the Data API, which has no admin commands: said, and swept.
+    let api = jtc_test_support::data_api::DataApi::spawn(&db.uri, None).await;
+    seed(&db, 10).await;
+    let mut settings = db.settings(&[lag[0], ("MONGODB_API_URL", api.url.as_str())]);
+    settings.db = None;
+    let answer = TestApp::spawn(&settings).await.invoke("{}").await;
+    let data = &answer.json["data"];
+    assert_eq!(data["complete"], true, "{data}");
+    assert!(warnings(data).iter().any(|w| w.contains("http_api cannot run replSetGetStatus")), "{data}");
+}
+
+/// `CLEANUP_WRITE_CONCERN` on the direct connection's deletes: `majority` on the one-member set is confirmed; a
+/// write concern the set cannot satisfy (`w: 5`) is the error JSON naming it, and nothing was deleted.
+#[tokio::test]
+async fn write_concerns_are_confirmed_or_refused_never_passed_silently() {
+    let db = TestDb::new().await;
+    seed(&db, 200).await;
+    let app = TestApp::spawn(&db.settings(&[("CLEANUP_WRITE_CONCERN", "majority")])).await;
+    let answer = app.invoke("{}").await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_eq!(answer.json["data"]["cleaned_count"], 201);
+    assert!(warnings(&answer.json["data"]).is_empty(), "{}", answer.json);
+
+    let db = TestDb::new().await;
+    seed(&db, 200).await;
+    let app = TestApp::spawn(&db.settings(&[("CLEANUP_WRITE_CONCERN", "5")])).await;
+    let answer = app.invoke("{}").await;
+    assert_eq!(answer.status, 500, "{}", answer.json);
+    let error = answer.json["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("CLEANUP_WRITE_CONCERN=5 cannot be satisfied") && error.contains("UnsatisfiableWriteConcern"),
+        "{error}"
+    );
+    assert_eq!(db.blacklist().count_documents(doc! {}).await.unwrap(), 205, "nothing was deleted");
 }
 
 #[tokio::test]

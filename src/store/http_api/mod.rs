@@ -70,8 +70,8 @@ use super::filter::{
 };
 use super::lease::{self, LeaseClaim, LeaseState};
 use super::{
-    Backend, CollectionStats, ErrorKind, ExpiryRange, HistorySettings, LegacyEntry, LegacyStore, Measure, RunHistory,
-    RunQuery, StoreError, SweepStore, HISTORY_TIME_FIELD,
+    Backend, CollectionStats, Deleted, ErrorKind, ExpiryRange, HistorySettings, LegacyEntry, LegacyStore, Measure,
+    RunHistory, RunQuery, StoreError, SweepStore, HISTORY_TIME_FIELD,
 };
 use crate::config::{ApiSettings, FieldPath, MongoName};
 use contract::{ext_json, probe_pipeline, probe_verdict, read_documents, Probe};
@@ -224,9 +224,10 @@ impl SweepStore for HttpApiStore {
         measure_answer(self.aggregate(measure_pipeline(&self.field, range, limit)).await)
     }
 
-    async fn delete(&self, range: &ExpiryRange, at_most: u64) -> Result<u64, StoreError> {
+    async fn delete(&self, range: &ExpiryRange, at_most: u64) -> Result<Deleted, StoreError> {
         let filter = ext_json(Bson::Document(range_filter(&self.field, range)));
-        self.deleted(json!({ "filter": filter }), at_most).await
+        // The Data API has no write concern option: its deletes are acknowledged as its server is configured.
+        self.deleted(json!({ "filter": filter }), at_most).await.map(Deleted::confirmed)
     }
 
     async fn count(&self, range: &ExpiryRange) -> Result<u64, StoreError> {
@@ -252,6 +253,10 @@ impl SweepStore for HttpApiStore {
             Err(e) if e.kind() == ErrorKind::Query => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    async fn replication_status(&self) -> Result<Option<Document>, StoreError> {
+        Ok(None)
     }
 }
 
