@@ -168,7 +168,7 @@ async fn main() {
          | a run without the lease | {no_lease} |\n| the same run with the lease | {lease} |\n\
          | a run that finds the lease held | {held} |\n\n\
          **Round trips of the lease: {}** (taking it and releasing it; the bound is 2). A run that finds it held makes \
-         {held} calls in all (the write that collides and the read of the holder) and sweeps nothing.\n\n",
+         {held} calls in all (the write that collides, the read of the holder, and its run record) and sweeps nothing.\n\n",
         lease - no_lease
     );
     text += &format!(

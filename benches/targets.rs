@@ -172,14 +172,27 @@ async fn main() {
         third.as_secs_f64(),
         shares.iter().map(|(n, c)| format!("`{n}` {c}")).collect::<Vec<_>>().join(", ")
     );
+    let unknown: Vec<String> = report
+        .targets
+        .iter()
+        .flatten()
+        .filter(|t| t.warnings.iter().any(|w| w.contains("what is left is unknown")))
+        .map(|t| format!("`{}`", t.name))
+        .collect();
     text += &format!(
-        "\nThat run answered in {:.2} s: its budget plus {:.2} s of closing work (each target's confirming counts, \
-         statistics and backlog; the run's calls must end within the budget plus 3 s). {}\n",
+        "\nThat run answered in {:.2} s, its budget plus {:.2} s (every call ends by the budget plus 3 s). {} {}\n",
         fair_took.as_secs_f64(),
         (fair_took.as_secs_f64() - third.as_secs_f64()).max(0.0),
         match failed.is_empty() {
             true => "No target failed.".to_string(),
             false => format!("**Failed targets**: {}.", failed.join("; ")),
+        },
+        match unknown.is_empty() {
+            true => "Every target's closing counts ended in time.".to_string(),
+            false => format!(
+                "The deadline cut the closing counts of {} (stopped by the budget; what is left reported unknown).",
+                unknown.join(", ")
+            ),
         }
     );
     println!("{text}");

@@ -86,8 +86,12 @@ impl Runner {
         let calls_end = tokio::time::Instant::from_std(began) + options.time_budget + (CALL_MARGIN - AFTER_RUN);
         let chains: Vec<_> = targets.iter().map(|t| self.backends.for_target(&t.name)).collect();
         let mut entries = Vec::with_capacity(targets.len());
+        // One round of turns deletes about one batch: each target's batches are the run's divided among the
+        // targets. With whole batches each, a turn was 5,000 entries where a third of the work was 8,000 per target,
+        // and the shares came out in steps of a batch (7,709 against 2,708: 2.85x).
+        let batch_size = (options.batch_size / u32::try_from(targets.len()).unwrap_or(u32::MAX)).max(1);
         for (target, chain) in targets.iter().zip(&chains) {
-            let own = SweepOptions { calls_end: Some(calls_end), ..target.options(options) };
+            let own = SweepOptions { calls_end: Some(calls_end), batch_size, ..target.options(options) };
             let verifier = if target.legacy { self.verifier.as_ref() } else { None };
             let sweep = sweep::Sweep::open(chain, own, verifier, started_at, began).await;
             entries.push(sweep::turns::Entry { name: target.name.to_string(), sweep });
