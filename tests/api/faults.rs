@@ -53,7 +53,9 @@ async fn database_stopped_mid_sweep_reports_the_honest_count_and_the_next_run_fi
     let mut db = PrivateDb::start(None).await;
     let collection = blacklist(&db.uri()).await;
     seed(&collection, 10000).await;
-    let app = TestApp::spawn(&settings_from(env(&db.uri(), &[]))).await;
+    // Without the lease: the run the stop kills cannot release it, and it would keep the next run out until it runs
+    // out (that is tests/api/lease.rs); this test is about the counts.
+    let app = TestApp::spawn(&settings_from(env(&db.uri(), &[("CLEANUP_LEASE", "false")]))).await;
 
     let invoke = tokio::spawn(async move {
         let answer = app.invoke(r#"{"batch_size": 100}"#).await;
@@ -143,7 +145,8 @@ async fn ten_simultaneous_invokes_end_like_one_and_never_double_count() {
         .chain((0..15).map(|i| doc! { "jti": format!("v{i}"), "expires_at": DateTime::from_millis(now + 3_600_000) }))
         .collect();
     db.insert(docs).await;
-    let app = TestApp::spawn(&db.settings(&[])).await;
+    // Without the lease, which would keep all but one out (tests/api/lease.rs): runs that do overlap must be safe.
+    let app = TestApp::spawn(&db.settings(&[("CLEANUP_LEASE", "false")])).await;
     // A budget no loaded machine runs out of (the default 50 s did, for one of ten sweeps sharing a busy machine
     // beside a release build): the test is about counting, not speed.
     let body = r#"{"batch_size": 150, "time_budget_seconds": 900}"#;
@@ -167,7 +170,8 @@ async fn concurrent_runs_never_claim_more_bytes_than_they_deleted() {
         .map(|i| doc! { "jti": format!("e{i:05}"), "expires_at": DateTime::from_millis(now - 120_000 - i * 500) })
         .collect();
     let size = bson_size(&db.insert(docs).await[0]);
-    let app = TestApp::spawn(&db.settings(&[])).await;
+    // Without the lease, which would keep all but one out (tests/api/lease.rs): runs that do overlap must be safe.
+    let app = TestApp::spawn(&db.settings(&[("CLEANUP_LEASE", "false")])).await;
     let answers = futures_util::future::join_all((0..10).map(|_| app.invoke(r#"{"batch_size": 150}"#))).await;
     let (mut cleaned, mut bytes, mut changed_under_it) = (0, 0, 0);
     for answer in &answers {
