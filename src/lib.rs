@@ -15,15 +15,15 @@
 //! - [`store`]: one trait per job (the sweep's [`store::SweepStore`], [`store::LegacyStore`], the
 //!   [`store::RunHistory`]; [`store::Store`] is all three) and its one error type; the shared query
 //!   builders (`filter`); one file or folder per backend: the direct MongoDB connection (`mongo`) and the
-//!   DB-operation HTTP API (`http_api`: transport, contract probe, store); the lease document both write
-//!   (`lease`); the factory that builds them
+//!   DB-operation HTTP API (`http_api`: transport, contract probe, store); the factory that builds them
 //!   (`backends`); and the wrappers a run goes through:
 //!   the `fallback` chain (the API first, the direct connection when it fails) and the `deadline` that ends every
 //!   call at the budget plus a margin.
 //! - [`runner`]: one run from start to record, for `/invoke` and `sweep` alike: the lease, the alerts, the sweep
 //!   through a fresh fallback chain, the history write, all within the run's deadline; and `status` beside it.
-//! - [`lease`]: one run at a time across every instance: how long a run holds the lease, and the clock skew that
-//!   tolerates.
+//! - [`lease`]: one run at a time across every instance: the whole protocol (take, stale leases, release, what
+//!   `status` shows) over three primitives each backend offers.
+//! - [`untrusted`]: strings read back from storage: request ids checked, any other text escaped before it is shown.
 //! - [`history`]: the run record, as stored in `CLEANUP_HISTORY_COLLECTION` and read back (strictly).
 //! - [`status`]: is the cleaner keeping up: the verdict on the history and the live backlog, as text, JSON or a
 //!   chart.
@@ -71,3 +71,4 @@ pub mod status;
 pub mod store;
 pub mod sweep;
 pub mod targets;
+pub mod untrusted;

@@ -19,12 +19,11 @@ use chrono::{DateTime, Utc};
 use crate::alerts::Alerts;
 use crate::config::{LegacySettings, Settings, SweepSettings};
 use crate::history::{RunRecord, Trigger};
-use crate::lease;
+use crate::lease::{self, Claim, LeaseState};
 use crate::status::{self, StatusQuery, StatusReport};
 use crate::store::backends::Backends;
 use crate::store::deadline::{Deadline, AFTER_RUN, CALL_MARGIN};
 use crate::store::fallback::Fallback;
-use crate::store::lease::LeaseState;
 use crate::store::{Backend, RunHistory, StoreError};
 use crate::sweep::{self, Progress, SweepFailure, SweepOptions, SweepOverrides, SweepReport, TokenVerifier};
 use crate::targets::{Target, Targets};
@@ -118,8 +117,9 @@ impl Runner {
         let deadline = tokio::time::Instant::now() + options.time_budget + CALL_MARGIN;
         let store = self.backends.for_run();
         // The lease first (crate::lease): a run that finds it held neither sweeps nor alerts; it is recorded.
+        let claim = Claim::new(request_id, options.time_budget, Utc::now());
         let lease = match self.lease && !options.dry_run {
-            true => Some(self.take_lease(&store, options, request_id, deadline).await),
+            true => Some(self.take_lease(&store, &claim, deadline).await),
             false => None,
         };
         if let Some(Ok(LeaseState::Held { holder, until_ms })) = lease {
@@ -131,7 +131,14 @@ impl Runner {
             }
             return Ok(report);
         }
-        let taken = matches!(lease, Some(Ok(LeaseState::Taken)));
+        let (taken, took_over) = match &lease {
+            Some(Ok(LeaseState::Taken { took_over })) => (true, took_over.clone()),
+            _ => (false, None),
+        };
+        let took_over = took_over.map(|why| format!("took over a stale lease: {why}"));
+        if let Some(warning) = &took_over {
+            tracing::warn!("{warning}");
+        }
         let start = (!options.dry_run).then(|| self.alerts.started());
         let result = match (lease, self.targets.configured) {
             (Some(Err(failure)), _) => Err(failure),
@@ -141,6 +148,10 @@ impl Runner {
             }
         };
         let ended_at = Utc::now();
+        let result = result.map(|mut report| {
+            report.warnings.extend(took_over);
+            report
+        });
         let (record, mut result) = match result {
             Ok(report) => (RunRecord::of_report(&report, started_at, ended_at, trigger), Ok(report)),
             Err(failure) => {
@@ -177,7 +188,7 @@ impl Runner {
             if !taken {
                 return None;
             }
-            let released = tokio::time::timeout_at(bound, store.release_lease(request_id)).await;
+            let released = tokio::time::timeout_at(bound, lease::release(&store, &claim)).await;
             let error = match released {
                 Ok(Ok(())) => return None,
                 Ok(Err(e)) => e.to_string(),
@@ -200,13 +211,11 @@ impl Runner {
     async fn take_lease(
         &self,
         store: &Fallback,
-        options: &SweepOptions,
-        request_id: &str,
+        claim: &Claim,
         deadline: tokio::time::Instant,
     ) -> Result<LeaseState, SweepFailure> {
-        let claim = lease::claim(request_id, options.time_budget, Utc::now());
         let bounded = Deadline::new(store, deadline - AFTER_RUN);
-        bounded.take_lease(&claim).await.map_err(|e| SweepFailure::before_sweep(e, store.backend()))
+        lease::take(&bounded, claim).await.map_err(|e| SweepFailure::before_sweep(e, store.backend()))
     }
 
     /// Appends `record` to the history through `store` by `bound`; the warning to report when it could not be.

@@ -28,7 +28,7 @@ pub fn svg(report: &StatusReport) -> Result<String, ChartError> {
     runs.reverse();
     let mut panels = vec![(format!("verdict: {}", report.verdict.as_str()), runs.clone())];
     for target in &report.targets {
-        let caption = format!("target {}: {}", super::text::printable(&target.name), target.verdict.as_str());
+        let caption = format!("target {}: {}", crate::untrusted::printable(&target.name), target.verdict.as_str());
         panels.push((caption, super::runs_of(&target.name, &runs)));
     }
     let times: Vec<i64> = runs.iter().map(|r| r.started_at.timestamp()).collect();

@@ -169,6 +169,8 @@ pub struct StatusReport {
     pub runs: Vec<RunAt>,
     /// Documents in the history collection that are not run records (skipped).
     pub skipped_documents: u64,
+    /// The lease, when a run holds it or a stale one stands (null when there is none, or it ran out).
+    pub lease: Option<crate::lease::LeaseView>,
     /// With `CLEANUP_TARGETS`: each target's verdict; the one above is then the worst of them and the totals'.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetStatus>,
@@ -301,6 +303,22 @@ pub async fn gather(
         });
     }
     report.skipped_documents = skipped;
+    if history {
+        match crate::lease::inspect(store, now).await {
+            Ok(lease) => report.lease = lease,
+            Err(e) => report.reasons.push(format!("the lease could not be read: {e}")),
+        }
+    }
+    // A lease no run could have written is named at once: the next run takes it over (with a warning), but
+    // something wrote it.
+    if let Some(why) = report.lease.as_ref().and_then(|lease| lease.stale.as_ref()) {
+        if report.verdict == Verdict::Ok {
+            report.verdict = Verdict::Behind;
+            report.exit_code = Verdict::Behind.exit_code();
+            report.reasons.retain(|r| r != "the cleaner is keeping up");
+        }
+        report.reasons.push(format!("the lease is stale ({why}): no run wrote it; the next run takes it over"));
+    }
     if skipped > 0 {
         report.reasons.push(format!("{skipped} document(s) in the history are not run records and were skipped"));
     }
@@ -436,6 +454,7 @@ pub fn judge(
         trend: Trend { direction, points },
         runs: runs.iter().map(at).collect(),
         skipped_documents: 0,
+        lease: None,
         targets: Vec::new(),
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{human, RunAt, StatusReport};
+use crate::untrusted::printable;
 
 /// The eight heights of a sparkline.
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -36,12 +37,6 @@ fn run_line(run: &RunAt) -> String {
         let _ = write!(line, ": {error}");
     }
     printable(&line)
-}
-
-/// `text` with every control character escaped (`\n`, `\u{1b}`): what the history holds is printed to a terminal,
-/// and an error text with escape sequences once rewrote it.
-pub fn printable(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// The whole status as text.
@@ -94,6 +89,17 @@ pub fn render(report: &StatusReport) -> String {
         sparkline(&report.trend.points),
         report.trend.points.len()
     );
+    match &report.lease {
+        Some(lease) => {
+            let holder = lease.holder.as_deref().unwrap_or("no valid holder");
+            let until = lease.until.as_deref().unwrap_or("no valid end");
+            let stale = lease.stale.as_ref().map_or_else(String::new, |why| format!(" (stale: {})", printable(why)));
+            let _ = writeln!(out, "lease:         held by {holder} until {until}{stale}");
+        }
+        None => {
+            let _ = writeln!(out, "lease:         free");
+        }
+    }
     if report.skipped_documents > 0 {
         let _ = writeln!(
             out,

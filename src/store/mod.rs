@@ -14,7 +14,6 @@ mod error;
 pub mod fallback;
 pub mod filter;
 pub mod http_api;
-pub mod lease;
 pub mod mongo;
 
 use async_trait::async_trait;
@@ -224,12 +223,26 @@ pub trait RunHistory: Backend {
     /// most its limit, as stored (unchecked). `crate::history` writes the queries.
     async fn recent_runs(&self, query: &RunQuery) -> Result<Vec<Document>, StoreError>;
 
-    /// Tries to take the run lease for `claim` with one atomic write ([`lease`]); when another run holds it, reads
-    /// who and until when.
-    async fn take_lease(&self, claim: &lease::LeaseClaim) -> Result<lease::LeaseState, StoreError>;
+    /// One atomic upsert in the history collection, for the lease (`crate::lease` owns the protocol): `update`
+    /// applied to the document `filter` matches, or inserted when none does. An insert that collides with an
+    /// existing `_id` is [`LeaseWrite::Refused`] (through the Data API, any refused request: its wording is the
+    /// server's, so `crate::lease` reads the document to know).
+    async fn write_lease(&self, filter: &Document, update: &Document) -> Result<LeaseWrite, StoreError>;
 
-    /// Releases the lease if `holder` still holds it.
-    async fn release_lease(&self, holder: &str) -> Result<(), StoreError>;
+    /// The one document of the history collection that `filter` matches, as stored (unchecked).
+    async fn read_lease(&self, filter: &Document) -> Result<Option<Document>, StoreError>;
+
+    /// Deletes the one document of the history collection that `filter` matches, if any.
+    async fn release_lease(&self, filter: &Document) -> Result<(), StoreError>;
+}
+
+/// What a [`RunHistory::write_lease`] did.
+#[derive(Debug)]
+pub enum LeaseWrite {
+    /// The document was updated or inserted.
+    Written,
+    /// The insert collided with another document's `_id`, or the Data API refused the write: the server's error.
+    Refused(StoreError),
 }
 
 /// A backend's whole surface, which a link of the fallback chain carries: each job's trait above, so that a caller
@@ -321,14 +334,21 @@ macro_rules! forward_store {
             ) -> Result<Vec<mongodb::bson::Document>, $crate::store::StoreError> {
                 $via!(self, |s| s.recent_runs(query))
             }
-            async fn take_lease(
+            async fn write_lease(
                 &self,
-                claim: &$crate::store::lease::LeaseClaim,
-            ) -> Result<$crate::store::lease::LeaseState, $crate::store::StoreError> {
-                $via!(self, |s| s.take_lease(claim))
+                filter: &mongodb::bson::Document,
+                update: &mongodb::bson::Document,
+            ) -> Result<$crate::store::LeaseWrite, $crate::store::StoreError> {
+                $via!(self, |s| s.write_lease(filter, update))
             }
-            async fn release_lease(&self, holder: &str) -> Result<(), $crate::store::StoreError> {
-                $via!(self, |s| s.release_lease(holder))
+            async fn read_lease(
+                &self,
+                filter: &mongodb::bson::Document,
+            ) -> Result<Option<mongodb::bson::Document>, $crate::store::StoreError> {
+                $via!(self, |s| s.read_lease(filter))
+            }
+            async fn release_lease(&self, filter: &mongodb::bson::Document) -> Result<(), $crate::store::StoreError> {
+                $via!(self, |s| s.release_lease(filter))
             }
         }
     };

@@ -17,10 +17,9 @@ use super::filter::{
     legacy_page_pipeline, measure_answer, measure_pipeline, oldest_answer, oldest_pipeline, range_filter, stats_answer,
     stats_pipeline,
 };
-use super::lease::{self, LeaseClaim, LeaseState};
 use super::{
-    Backend, CollectionStats, Deleted, ExpiryRange, HistorySettings, LegacyEntry, LegacyStore, Measure, RunHistory,
-    RunQuery, StoreError, SweepStore, HISTORY_TIME_FIELD,
+    Backend, CollectionStats, Deleted, ExpiryRange, HistorySettings, LeaseWrite, LegacyEntry, LegacyStore, Measure,
+    RunHistory, RunQuery, StoreError, SweepStore, HISTORY_TIME_FIELD,
 };
 use crate::config::{Acknowledgment, DbSettings, DeleteWriteConcern, FieldPath, MongoName};
 use jtc_shared::mongo::{connect, is_duplicate_key, is_index_conflict, DriverError};
@@ -339,28 +338,23 @@ impl RunHistory for MongoStore {
         cursor.try_collect().await.map_err(|e| self.classify(e))
     }
 
-    async fn take_lease(&self, claim: &LeaseClaim) -> Result<LeaseState, StoreError> {
+    async fn write_lease(&self, filter: &Document, update: &Document) -> Result<LeaseWrite, StoreError> {
         let collection = self.history_collection().await?;
-        // Twice at most: a lease released (or run out) between the collision and the read is tried once more.
-        for _ in 0..2 {
-            let taken = collection.update_one(lease::take_filter(claim), lease::take_update(claim)).upsert(true).await;
-            match taken {
-                Ok(_) => return Ok(LeaseState::Taken),
-                Err(e) if is_duplicate_key(&e) => {
-                    let found = collection.find_one(lease::id_filter()).await.map_err(|e| self.classify(e))?;
-                    if let Some(held) = lease::held_by(found.as_ref(), claim)? {
-                        return Ok(held);
-                    }
-                }
-                Err(e) => return Err(self.classify(e)),
-            }
+        match collection.update_one(filter.clone(), update.clone()).upsert(true).await {
+            Ok(_) => Ok(LeaseWrite::Written),
+            Err(e) if is_duplicate_key(&e) => Ok(LeaseWrite::Refused(self.classify(e))),
+            Err(e) => Err(self.classify(e)),
         }
-        Err(StoreError::query("the lease changed hands twice while it was being taken"))
     }
 
-    async fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
+    async fn read_lease(&self, filter: &Document) -> Result<Option<Document>, StoreError> {
         let collection = self.history_collection().await?;
-        collection.delete_one(lease::release_filter(holder)).await.map_err(|e| self.classify(e))?;
+        collection.find_one(filter.clone()).await.map_err(|e| self.classify(e))
+    }
+
+    async fn release_lease(&self, filter: &Document) -> Result<(), StoreError> {
+        let collection = self.history_collection().await?;
+        collection.delete_one(filter.clone()).await.map_err(|e| self.classify(e))?;
         Ok(())
     }
 }

@@ -7,11 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use jwt_token_cleaner::store::lease::{LeaseClaim, LeaseState};
 use jwt_token_cleaner::store::mongo::MongoStore;
 use jwt_token_cleaner::store::{
-    Backend, CollectionStats, Deleted, ExpiryRange, LegacyEntry, LegacyStore, Measure, RunHistory, RunQuery,
-    StoreError, SweepStore,
+    Backend, CollectionStats, Deleted, ExpiryRange, LeaseWrite, LegacyEntry, LegacyStore, Measure, RunHistory,
+    RunQuery, StoreError, SweepStore,
 };
 use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides};
 use mongodb::bson::{doc, Bson, DateTime, Document};
@@ -141,11 +140,14 @@ impl RunHistory for Slowed {
     async fn recent_runs(&self, query: &RunQuery) -> Result<Vec<Document>, StoreError> {
         self.inner.recent_runs(query).await
     }
-    async fn take_lease(&self, claim: &LeaseClaim) -> Result<LeaseState, StoreError> {
-        self.inner.take_lease(claim).await
+    async fn write_lease(&self, filter: &Document, update: &Document) -> Result<LeaseWrite, StoreError> {
+        self.inner.write_lease(filter, update).await
     }
-    async fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
-        self.inner.release_lease(holder).await
+    async fn read_lease(&self, filter: &Document) -> Result<Option<Document>, StoreError> {
+        self.inner.read_lease(filter).await
+    }
+    async fn release_lease(&self, filter: &Document) -> Result<(), StoreError> {
+        self.inner.release_lease(filter).await
     }
 }
 

@@ -195,3 +195,104 @@ async fn dry_runs_status_and_lease_off_never_take_it_and_status_shows_skipped_ru
         "a run without the lease leaves it alone"
     );
 }
+
+/// A lease no real run could have written (#39 M2, L3): each is taken over by the next run, in one compare-and-swap,
+/// with a warning naming it; the run sweeps and releases it. `status` names it first.
+#[tokio::test]
+async fn a_forged_or_malformed_lease_is_taken_over_with_a_warning() {
+    let far = mongodb::bson::DateTime::parse_rfc3339_str("9999-01-01T00:00:00Z").unwrap();
+    let soon = mongodb::bson::DateTime::from_millis(Utc::now().timestamp_millis() + 60_000);
+    let forged = [
+        (doc! { "_id": "lease", "holder": "attacker", "until": far }, "later than any run"),
+        (doc! { "_id": "lease", "holder": "attacker", "until": "9999-01-01" }, "not a Date"),
+        (doc! { "_id": "lease", "holder": "attacker" }, "no until"),
+        (doc! { "_id": "lease", "holder": 7, "until": soon }, "not a request id"),
+        (
+            doc! { "_id": "lease", "holder": "evil\u{1b}[31m\n2026-12-07 INFO sweep finished cleaned=999999",
+            "until": soon },
+            "not a request id",
+        ),
+    ];
+    for (through_api, (lease, why)) in [false, true].into_iter().cycle().zip(forged) {
+        let db = TestDb::new().await;
+        db.insert(expired_and_valid(Utc::now().timestamp_millis(), 30, 3_600_000, 10, 5)).await;
+        runs(&db).insert_one(lease.clone()).await.expect("the forged lease");
+        let api = DataApi::spawn(&db.uri, None).await;
+        let mut settings = db.settings(&[("CLEANUP_GRACE_SECONDS", "0"), ("MONGODB_API_URL", api.url.as_str())]);
+        if through_api {
+            settings.db = None;
+        }
+
+        let status = cli(&db.env(&[]), &["status", "--json"]).await;
+        let json: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+        let stale = json["lease"]["stale"].as_str().unwrap_or_else(|| panic!("status names it: {json}"));
+        assert!(stale.contains(why), "{lease}: {stale}");
+        assert!(!stale.chars().any(|c| c.is_control()), "{stale:?}");
+        assert!(json["reasons"].to_string().contains("the lease is stale"), "{json}");
+
+        let answer = TestApp::spawn(&settings).await.invoke("{}").await;
+        assert_eq!(answer.status, 200, "{lease}: {}", answer.json);
+        assert!(answer.json["data"]["skipped"].is_null(), "{lease}: {}", answer.json);
+        assert_eq!(answer.json["data"]["cleaned_count"], 30, "{lease}: {}", answer.json);
+        let warnings = answer.json["data"]["warnings"].to_string();
+        assert!(warnings.contains("took over a stale lease") && warnings.contains(why), "{lease}: {}", answer.json);
+        let texts = answer.json["data"]["warnings"].as_array().unwrap().iter().filter_map(Value::as_str);
+        assert!(texts.flat_map(str::chars).all(|c| !c.is_control()), "escaped: {warnings}");
+        assert_eq!(lease_document(&db).await, None, "{lease}: released at the end of the run");
+    }
+}
+
+/// `status` shows a lease a run holds, with its holder and its end.
+#[tokio::test]
+async fn status_shows_a_held_lease() {
+    let db = TestDb::new().await;
+    let until = mongodb::bson::DateTime::from_millis(Utc::now().timestamp_millis() + 60_000);
+    runs(&db).insert_one(doc! { "_id": "lease", "holder": "run-1", "token": "t", "until": until }).await.unwrap();
+    let json: Value = serde_json::from_slice(&cli(&db.env(&[]), &["status", "--json"]).await.stdout).unwrap();
+    assert_eq!(json["lease"]["holder"], "run-1", "{json}");
+    let shown = chrono::DateTime::from_timestamp_millis(until.timestamp_millis()).unwrap();
+    assert_eq!(json["lease"]["until"].as_str(), Some(shown.format("%Y-%m-%dT%H:%M:%SZ").to_string().as_str()));
+    assert!(json["lease"]["stale"].is_null(), "{json}");
+    let text = String::from_utf8_lossy(&cli(&db.env(&[]), &["status"]).await.stdout).into_owned();
+    assert!(text.contains("lease:         held by run-1 until"), "{text}");
+}
+
+/// A lease write the Data API applied but answered too late (#39 M3): the chain repeats it through the direct
+/// connection, which finds this run's own lease; the run sweeps and releases it.
+#[tokio::test]
+async fn a_lease_written_late_through_the_data_api_is_this_runs_own() {
+    let db = TestDb::new().await;
+    db.insert(expired_and_valid(Utc::now().timestamp_millis(), 30, 3_600_000, 10, 5)).await;
+    let api = DataApi::spawn(&db.uri, None).await;
+    api.set_fault(jtc_test_support::data_api::Fault::SlowUpdateAnswers(Duration::from_secs(4)));
+    let settings = db.settings(&[
+        ("CLEANUP_GRACE_SECONDS", "0"),
+        ("MONGODB_API_URL", api.url.as_str()),
+        ("MONGODB_API_TIMEOUT_SECONDS", "1"),
+    ]);
+    let answer = TestApp::spawn(&settings).await.invoke("{}").await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert!(answer.json["data"]["skipped"].is_null(), "not skipped by its own lease: {}", answer.json);
+    assert_eq!(answer.json["data"]["cleaned_count"], 30, "{}", answer.json);
+    assert_eq!(lease_document(&db).await, None, "released at the end of the run");
+}
+
+/// The lease over the Data API believes only the documented answer of an upsert (#39 L7): a server that ignores
+/// `upsert` fails the run as a contract failure, and a refused `updateOne` keeps the server's own message.
+#[tokio::test]
+async fn the_lease_over_the_data_api_trusts_only_the_documented_answer() {
+    use jtc_test_support::data_api::Fault;
+    for (fault, expect) in [(Fault::IgnoreUpsert, "upsertedId"), (Fault::RefuseUpdates, "may not run updateOne")] {
+        let db = TestDb::new().await;
+        db.insert(expired_and_valid(Utc::now().timestamp_millis(), 30, 3_600_000, 10, 5)).await;
+        let api = DataApi::spawn(&db.uri, None).await;
+        api.set_fault(fault);
+        let mut settings = db.settings(&[("CLEANUP_GRACE_SECONDS", "0"), ("MONGODB_API_URL", api.url.as_str())]);
+        settings.db = None;
+        let answer = TestApp::spawn(&settings).await.invoke("{}").await;
+        assert_ne!(answer.status, 200, "{fault:?}: {}", answer.json);
+        assert_eq!(answer.json["status"], "error", "{fault:?}: {}", answer.json);
+        assert!(answer.json.to_string().contains(expect), "{fault:?}: {}", answer.json);
+        assert_eq!(db.count().await, 35, "{fault:?}: nothing swept without the lease");
+    }
+}

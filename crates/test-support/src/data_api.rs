@@ -66,6 +66,15 @@ pub enum Fault {
     InflatedCounts(u64),
     /// Every call on this collection answers 500; the others work (one target's store failing alone).
     FailCollection(&'static str),
+    /// `updateOne` ignores `upsert`: with no match it inserts nothing and answers `matchedCount: 0` (a server that
+    /// does not implement the option).
+    IgnoreUpsert,
+    /// `updateOne` is applied at once, and answered after this long.
+    SlowUpdateAnswers(Duration),
+    /// `updateOne` answers 400 with this server's own message, writing nothing.
+    RefuseUpdates,
+    /// `deleteMany` really deletes, then answers `deletedCount: 0`.
+    DeletedCountZero,
 }
 
 struct ApiState {
@@ -339,6 +348,9 @@ async fn action(
                 if fault == Fault::DeletedCountLie {
                     return Ok(json!({ "deletedCount": f.write(Bson::Int64(i64::MAX)) }));
                 }
+                if fault == Fault::DeletedCountZero {
+                    return Ok(json!({ "deletedCount": f.write(Bson::Int64(0)) }));
+                }
                 if let Fault::DeletedCountOver(extra) | Fault::InflatedCounts(extra) = fault {
                     return Ok(json!({ "deletedCount": f.write(Bson::Int64((deleted + extra) as i64)) }));
                 }
@@ -349,8 +361,14 @@ async fn action(
                 let Bson::Document(update) = f.read(&body, "update")? else { return Err("update".into()) };
                 // `upsert` (default false): insert from the filter and the update when nothing matches; the answer
                 // then carries `upsertedId`.
-                let upsert = body["upsert"].as_bool().unwrap_or(false);
+                if fault == Fault::RefuseUpdates {
+                    return Err("(Unauthorized) the API key may not run updateOne on this collection".into());
+                }
+                let upsert = body["upsert"].as_bool().unwrap_or(false) && fault != Fault::IgnoreUpsert;
                 let r = collection.update_one(filter, update).upsert(upsert).await.map_err(|e| e.to_string())?;
+                if let Fault::SlowUpdateAnswers(delay) = fault {
+                    tokio::time::sleep(delay).await;
+                }
                 let mut answer = json!({
                     "matchedCount": f.write(Bson::Int64(r.matched_count as i64)),
                     "modifiedCount": f.write(Bson::Int64(r.modified_count as i64)),

@@ -68,10 +68,9 @@ use super::filter::{
     legacy_page_pipeline, measure_answer, measure_pipeline, oldest_answer, oldest_pipeline, range_filter, stats_answer,
     stats_pipeline,
 };
-use super::lease::{self, LeaseClaim, LeaseState};
 use super::{
-    Backend, CollectionStats, Deleted, ErrorKind, ExpiryRange, HistorySettings, LegacyEntry, LegacyStore, Measure,
-    RunHistory, RunQuery, StoreError, SweepStore, HISTORY_TIME_FIELD,
+    Backend, CollectionStats, Deleted, ErrorKind, ExpiryRange, HistorySettings, LeaseWrite, LegacyEntry, LegacyStore,
+    Measure, RunHistory, RunQuery, StoreError, SweepStore, HISTORY_TIME_FIELD,
 };
 use crate::config::{ApiSettings, FieldPath, MongoName};
 use contract::{ext_json, probe_pipeline, probe_verdict, read_documents, Probe};
@@ -306,43 +305,51 @@ impl RunHistory for HttpApiStore {
         self.documents(Some(collection), "find", fields).await
     }
 
-    async fn take_lease(&self, claim: &LeaseClaim) -> Result<LeaseState, StoreError> {
+    async fn write_lease(&self, filter: &Document, update: &Document) -> Result<LeaseWrite, StoreError> {
         let collection = self.history_collection()?;
-        let take = json!({
-            "filter": ext_json(Bson::Document(lease::take_filter(claim))),
-            "update": ext_json(Bson::Document(lease::take_update(claim))),
+        let fields = json!({
+            "filter": ext_json(Bson::Document(filter.clone())),
+            "update": ext_json(Bson::Document(update.clone())),
             "upsert": true,
         });
-        // Twice at most: a lease released (or run out) between the collision and the read is tried once more.
-        for _ in 0..2 {
-            let refused = match self.action_on(Some(collection), "updateOne", take.clone()).await {
-                Ok(_) => return Ok(LeaseState::Taken),
-                // The Data API answers a duplicate key as a refused request (400) whose wording is the server's:
-                // whether the lease is held is read from the lease document, never from the message.
-                Err(e) if e.kind() == ErrorKind::Query => e,
-                Err(e) => return Err(e),
-            };
-            let find = json!({ "filter": ext_json(Bson::Document(lease::id_filter())) });
-            let answer = self.action_on(Some(collection), "findOne", find).await?;
-            let found = match answer.get("document") {
-                None | Some(Value::Null) => None,
-                Some(document) => match Bson::try_from(document.clone()) {
-                    Ok(Bson::Document(document)) => Some(document),
-                    _ => return Err(StoreError::protocol("findOne: \"document\" is not a document")),
-                },
-            };
-            match lease::held_by(found.as_ref(), claim)? {
-                Some(held) => return Ok(held),
-                None if found.is_some() => return Err(refused),
-                None => {}
-            }
+        let answer = match self.action_on(Some(collection), "updateOne", fields).await {
+            Ok(answer) => answer,
+            // The Data API answers a duplicate key as a refused request (400) whose wording is the server's.
+            Err(e) if e.kind() == ErrorKind::Query => return Ok(LeaseWrite::Refused(e)),
+            Err(e) => return Err(e),
+        };
+        // The documented answer of an upsert: `upsertedId` when it inserted, `matchedCount: 1` when it updated.
+        // Anything else (a server that ignores `upsert` answers `matchedCount: 0`) wrote nothing: a lease taken on
+        // its word let two runs sweep side by side.
+        let upserted = answer.get("upsertedId").is_some_and(|id| !id.is_null());
+        let matched = answer.get("matchedCount").cloned().and_then(|v| Bson::try_from(v).ok());
+        if upserted || as_u64(matched.as_ref()) == Some(1) {
+            return Ok(LeaseWrite::Written);
         }
-        Err(StoreError::query("the lease changed hands twice while it was being taken"))
+        let error = StoreError::contract(format!(
+            "HTTP API updateOne with upsert: neither \"upsertedId\" nor \"matchedCount\": 1 in the answer: {}",
+            self.transport.excerpt(&Value::Object(answer).to_string())
+        ));
+        self.forget_proof(&error);
+        Err(error)
     }
 
-    async fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
+    async fn read_lease(&self, filter: &Document) -> Result<Option<Document>, StoreError> {
         let collection = self.history_collection()?;
-        let fields = json!({ "filter": ext_json(Bson::Document(lease::release_filter(holder))) });
+        let find = json!({ "filter": ext_json(Bson::Document(filter.clone())) });
+        let answer = self.action_on(Some(collection), "findOne", find).await?;
+        match answer.get("document") {
+            None | Some(Value::Null) => Ok(None),
+            Some(document) => match Bson::try_from(document.clone()) {
+                Ok(Bson::Document(document)) => Ok(Some(document)),
+                _ => Err(StoreError::protocol("findOne: \"document\" is not a document")),
+            },
+        }
+    }
+
+    async fn release_lease(&self, filter: &Document) -> Result<(), StoreError> {
+        let collection = self.history_collection()?;
+        let fields = json!({ "filter": ext_json(Bson::Document(filter.clone())) });
         self.action_on(Some(collection), "deleteOne", fields).await.map(|_| ())
     }
 }
