@@ -48,12 +48,30 @@ const FIELDS: [&str; 20] = [
 /// dated later is set aside and counted: one record dated 2099 once turned `failing` into `ok`.
 pub const FUTURE_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 
-/// The most recent `limit` run records dated at most [`FUTURE_SKEW`] after `now` (documents without the run
-/// record's marker are not read at all: foreign documents cannot push the runs out).
-pub fn recent_query(now: DateTime<Utc>, limit: u32) -> crate::store::RunQuery {
-    let latest = mongodb::bson::DateTime::from_millis((now + FUTURE_SKEW).timestamp_millis());
+/// The largest run record `status` reads, in BSON bytes of the fields it reads ([`FIELDS`]; other fields are
+/// never fetched). A real record stays far below it (a run over the most targets a run may have, each with an
+/// error excerpt, is under 100 KiB); a padded one is not read at all: 20 records with a 15 MiB `error` each once
+/// took `status --json` to 967 MB of memory and 314 MB of output.
+pub const MAX_RECORD_BYTES: i64 = 256 * 1024;
+
+/// The size in bytes of what `status` reads of a record, for a filter's `$expr` (`$bsonSize` of the projected
+/// fields: a missing one adds nothing).
+fn read_size() -> Document {
+    let fields: Document = FIELDS.iter().map(|field| (field.to_string(), Bson::String(format!("${field}")))).collect();
+    doc! { "$bsonSize": fields }
+}
+
+/// The most recent `limit` run records started within `window` (after its start, at or before its end), of at most
+/// [`MAX_RECORD_BYTES`] (documents without the run record's marker are not read at all: foreign documents cannot
+/// push the runs out).
+pub fn recent_query(window: (Option<DateTime<Utc>>, DateTime<Utc>), limit: u32) -> crate::store::RunQuery {
+    let date = |at: DateTime<Utc>| mongodb::bson::DateTime::from_millis(at.timestamp_millis());
+    let mut started = doc! { "$lte": date(window.1) };
+    if let Some(after) = window.0 {
+        started.insert("$gt", date(after));
+    }
     crate::store::RunQuery {
-        filter: doc! { "kind": KIND, "started_at": { "$lte": latest } },
+        filter: doc! { "kind": KIND, "started_at": started, "$expr": { "$lte": [read_size(), MAX_RECORD_BYTES] } },
         projection: FIELDS.iter().map(|field| (field.to_string(), Bson::Int32(1))).collect(),
         limit,
     }
@@ -68,6 +86,16 @@ pub fn future_query(now: DateTime<Utc>, limit: u32) -> crate::store::RunQuery {
         limit,
     }
 }
+
+/// Run records over [`MAX_RECORD_BYTES`], at most `limit` of them, their `_id` only.
+pub fn oversized_query(limit: u32) -> crate::store::RunQuery {
+    crate::store::RunQuery {
+        filter: doc! { "kind": KIND, "$expr": { "$gt": [read_size(), MAX_RECORD_BYTES] } },
+        projection: doc! { "_id": 1 },
+        limit,
+    }
+}
+
 /// The record's layout version.
 const SCHEMA: i32 = 1;
 

@@ -16,9 +16,7 @@ pub fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(&X_FC_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-        })
+        .filter(|v| crate::untrusted::is_request_id(v))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }

@@ -246,21 +246,8 @@ pub async fn gather(
     query: &StatusQuery,
     now: DateTime<Utc>,
 ) -> Result<StatusReport, StoreError> {
-    let documents =
-        if history { store.recent_runs(&crate::history::recent_query(now, RECENT_RUNS)).await? } else { Vec::new() };
-    let future =
-        if history { store.recent_runs(&crate::history::future_query(now, RECENT_RUNS)).await?.len() } else { 0 };
-    let mut runs = Vec::with_capacity(documents.len());
-    let mut skipped = 0u64;
-    for document in &documents {
-        match RunRecord::from_document(document) {
-            Ok(run) => runs.push(run),
-            Err(why) => {
-                skipped += 1;
-                tracing::debug!(%why, "skipped a document of the run history");
-            }
-        }
-    }
+    let read = if history { read_records(store, now).await? } else { Records::default() };
+    let (runs, skipped) = (read.runs, read.malformed);
     // With targets, the backlog is theirs (each below its own cutoff), summed; else the one collection's.
     let mut per_target = Vec::with_capacity(targets.len());
     for target in targets {
@@ -322,18 +309,62 @@ pub async fn gather(
     if skipped > 0 {
         report.reasons.push(format!("{skipped} document(s) in the history are not run records and were skipped"));
     }
-    if future > 0 {
-        let at_least = if future >= RECENT_RUNS as usize { "at least " } else { "" };
-        report.reasons.push(format!(
-            "{at_least}{future} run record(s) dated more than {} minutes in the future were set aside",
-            crate::history::FUTURE_SKEW.num_minutes()
-        ));
+    let set_aside = [
+        (read.future, format!("dated more than {} minutes in the future", crate::history::FUTURE_SKEW.num_minutes())),
+        (read.inconsistent, "that end in the future or before they start".to_string()),
+        (read.oversized, format!("over {} KiB", crate::history::MAX_RECORD_BYTES / 1024)),
+    ];
+    for (count, what) in set_aside {
+        if count > 0 {
+            let at_least = if count >= RECENT_RUNS as usize { "at least " } else { "" };
+            report.reasons.push(format!("{at_least}{count} run record(s) {what} were set aside"));
+        }
     }
     if !history {
         report.reasons.insert(0, "the run history is off (CLEANUP_HISTORY_COLLECTION is empty)".into());
     }
     report.reasons.extend(backlog_error);
     Ok(report)
+}
+
+/// The run records `status` reads, and how many it set aside.
+#[derive(Default)]
+struct Records {
+    /// The records judged: started at most [`crate::history::FUTURE_SKEW`] ahead, ended after they started and
+    /// at most as far ahead.
+    runs: Vec<RunRecord>,
+    /// Documents marked as records that do not parse.
+    malformed: u64,
+    /// Records that start too far ahead.
+    future: usize,
+    /// Records that end too far ahead, or before they start.
+    inconsistent: usize,
+    /// Records over [`crate::history::MAX_RECORD_BYTES`].
+    oversized: usize,
+}
+
+/// Reads the recent records: the last [`RECENT_RUNS`] up to `now`, and as many dated a little ahead of it (other
+/// instances' clocks), so that records dated a few minutes ahead cannot push every real run out of what is read.
+async fn read_records(store: &dyn Store, now: DateTime<Utc>) -> Result<Records, StoreError> {
+    use crate::history::{future_query, oversized_query, recent_query, FUTURE_SKEW};
+    let mut documents = store.recent_runs(&recent_query((None, now), RECENT_RUNS)).await?;
+    documents.extend(store.recent_runs(&recent_query((Some(now), now + FUTURE_SKEW), RECENT_RUNS)).await?);
+    let mut records = Records {
+        future: store.recent_runs(&future_query(now, RECENT_RUNS)).await?.len(),
+        oversized: store.recent_runs(&oversized_query(RECENT_RUNS)).await?.len(),
+        ..Records::default()
+    };
+    for document in &documents {
+        match RunRecord::from_document(document) {
+            Ok(run) if run.ended_at > now + FUTURE_SKEW || run.ended_at < run.started_at => records.inconsistent += 1,
+            Ok(run) => records.runs.push(run),
+            Err(why) => {
+                records.malformed += 1;
+                tracing::debug!(%why, "skipped a document of the run history");
+            }
+        }
+    }
+    Ok(records)
 }
 
 /// The report for a history that could not be read.
@@ -385,7 +416,8 @@ pub fn judge(
         match last_success {
             None => failing.push("no real run has succeeded yet".to_string()),
             Some(run) => {
-                let age = now - run.ended_at;
+                // A record ends at most a few minutes ahead (see `read_records`); such an end counts as now.
+                let age = now - run.ended_at.min(now);
                 if age.num_seconds() > i64::try_from(query.max_age.as_secs()).unwrap_or(i64::MAX) {
                     failing.push(format!(
                         "no successful run within {} (the last one ended {} ago)",

@@ -220,6 +220,66 @@ async fn a_hostile_history_is_read_with_care() {
     assert!(text.contains("boom\\u{1b}[2J\\nforged line"), "{text}");
 }
 
+/// Records that end in 9999, or before they start, are set aside, and age is judged by a clamped end; records
+/// dated a few minutes ahead cannot push the real runs out of what is read (#39 L1).
+#[tokio::test]
+async fn status_sets_aside_records_that_end_in_the_future_or_before_they_start() {
+    let db = TestDb::new().await;
+    let env = db.env(&[]);
+    runs(&db).insert_one(run_record(3, "success", None)).await.unwrap();
+    let mut forever = run_record(0, "success", None);
+    forever.insert("ended_at", DateTime::parse_rfc3339_str("9999-01-01T00:00:00Z").unwrap());
+    let mut backwards = run_record(0, "success", None);
+    backwards.insert("ended_at", DateTime::from_millis(Utc::now().timestamp_millis() - 4 * 3_600_000));
+    runs(&db).insert_many([forever, backwards]).await.unwrap();
+    let (code, status) = status_json(&env).await;
+    assert_eq!((code, status["verdict"].as_str()), (2, Some("failing")), "{status}");
+    let reasons = status["reasons"].to_string();
+    assert!(
+        reasons.contains("2 run record(s) that end in the future or before they start were set aside"),
+        "{reasons}"
+    );
+
+    // 50 failed records dated four minutes ahead, within the skew allowed: the real success is still read.
+    let db = TestDb::new().await;
+    let env = db.env(&[]);
+    runs(&db).insert_one(run_record(0, "success", None)).await.unwrap();
+    let ahead: Vec<Document> = (0..50).map(|_| run_record(-1, "error", Some("boom"))).collect();
+    let ahead: Vec<Document> = ahead
+        .into_iter()
+        .map(|mut r| {
+            let at = DateTime::from_millis(Utc::now().timestamp_millis() + 4 * 60_000);
+            r.insert("started_at", at);
+            r.insert("ended_at", at);
+            r
+        })
+        .collect();
+    runs(&db).insert_many(ahead).await.unwrap();
+    let (_, status) = status_json(&env).await;
+    assert_eq!(status["last_success"]["outcome"], "success", "the real run is read: {status}");
+}
+
+/// Records padded in the fields `status` reads (a 15 MiB `error` each) are not read at all: counted, set aside,
+/// and the process stays small (#39 L2; before: 20 such records took `status --json` to 967 MB).
+#[tokio::test]
+async fn status_sets_aside_oversized_records() {
+    let db = TestDb::new().await;
+    let big = "x".repeat(15 * 1024 * 1024);
+    for i in 0..4 {
+        runs(&db).insert_one(run_record(i, "error", Some(&big))).await.unwrap();
+    }
+    runs(&db).insert_one(run_record(1, "success", None)).await.unwrap();
+    let env = db.env(&[]);
+    let (out, peak) =
+        tokio::task::spawn_blocking(move || run_with_peak_rss(&env, &["status", "--json"])).await.expect("join");
+    assert!(out.len() < 1024 * 1024, "{} bytes printed", out.len());
+    let status: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("not JSON: {out}"));
+    assert_eq!(status["verdict"], "ok", "{status}");
+    assert!(status["reasons"].to_string().contains("4 run record(s) over 256 KiB were set aside"), "{status}");
+    // Read whole, 4 records of 15 MiB are 60 MB; the binary alone takes about 10 MB.
+    assert!(peak < 32 * 1024 * 1024, "peak RSS {} MB", peak / 1024 / 1024);
+}
+
 /// Run records with a 2 MB field besides theirs: `status` reads only the fields it needs (before, 50 such records
 /// took `status --json` to a peak of 130 MB through the direct connection; FC's instance has 128 MB).
 #[tokio::test]
