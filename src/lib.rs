@@ -6,8 +6,7 @@
 //! Data flows one way: server → sweep → store.
 //!
 //! - [`config`]: settings from the environment (and `.env`), with secrets that never print.
-//! - [`server`]: the FC protocol over HTTP: routes (one file each), the invoke body (`event`, read by the
-//!   duplicate-refusing `strict_json`), the answers' envelopes (`envelope`), the one mapping of failures to
+//! - [`server`]: the FC protocol over HTTP: routes (one file each), the invoke body (`event`), the answers' envelopes (`envelope`), the one mapping of failures to
 //!   statuses (`http_status`), `x-fc-status` and request ids (`fc`), start-up on any port and graceful shutdown.
 //! - [`sweep`]: the algorithm (range-bounded batches in `window`s sized by `sizing`, one `lane` a batch at a time,
 //!   time budget, dry run, gentle pacing that starts small, waiting for lagging `replication`, legacy entries),
@@ -23,6 +22,7 @@
 //!   through a fresh fallback chain, the history write, all within the run's deadline; and `status` beside it.
 //! - [`lease`]: one run at a time across every instance: the whole protocol (take, stale leases, release, what
 //!   `status` shows) over three primitives each backend offers.
+//! - [`strict_json`]: JSON that refuses a key repeated within one object (the invoke body, `CLEANUP_TARGETS`).
 //! - [`untrusted`]: strings read back from storage: request ids checked, any other text escaped before it is shown.
 //! - [`history`]: the run record, as stored in `CLEANUP_HISTORY_COLLECTION` and read back (strictly).
 //! - [`status`]: is the cleaner keeping up: the verdict on the history and the live backlog, as text, JSON or a
@@ -69,6 +69,7 @@ pub mod sample;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod strict_json;
 pub mod sweep;
 pub mod targets;
 pub mod untrusted;

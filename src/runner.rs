@@ -86,16 +86,16 @@ impl Runner {
         let chains: Vec<_> = targets.iter().map(|t| self.backends.for_target(&t.name)).collect();
         let mut entries = Vec::with_capacity(targets.len());
         // One round of turns deletes about one batch: each target's batches are the run's divided among the
-        // targets. With whole batches each, a turn was 5,000 entries where a third of the work was 8,000 per target,
-        // and the shares came out in steps of a batch (7,709 against 2,708: 2.85x).
-        let batch_size = (options.batch_size / u32::try_from(targets.len()).unwrap_or(u32::MAX)).max(1);
+        // targets still open (sweep::turns), so that the shares do not come out in steps of a whole batch.
+        let batch_size = sweep::turns::share(options.batch_size, targets.len());
         for (target, chain) in targets.iter().zip(&chains) {
             let own = SweepOptions { calls_end: Some(calls_end), batch_size, ..target.options(options) };
             let verifier = if target.legacy { self.verifier.as_ref() } else { None };
             let sweep = sweep::Sweep::open(chain, own, verifier, started_at, began).await;
             entries.push(sweep::turns::Entry { name: target.name.to_string(), sweep });
         }
-        let outcomes = sweep::turns::in_turn(entries, began, options.time_budget, request_id, progress).await;
+        let outcomes =
+            sweep::turns::in_turn(entries, began, options.time_budget, options.batch_size, request_id, progress).await;
         sweep::report::combine(outcomes, started_at, began.elapsed(), request_id)
     }
 

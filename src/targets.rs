@@ -123,6 +123,24 @@ struct Written {
     legacy: Option<bool>,
 }
 
+/// The most targets one run sweeps. Each is opened (a statistics read and an index check) before the first batch,
+/// inside the budget, and each has its turn and its closing work: 2,500 targets in a 5 s budget cleaned nothing,
+/// and left no time for the record and the release of the lease. A platform with more collections runs several
+/// functions, each over its own list.
+pub const MAX_TARGETS: usize = 32;
+
+/// MongoDB's longest database name (64 bytes, less one).
+const MAX_DATABASE_BYTES: usize = 63;
+
+/// Why `database` cannot be a target's: MongoDB's own databases (`admin`, `local`, `config`) hold no blacklist
+/// and deleting there can break the server; a name over 63 bytes fails only at run time (`InvalidNamespace`).
+fn unusable_database(database: &MongoName) -> Option<&'static str> {
+    if ["admin", "local", "config"].contains(&database.as_ref()) {
+        return Some("is one of MongoDB's own databases");
+    }
+    (database.len() > MAX_DATABASE_BYTES).then_some("is longer than MongoDB's 63 bytes")
+}
+
 /// The longest grace, as for `CLEANUP_GRACE_SECONDS`.
 const MAX_GRACE_SECONDS: u64 = 365 * 24 * 3600;
 
@@ -140,7 +158,9 @@ pub fn parse(raw: Option<&str>, defaults: &Defaults<'_>) -> Result<Targets, Conf
         return Ok(Targets { list: vec![one], configured: false });
     };
     let invalid = |reason: String| ConfigError::Invalid { name: VARIABLE, reason };
-    let elements: Vec<serde_json::Value> = match serde_json::from_str(raw) {
+    // Strictly, as the invoke body: with serde_json a repeated key wins, and `"collection":"jwt_blacklist",
+    // "collection":"users"` swept `users`.
+    let elements: Vec<serde_json::Value> = match crate::strict_json::parse(raw) {
         Ok(serde_json::Value::Array(elements)) => elements,
         Ok(_) => return Err(invalid("must be a JSON array of targets".into())),
         Err(e) => return Err(invalid(format!("is not valid JSON: {e}"))),
@@ -148,7 +168,11 @@ pub fn parse(raw: Option<&str>, defaults: &Defaults<'_>) -> Result<Targets, Conf
     if elements.is_empty() {
         return Err(invalid("is an empty list: name at least one target, or leave it unset".into()));
     }
+    if elements.len() > MAX_TARGETS {
+        return Err(invalid(format!("has {} targets; at most {MAX_TARGETS} may share one run", elements.len())));
+    }
     let mut names = BTreeSet::new();
+    let mut places = BTreeSet::new();
     let mut list = Vec::with_capacity(elements.len());
     for (index, element) in elements.into_iter().enumerate() {
         let at = |reason: String| invalid(format!("element {index}: {reason}"));
@@ -167,6 +191,13 @@ pub fn parse(raw: Option<&str>, defaults: &Defaults<'_>) -> Result<Targets, Conf
             Some(database) => mongo_name("database", database)?,
             None => defaults.database.clone(),
         };
+        if let Some(why) = unusable_database(&database) {
+            return Err(at(format!("database {:?} {why}", database.as_ref())));
+        }
+        // The same collection twice would be counted twice: a dry run promised 200 where 100 were expired.
+        if !places.insert((database.to_string(), collection.to_string())) {
+            return Err(at(format!("{}.{} is already another target's", database.as_ref(), collection.as_ref())));
+        }
         let expires_field = match written.expires_field {
             Some(field) => FieldPath::parse(VARIABLE, field.clone())
                 .map_err(|_| at(format!("expires_field {field:?} is not a usable field path")))?,
@@ -257,11 +288,37 @@ mod tests {
             (r#"[{"name": "a", "collection": "c", "grace_seconds": -1}]"#, "element 0: invalid value"),
             (r#"[{"name": "a", "collection": "c", "grace_seconds": 99999999999}]"#, "grace_seconds"),
             (r#"[{"name": "a", "collection": "c", "legacy": "yes"}]"#, "element 0: invalid type"),
+            (
+                r#"[{"name": "a", "collection": "jwt_blacklist", "collection": "users"}]"#,
+                "duplicate key \"collection\"",
+            ),
+            (
+                r#"[{"name": "a", "collection": "c"}, {"name": "b", "database": "app", "collection": "c"}]"#,
+                "element 1 (b): app.c is already another target's",
+            ),
+            (r#"[{"name": "a", "collection": "c", "database": "admin"}]"#, "MongoDB's own databases"),
+            (r#"[{"name": "a", "collection": "c", "database": "local"}]"#, "MongoDB's own databases"),
+            (r#"[{"name": "a", "collection": "c\n"}]"#, "element 0 (a): collection"),
+            (r#"[{"name": "a", "collection": "c\u202e"}]"#, "element 0 (a): collection"),
         ] {
             let e = parsed(Some(raw)).unwrap_err();
             assert!(e.starts_with("CLEANUP_TARGETS is invalid"), "{raw}: {e}");
             assert!(e.contains(says), "{raw}: {e}");
         }
+    }
+
+    #[test]
+    fn long_database_names_and_long_lists_are_refused() {
+        let long = "d".repeat(64);
+        let e = parsed(Some(&format!(r#"[{{"name": "a", "collection": "c", "database": "{long}"}}]"#))).unwrap_err();
+        assert!(e.contains("longer than MongoDB's 63 bytes"), "{e}");
+        let list = |n: usize| {
+            let each: Vec<String> = (0..n).map(|i| format!(r#"{{"name": "t{i}", "collection": "c{i}"}}"#)).collect();
+            format!("[{}]", each.join(","))
+        };
+        assert!(parsed(Some(&list(MAX_TARGETS))).is_ok());
+        let e = parsed(Some(&list(MAX_TARGETS + 1))).unwrap_err();
+        assert!(e.contains("has 33 targets; at most 32"), "{e}");
     }
 
     #[test]

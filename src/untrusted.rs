@@ -7,6 +7,8 @@
 //! ([`is_request_id`]), and any other stored text is escaped before it reaches a log line, a warning or a terminal
 //! ([`printable`]).
 
+use jtc_shared::names::is_invisible;
+
 /// The longest request id the cleaner accepts (FC's are 36 characters, the CLI's 40).
 pub const MAX_REQUEST_ID: usize = 128;
 
@@ -17,26 +19,18 @@ pub fn is_request_id(id: &str) -> bool {
 }
 
 /// `text` with every control character (`\n`, `\u{1b}`) and every format character (Unicode category Cf: the
-/// bidirectional overrides, zero-width characters, the soft hyphen) escaped as `\u{…}`, so that it prints as one
-/// line that reads the way it is stored.
+/// bidirectional overrides, zero-width characters, the soft hyphen; `jtc_shared::names::is_invisible`) escaped as
+/// `\u{…}`, so that it prints as one line that reads the way it is stored.
 pub fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() || is_format(c) {
+        if is_invisible(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     out
-}
-
-/// Unicode's format characters (general category Cf, Unicode 15).
-fn is_format(c: char) -> bool {
-    matches!(u32::from(c),
-        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E | 0x200B..=0x200F
-        | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD
-        | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
 }
 
 #[cfg(test)]

@@ -10,13 +10,13 @@
 //!   fields FC may add to the event are ignored.
 //!
 //! Anything else is an [`EventError`] (HTTP 400) and no sweep runs, a key that appears twice in one object
-//! included (read by [`strict_json`](crate::server::strict_json)).
+//! included (read by [`strict_json`](crate::strict_json)).
 
 use serde_json::{Map, Value};
 
 use crate::config::{MAX_BATCH_SIZE, MAX_TIME_BUDGET_SECONDS};
 use crate::history::Trigger;
-use crate::server::strict_json::{self, StrictJsonError};
+use crate::strict_json::{self, StrictJsonError};
 use crate::sweep::SweepOverrides;
 
 /// Why an invoke body was refused. The message names the problem and is safe to echo.

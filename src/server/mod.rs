@@ -9,7 +9,6 @@ pub mod event;
 pub mod fc;
 pub mod http_status;
 pub mod routes;
-pub mod strict_json;
 
 use std::future::Future;
 use std::net::SocketAddr;

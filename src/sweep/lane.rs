@@ -57,6 +57,11 @@ impl LaneSweep {
         Self { lane, sizing, window, finished: false }
     }
 
+    /// See [`Sizing::resize`].
+    pub fn resize(&mut self, batch_size: u32) {
+        self.sizing.resize(batch_size);
+    }
+
     /// Sweeps until one batch is done, the lane ends, or the budget (counted from `started`) is spent.
     pub async fn next(
         &mut self,

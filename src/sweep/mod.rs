@@ -162,6 +162,14 @@ impl<'a> Sweep<'a> {
         self.tally.batches()
     }
 
+    /// Gives the sweep `batch_size` entries a batch from its next window on (see `turns`).
+    pub fn resize(&mut self, batch_size: u32) {
+        self.options.batch_size = batch_size.max(1);
+        if let Some(lane) = &mut self.current {
+            lane.resize(self.options.batch_size);
+        }
+    }
+
     /// Ends the sweep's budget now: from here on a step starts no batch, and says what it left unswept.
     pub fn stop(&mut self) {
         self.options.time_budget = self.started.elapsed();

@@ -85,6 +85,13 @@ impl Sizing {
     }
 
     /// The entries the next window aims at (at least one).
+    /// Changes the batch size from the next window on (a run over several targets gives each the run's batch
+    /// divided among those still open).
+    pub fn resize(&mut self, batch_size: u32) {
+        self.batch_size = u64::from(batch_size.max(1));
+        self.ramp = self.ramp.min(self.batch_size);
+    }
+
     pub fn get(&self) -> u64 {
         let mut target = self.batch_size;
         if self.sampling {

@@ -57,12 +57,16 @@ fn reserve(open: usize, budget: Duration) -> Duration {
 }
 
 /// Steps `entries` in turn until none has anything left to do in this run (see the module doc), telling `progress`
-/// the run's totals after each batch, and closes each as it ends. `started` and `budget` are the run's: batches
-/// stop early enough to leave the open sweeps their closing time ([`CLOSING`]) inside the budget.
+/// the run's totals after each batch, and closes each as it ends. `started`, `budget` and `batch_size` are the
+/// run's: batches stop early enough to leave the open sweeps their closing time ([`CLOSING`]) inside the budget,
+/// and each target's batch is the run's divided among the targets still open, so that a round of turns deletes
+/// about one batch however many have ended (dividing by every configured target, two busy targets beside 18 empty
+/// ones swept a tenth of a batch a turn for the whole run).
 pub async fn in_turn(
     entries: Vec<Entry<'_>>,
     started: Instant,
     budget: Duration,
+    batch_size: u32,
     request_id: &str,
     progress: &dyn Progress,
 ) -> Vec<TargetOutcome> {
@@ -92,6 +96,7 @@ pub async fn in_turn(
         }
         let Some(next) = least_served(slots.iter().map(open)) else { break };
         let Slot::Open(sweep) = &mut slots[next] else { break };
+        sweep.resize(share(batch_size, count));
         match sweep.step().await {
             Ok(Turn::Batch) => progress.batch(totals(&slots)),
             Ok(Turn::Done) => {
@@ -120,6 +125,11 @@ pub async fn in_turn(
             (name, outcome)
         })
         .collect()
+}
+
+/// Each open target's batch when `open` targets share the run's `batch_size`.
+pub fn share(batch_size: u32, open: usize) -> u32 {
+    (batch_size / u32::try_from(open.max(1)).unwrap_or(u32::MAX)).max(1)
 }
 
 /// The run's totals so far, every target's.
@@ -161,6 +171,15 @@ mod tests {
         assert_eq!(reserve(4, minute), CLOSING * 3);
         assert_eq!(reserve(40, minute), minute / 4, "never more than a quarter of the budget");
         assert_eq!(reserve(0, minute), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_batch_is_shared_among_the_open_targets() {
+        assert_eq!(share(5000, 20), 250);
+        assert_eq!(share(5000, 2), 2500, "once 18 of 20 have ended, the two left share the whole batch");
+        assert_eq!(share(5000, 1), 5000);
+        assert_eq!(share(3, 10), 1);
+        assert_eq!(share(5000, 0), 5000);
     }
 
     #[test]

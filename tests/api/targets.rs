@@ -292,3 +292,34 @@ async fn without_targets_the_report_keeps_todays_fields() {
     assert_eq!(keys, today);
     assert_eq!(answer.json["data"]["cleaned_count"], 4);
 }
+
+/// Targets that end leave their part of the batch to the ones still open (#39 L6): two busy targets beside eight
+/// empty ones share the run's batch between two once the empty ones have closed (dividing by all ten for the whole
+/// run, the two took 40 batches of 100 for 4,000 entries).
+#[tokio::test]
+async fn targets_that_end_leave_their_part_of_the_batch_to_the_others() {
+    let db = TestDb::new().await;
+    let now = Utc::now().timestamp_millis();
+    let mut list = Vec::new();
+    for i in 0..10 {
+        if i < 2 {
+            let entries = expired_and_valid(now, 2_000, 120_000, 10, 0);
+            db.client.database(&db.name).collection::<Document>(&format!("c{i}")).insert_many(entries).await.unwrap();
+        }
+        list.push(format!(r#"{{"name": "t{i}", "collection": "c{i}"}}"#));
+    }
+    let targets = format!("[{}]", list.join(","));
+    let settings = db.settings(&[
+        ("CLEANUP_TARGETS", targets.as_str()),
+        ("CLEANUP_GRACE_SECONDS", "0"),
+        ("CLEANUP_BATCH_SIZE", "1000"),
+        ("CLEANUP_TIME_BUDGET_SECONDS", "120"),
+    ]);
+    let answer = TestApp::spawn(&settings).await.invoke("{}").await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let data = &answer.json["data"];
+    assert_eq!(data["cleaned_count"], 4_000, "{data}");
+    assert_eq!(data["complete"], true, "{data}");
+    let batches = data["batches"].as_u64().unwrap();
+    assert!(batches <= 16, "batches of 500 once the empty targets closed, not of 100: {batches} batches");
+}

@@ -15,7 +15,8 @@ impl MongoName {
     /// Parses `value`, the value of the variable `variable` (named in the error).
     pub fn parse(variable: &'static str, value: impl Into<String>) -> Result<Self, ConfigError> {
         let value = value.into();
-        let bad = value.is_empty() || value.len() > 120 || value.chars().any(|c| "/\\. \"$\0".contains(c));
+        let bad =
+            value.is_empty() || value.len() > 120 || value.chars().any(|c| "/\\. \"$\0".contains(c) || is_invisible(c));
         if bad {
             return Err(ConfigError::Invalid {
                 name: variable,
@@ -24,6 +25,17 @@ impl MongoName {
         }
         Ok(Self(value))
     }
+}
+
+/// A control character (`\n`, `\u{1b}`) or a format character (Unicode category Cf, Unicode 15: the bidirectional
+/// overrides such as U+202E, zero-width characters, the soft hyphen): characters that print as nothing, or rewrite
+/// what is printed around them. A name may not hold one; stored text shows them escaped.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(u32::from(c),
+            0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E | 0x200B..=0x200F
+            | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD
+            | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
 }
 
 /// A plain field path (`expires_at`, `meta.exp`): no `$` operator, no empty segment, no NUL.

@@ -1,8 +1,8 @@
 //! A JSON reader that refuses a key repeated within one object, with a typed error.
 //!
 //! Every JSON parser lets the last of two equal keys win, so `{"dry_run": true, "dry_run": false}` would run a real
-//! sweep where whoever wrote it may well have meant the first. The reader is general (any JSON value); the invoke
-//! body's rules are in `event`.
+//! sweep where whoever wrote it may well have meant the first. The reader is general (any JSON value): the invoke
+//! body (`server::event`) and `CLEANUP_TARGETS` (`targets`) are read with it.
 
 use std::cell::RefCell;
 use std::fmt;
