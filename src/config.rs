@@ -339,7 +339,7 @@ impl Settings {
             (lease, history, _) => lease && history.is_some(),
         };
 
-        Ok(Settings {
+        let settings = Settings {
             history,
             lease,
             alerts,
@@ -378,7 +378,31 @@ impl Settings {
             port,
             connections,
             progress_every: Duration::from_secs(number(&get, "CLEANUP_PROGRESS_SECONDS", 5, 0, 3600)?),
-        })
+        };
+        settings.refuse_what_would_do_nothing()?;
+        Ok(settings)
+    }
+
+    /// Settings that parse one by one but together would silently do nothing are refused at start.
+    fn refuse_what_would_do_nothing(&self) -> Result<(), ConfigError> {
+        // A write concern is the direct connection's: the Data API has none to pass on.
+        if self.write_concern.is_some() && self.db.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "CLEANUP_WRITE_CONCERN",
+                reason: "applies to the direct connection's deletes, and DB_URI is not set (the Data API takes no \
+                         write concern)"
+                    .into(),
+            });
+        }
+        // Legacy entries are verified with the key: without it, `"legacy": true` would examine nothing.
+        let legacy = self.targets.list.iter().find(|t| t.legacy && self.targets.configured);
+        if let (Some(target), None) = (legacy, &self.legacy.secret_key) {
+            return Err(ConfigError::Invalid {
+                name: crate::targets::VARIABLE,
+                reason: format!("target {} asks for legacy entries, and JWT_SECRET_KEY is not set", target.name),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -522,6 +546,14 @@ mod tests {
             let refused = settings(&[BASE[0], BASE[1], ("CLEANUP_WRITE_CONCERN", bad)]).unwrap_err().to_string();
             assert!(refused.starts_with("CLEANUP_WRITE_CONCERN is invalid"), "{bad}: {refused}");
         }
+        // #39 L10, L11: combinations that would silently do nothing.
+        let api_only = [("MONGODB_API_URL", "https://api.example/app/data-x/endpoint/data/v1"), BASE[1]];
+        let refused = settings(&[api_only[0], api_only[1], ("CLEANUP_WRITE_CONCERN", "majority")]).unwrap_err();
+        assert!(refused.to_string().contains("DB_URI is not set"), "{refused}");
+        let legacy = [BASE[0], BASE[1], ("CLEANUP_TARGETS", r#"[{"name": "a", "collection": "c", "legacy": true}]"#)];
+        let refused = settings(&legacy).unwrap_err().to_string();
+        assert!(refused.starts_with("CLEANUP_TARGETS is invalid: target a asks for legacy"), "{refused}");
+        assert!(settings(&[legacy[0], legacy[1], legacy[2], ("JWT_SECRET_KEY", "k")]).is_ok());
         let s = settings(&[BASE[0], BASE[1], ("CLEANUP_MAX_REPLICATION_LAG_SECONDS", "10")]).unwrap();
         assert_eq!(s.sweep.max_replication_lag, Some(Duration::from_secs(10)));
         assert_eq!(settings(&BASE).unwrap().sweep.max_replication_lag, None);
