@@ -270,12 +270,13 @@ impl<'a> Sweep<'a> {
         }
     }
 
-    /// The lag cannot be read in this run: said once, and the write concern is what protects the replicas.
+    /// The lag cannot be read in this run: said once. (The warning no longer names the write concern: it spoke of
+    /// "the direct connection's deletes" in runs that had none.)
     fn lag_unreadable(&mut self, why: &str) {
         self.lag_readable = false;
         self.tally.warn(format!(
             "CLEANUP_MAX_REPLICATION_LAG_SECONDS is set but the replication lag cannot be read: {why}; this run does \
-             not wait for the replicas (CLEANUP_WRITE_CONCERN still applies to the direct connection's deletes)"
+             not wait for the replicas"
         ));
     }
 

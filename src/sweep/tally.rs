@@ -32,6 +32,8 @@ pub(crate) struct Tally {
     size_bound: Option<u64>,
     /// Deletes whose write concern was not confirmed in time.
     unconfirmed: u64,
+    /// Entries measured in a batch's range that its delete did not report deleted.
+    shortfall: u64,
 }
 
 impl Tally {
@@ -53,6 +55,7 @@ impl Tally {
             paused: Duration::ZERO,
             size_bound: None,
             unconfirmed: 0,
+            shortfall: 0,
         }
     }
 
@@ -130,6 +133,7 @@ impl Tally {
             // Another writer changed the batch between the two calls: pro-rate its bytes, never above what was
             // measured (the entries added since were never measured).
             self.exact = false;
+            self.shortfall = self.shortfall.saturating_add(count.saturating_sub(deleted));
             let share = u64::try_from(u128::from(bytes) * u128::from(deleted.min(count)) / u128::from(count.max(1)));
             self.bytes = self.bytes.saturating_add(share.unwrap_or(bytes));
         }
@@ -200,6 +204,16 @@ impl Tally {
                 "{} delete(s) were not confirmed by CLEANUP_WRITE_CONCERN within its wtimeout: their entries are gone \
                  from the primary and counted, the replicas were behind, and the sweep paused after each",
                 self.unconfirmed
+            ));
+        }
+        // Measured N, deleted fewer, and the closing count found the ranges empty: someone else deleted them (a TTL
+        // index, another writer), or the store under-reports `deletedCount` (an API answered 0 for 2,000 deleted,
+        // and the report said nothing). Either way the count is only what the store reported.
+        if self.shortfall > 0 && self.expired_remaining == Some(0) && !end.dry_run {
+            self.warn(format!(
+                "{} measured entries were not reported deleted, yet none is left: another process deleted them, or \
+                 the store under-reports deletedCount; cleaned_count is what the store reported",
+                self.shortfall
             ));
         }
         // Where the server reports no sizes: the remaining entries at the average size of the ones this run

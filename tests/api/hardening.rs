@@ -262,6 +262,25 @@ async fn a_deleted_count_just_above_the_measure_is_a_contract_failure() {
     assert_eq!(answer.json["data"]["cleaned_count"], 0);
 }
 
+/// An API that deletes and answers `deletedCount: 0` (#39 L8): the run claims nothing it was not told, and says
+/// that entries it measured went unreported while none is left.
+#[tokio::test]
+async fn an_under_reported_deleted_count_is_a_warning_and_not_exact() {
+    let db = TestDb::new().await;
+    seed(&db, 10).await;
+    let api = DataApi::spawn(&db.uri, None).await;
+    api.set_fault(Fault::DeletedCountZero);
+    let mut env = db.env(&[("MONGODB_API_URL", &api.url)]);
+    env.remove("DB_URI");
+    let answer = TestApp::spawn(&settings_from(env)).await.invoke(r#"{"batch_size": 100}"#).await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let data = &answer.json["data"];
+    assert_eq!(data["cleaned_count"], 0, "{data}");
+    assert_eq!(data["memory_saved_exact"], false, "{data}");
+    let warnings = data["warnings"].to_string();
+    assert!(warnings.contains("10 measured entries were not reported deleted, yet none is left"), "{warnings}");
+}
+
 /// An answer refused by its declared `Content-Length` before any of its body arrives: the server declares 1 GiB and
 /// then sends nothing. The run falls back at once, not after the API's 60 s timeout or the run's deadline (the
 /// slack is for a slow machine; without the check the run waits out its 20 s budget and margin).
