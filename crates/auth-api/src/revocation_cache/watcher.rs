@@ -294,21 +294,38 @@ async fn poll(
         let sent = super::mono_ms();
         let polled = async {
             stamp(blacklist).await?;
+            // The database's clock, read with the poll: the poll never starts past it (see `poll_from`).
+            let server_now = jtc_shared::mongo::server_time(blacklist.client()).await?;
             let filter = match since {
-                Some(latest) => {
-                    doc! { SEEN_FIELD: { "$gte": DateTime::from_millis(DateTime::timestamp_millis(latest) - POLL_OVERLAP_MS) } }
-                }
+                Some(latest) => doc! { SEEN_FIELD: { "$gte": poll_from(latest, server_now) } },
                 None => doc! { SEEN_FIELD: { "$type": "date" } },
             };
-            blacklist.find(filter).await?.try_collect::<Vec<Document>>().await
+            let documents = blacklist.find(filter).await?.try_collect::<Vec<Document>>().await?;
+            Ok::<_, MongoError>((documents, server_now))
         };
         match polled.await {
-            Ok(documents) => {
+            Ok((documents, server_now)) => {
+                let mut future = 0u64;
                 for document in &documents {
                     learn(cache, document, field);
                     if let Ok(stamped) = document.get_datetime(SEEN_FIELD) {
-                        since = Some(since.map_or(*stamped, |latest: DateTime| latest.max(*stamped)));
+                        future += u64::from(*stamped > ahead(server_now));
+                        since = Some(since.map_or(*stamped, |latest: DateTime| latest.max(*stamped)).min(server_now));
                     }
+                }
+                if future > 0 {
+                    // No poller wrote these stamps (a copied entry, a foreign writer, a clock stepped back): they
+                    // are stamped again with the database's clock, and the set is loaded anew at once.
+                    match restamp_future(blacklist, server_now).await {
+                        Ok(restamped) => tracing::warn!(
+                            future,
+                            restamped,
+                            "revocation entries stamped in the future: stamped again with the database's clock; \
+                             reloading the set"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, future, "could not stamp future entries again"),
+                    }
+                    loaded_at = Instant::now().checked_sub(RECONCILE_EVERY).unwrap_or(loaded_at);
                 }
                 cache.proved(sent);
             }
@@ -319,6 +336,26 @@ async fn poll(
             evicted_at = Instant::now();
         }
     }
+}
+
+/// Where a poll starts: the latest stamp it saw, less [`POLL_OVERLAP_MS`], and never past the database's clock
+/// `server_now` (less the overlap). One entry stamped a day ahead once moved the start a day ahead, and every
+/// revocation stamped by the real clock waited for the next full load (43 and 58 s, while `/health` said fresh).
+fn poll_from(latest: DateTime, server_now: DateTime) -> DateTime {
+    DateTime::from_millis(latest.min(server_now).timestamp_millis() - POLL_OVERLAP_MS)
+}
+
+/// A stamp past this was written by no poller: `server_now` plus [`POLL_OVERLAP_MS`] (another instance may stamp
+/// between this poll's clock read and its find).
+fn ahead(server_now: DateTime) -> DateTime {
+    DateTime::from_millis(server_now.timestamp_millis() + POLL_OVERLAP_MS)
+}
+
+/// Stamps again, with the database's clock, every entry stamped past [`ahead`]; returns how many.
+async fn restamp_future(blacklist: &Collection<Document>, server_now: DateTime) -> Result<u64, MongoError> {
+    let future = doc! { SEEN_FIELD: { "$gt": ahead(server_now) } };
+    let updated = blacklist.update_many(future, doc! { "$currentDate": { SEEN_FIELD: true } }).await?;
+    Ok(updated.modified_count)
 }
 
 /// Stamps every entry without `SEEN_FIELD` with the database's clock.

@@ -175,6 +175,33 @@ async fn polling_learns_entries_other_services_write_whatever_their_fields_and_c
     assert_eq!(health(&app).await["status"], "ok");
 }
 
+/// One entry stamped a day ahead (a copied document, a foreign writer, a clock stepped back) no longer hides every
+/// later revocation until the next full load (#39 M1: refused after 43 and 58 s, `/health` fresh all along).
+#[tokio::test]
+async fn a_stamp_from_the_future_does_not_blind_polling() {
+    let db = PrivateDb::start_standalone().await;
+    let uri = db.uri();
+    user_on(&uri).await;
+    let a = AuthApp::spawn(&settings_at(&uri, &[("REVOCATION_POLL_MS", "100")])).await;
+    let b = AuthApp::spawn(&settings_at(&uri, &[("REVOCATION_POLL_MS", "100")])).await;
+    assert_eq!(health(&b).await["revocations"]["mode"], "polling");
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let blacklist = client.database("cache").collection::<Document>("jwt_blacklist");
+    let now = chrono::Utc::now().timestamp_millis();
+    let future = DateTime::from_millis(now + 86_400_000);
+    let expires = DateTime::from_millis(now + 600_000);
+    blacklist
+        .insert_one(doc! { "jti": "copied", "expires_at": expires, jtc_shared::blacklist::SEEN_FIELD: future })
+        .await
+        .unwrap();
+    b.caught_up().await;
+    b.caught_up().await;
+    let (access, _) = a.tokens("alice", "wonderland-42").await;
+    assert_eq!(a.call(Method::POST, "/logout", Some(&access), None).await.status, StatusCode::OK);
+    b.caught_up().await;
+    assert_eq!(b.protected(&access).await.msg(), "Token has been revoked");
+}
+
 #[tokio::test]
 async fn malformed_entries_are_skipped_and_the_watcher_goes_on() {
     let db = TestDb::new().await;
