@@ -41,12 +41,15 @@ pub struct StoreError {
     message: String,
     #[source]
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    /// Entries the failed call had deleted nonetheless (a delete the server applied before it found its write
+    /// concern unsatisfiable): they are gone, and the report counts them.
+    applied: u64,
 }
 
 impl StoreError {
     /// A failure of `kind`, said by `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), source: None }
+        Self { kind, message: message.into(), source: None, applied: 0 }
     }
 
     /// See [`ErrorKind::Unreachable`].
@@ -78,6 +81,17 @@ impl StoreError {
     pub fn caused_by(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Arc::new(source));
         self
+    }
+
+    /// The same error, after the call had deleted `count` entries.
+    pub fn after_deleting(mut self, count: u64) -> Self {
+        self.applied = count;
+        self
+    }
+
+    /// Entries the failed call deleted before it failed.
+    pub fn applied(&self) -> u64 {
+        self.applied
     }
 
     /// Its kind.

@@ -398,11 +398,13 @@ fn delete_reply(reply: &Document, concern: &DeleteWriteConcern) -> Result<Delete
         Acknowledgment::Majority => "majority".to_string(),
         Acknowledgment::Members(n) => n.to_string(),
     };
+    // The server applied the delete before it found the concern unsatisfiable: its `n` is counted by the report.
     Err(StoreError::query(format!(
         "CLEANUP_WRITE_CONCERN={w} cannot be satisfied by this deployment: {} ({code}): {}",
         error.get_str("codeName").unwrap_or("write concern error"),
         error.get_str("errmsg").unwrap_or("no message")
-    )))
+    ))
+    .after_deleting(count))
 }
 
 #[cfg(test)]
@@ -428,6 +430,10 @@ mod write_concern_tests {
         let five = DeleteWriteConcern { w: Acknowledgment::Members(5), ..MAJORITY };
         let error = delete_reply(&unsatisfiable, &five).unwrap_err().to_string();
         assert!(error.contains("CLEANUP_WRITE_CONCERN=5 cannot be satisfied") && error.contains("(100)"), "{error}");
+        // Unsatisfiable mid-run (#39 L13): the server applied the delete first, and its `n` travels with the error.
+        let mid_run = doc! { "n": 40, "ok": 1.0, "writeConcernError": {
+        "code": 100, "codeName": "UnsatisfiableWriteConcern", "errmsg": "Not enough data-bearing nodes" } };
+        assert_eq!(delete_reply(&mid_run, &five).unwrap_err().applied(), 40);
         assert!(delete_reply(&doc! { "ok": 1.0 }, &MAJORITY).is_err(), "no count, no trust");
         let write_error = doc! { "n": 0, "ok": 1.0, "writeErrors": [{ "index": 0, "code": 2, "errmsg": "bad" }] };
         assert!(delete_reply(&write_error, &MAJORITY).unwrap_err().to_string().contains("bad"));

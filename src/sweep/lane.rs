@@ -120,7 +120,8 @@ impl LaneSweep {
                 let count = if options.dry_run {
                     store.count(&range).await?
                 } else {
-                    let deleted = store.delete(&range, at_most).await?;
+                    let deleted =
+                        store.delete(&range, at_most).await.inspect_err(|e| tally.deleted_estimated(e.applied()))?;
                     unconfirmed |= !deleted.confirmed;
                     deleted.count
                 };
@@ -158,7 +159,13 @@ impl LaneSweep {
                         tally.would_delete(measured.count, measured.bytes);
                     } else {
                         let at = Instant::now();
-                        let Deleted { count: deleted, confirmed } = store.delete(&range, measured.count).await?;
+                        let Deleted { count: deleted, confirmed } =
+                            store.delete(&range, measured.count).await.inspect_err(|e| {
+                                // A delete applied before it failed (an unsatisfiable write concern): counted.
+                                if e.applied() > 0 {
+                                    tally.deleted(measured.count, measured.bytes, e.applied());
+                                }
+                            })?;
                         unconfirmed |= !confirmed;
                         sizing.deleted(at.elapsed(), deleted);
                         tally.deleted(measured.count, measured.bytes, deleted);
