@@ -141,10 +141,18 @@ pub async fn serve<H: Handshake>(
             let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 let router = router.clone();
+                // hyper's buffer cap holds only when the head arrives in pieces: sent in one write, a head of about
+                // 112 KiB was parsed whole. The parsed head is measured here, however its bytes arrived.
+                let too_large = head_bytes(&request) > MAX_HEAD_BYTES;
                 // The head is here: the body's clock starts.
                 let request = request.map(|b| Body::new(DeadlineBody::new(Body::new(b), limits.body_timeout)));
                 // The router's error type is `Infallible`: every request gets an answer.
-                async move { router.oneshot(request).await }
+                async move {
+                    if too_large {
+                        return Ok(head_too_large());
+                    }
+                    router.oneshot(request).await
+                }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
@@ -169,6 +177,21 @@ pub async fn serve<H: Handshake>(
         connections.abort_all();
     }
     Ok(())
+}
+
+/// The size of `request`'s head as it came on the wire: the request line, each header line, and the blank line.
+fn head_bytes<B>(request: &Request<B>) -> usize {
+    let line = request.method().as_str().len() + 1 + request.uri().to_string().len() + 1 + "HTTP/1.1\r\n".len();
+    let headers: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + 2 + value.len() + 2).sum();
+    line + headers + 2
+}
+
+/// 431, and the connection closes: what hyper answers when its buffer overflows.
+fn head_too_large() -> axum::response::Response {
+    let mut response = axum::response::Response::new(Body::from("request header fields too large\n"));
+    *response.status_mut() = hyper::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    response.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+    response
 }
 
 fn log_end(peer: SocketAddr, result: Result<(), hyper::Error>) {
