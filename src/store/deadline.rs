@@ -60,6 +60,10 @@ impl Backend for Deadline<'_> {
     fn vouches_for_counts(&self) -> bool {
         self.inner.vouches_for_counts()
     }
+
+    fn distrust(&self, error: StoreError) -> Result<(), StoreError> {
+        self.inner.distrust(error)
+    }
 }
 
 /// Every call of the inner store, ended at the deadline.

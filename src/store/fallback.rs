@@ -91,6 +91,14 @@ impl Backend for Fallback {
         let reasons = &self.state().reasons;
         (!reasons.is_empty()).then(|| reasons.join("; "))
     }
+
+    fn distrust(&self, error: StoreError) -> Result<(), StoreError> {
+        let (index, _) = self.current()?;
+        match self.failed(index, error) {
+            None => Ok(()),
+            Some(error) => Err(error),
+        }
+    }
 }
 
 forward_store!(Fallback, with_fallback);

@@ -160,6 +160,13 @@ pub trait Backend: Send + Sync {
     fn vouches_for_counts(&self) -> bool {
         true
     }
+
+    /// The sweep found the current backend's counts impossible (`error`, beyond the run's size bound): a chain
+    /// moves to its next backend for the rest of the run, as after any failed call, and answers `Ok`; anything else
+    /// gives the error back.
+    fn distrust(&self, error: StoreError) -> Result<(), StoreError> {
+        Err(error)
+    }
 }
 
 /// The sweep's storage: the expired ranges of one blacklist collection. Implementations must be safe to call from

@@ -130,8 +130,7 @@ impl LaneSweep {
                 } else {
                     sizing.deleted(at.elapsed(), count);
                 }
-                if count > 0 {
-                    tally.check_within(count)?;
+                if count > 0 && within_bound(store, tally, count)? {
                     tally.batch();
                     if options.dry_run {
                         tally.would_delete_estimated(count);
@@ -152,8 +151,11 @@ impl LaneSweep {
                     // takes the whole unit, so it is measured whole.
                     measured = store.measure(&range, None).await?;
                 }
+                if measured.count > 0 && !within_bound(store, tally, measured.count)? {
+                    // Measured again through the next backend.
+                    continue;
+                }
                 if measured.count > 0 {
-                    tally.check_within(measured.count)?;
                     tally.batch();
                     if options.dry_run {
                         tally.would_delete(measured.count, measured.bytes);
@@ -202,6 +204,16 @@ impl LaneSweep {
             }
         }
     }
+}
+
+/// Whether `more` entries keep the run within its size bound ([`Tally::check_within`]). Beyond it, the store's
+/// counts are impossible: a fallback chain moves to its next backend and its counts so far are forgotten (false:
+/// the window is measured again there); with nothing to move to, the run fails.
+fn within_bound(store: &dyn Store, tally: &mut Tally, more: u64) -> Result<bool, StoreError> {
+    let Err(beyond) = tally.check_within(more) else { return Ok(true) };
+    store.distrust(beyond.clone())?;
+    tally.forget_unproven(&beyond);
+    Ok(false)
 }
 
 /// After a bounded read of the window counted `seen`: true (and the window shrunk) when it is too crowded for the

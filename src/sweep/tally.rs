@@ -191,6 +191,18 @@ impl Tally {
         self.unconfirmed += 1;
     }
 
+    /// The store's counts broke the size bound (`why`) and the run went on through the next backend: nothing it
+    /// claimed is reported, only what the next backend's own counts prove.
+    pub fn forget_unproven(&mut self, why: &StoreError) {
+        let claimed = self.entries_done();
+        (self.cleaned, self.bytes, self.would_clean, self.would_free, self.legacy_cleaned) = (0, 0, 0, 0, 0);
+        (self.exact, self.size_bound, self.shortfall) = (false, None, 0);
+        self.warn(format!(
+            "{why}; the {claimed} entries counted before it are not reported, and the run went on through the next \
+             backend, whose own counts are"
+        ));
+    }
+
     /// Something the operator should know, logged now and reported at the end.
     pub fn warn(&mut self, warning: String) {
         tracing::warn!("{warning}");

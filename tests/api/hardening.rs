@@ -245,6 +245,25 @@ async fn a_consistent_liar_is_held_to_the_collections_size() {
     assert_eq!(answer.json["data"]["memory_saved_bytes"], 0, "{}", answer.json);
 }
 
+/// The same liar with `DB_URI` set (#39 L12): the size bound acts where the fallback can, so the run goes on through
+/// the direct connection and reports only what it proved there.
+#[tokio::test]
+async fn a_liar_beyond_the_size_bound_falls_back_to_the_direct_connection() {
+    let db = TestDb::new().await;
+    seed(&db, 11).await;
+    let api = DataApi::spawn(&db.uri, None).await;
+    api.set_fault(Fault::InflatedCounts(1_000_000_000_000_000));
+    let app = TestApp::spawn(&db.settings(&[("MONGODB_API_URL", &api.url)])).await;
+    let answer = app.invoke("").await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let data = &answer.json["data"];
+    assert_eq!(data["backend"], "http_api+mongodb", "{data}");
+    assert!(data["fallback_reason"].as_str().unwrap_or_default().contains("more than the 16"), "{data}");
+    assert_eq!(data["cleaned_count"], 11, "{data}");
+    assert_eq!(data["complete"], true, "{data}");
+    assert_eq!(db.count().await, 5);
+}
+
 /// A `deletedCount` one above what the range was measured to hold (not only `i64::MAX`) is a contract failure.
 #[tokio::test]
 async fn a_deleted_count_just_above_the_measure_is_a_contract_failure() {
