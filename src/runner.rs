@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 
 use crate::alerts::Alerts;
 use crate::config::{LegacySettings, Settings, SweepSettings};
@@ -91,7 +92,8 @@ impl Runner {
         for (target, chain) in targets.iter().zip(&chains) {
             let own = SweepOptions { calls_end: Some(calls_end), batch_size, ..target.options(options) };
             let verifier = if target.legacy { self.verifier.as_ref() } else { None };
-            let sweep = sweep::Sweep::open(chain, own, verifier, started_at, began).await;
+            let span = tracing::info_span!("target", target = %target.name);
+            let sweep = sweep::Sweep::open(chain, own, verifier, started_at, began).instrument(span).await;
             entries.push(sweep::turns::Entry { name: target.name.to_string(), sweep });
         }
         let outcomes =
@@ -104,8 +106,22 @@ impl Runner {
         SweepOptions::resolve(&self.sweep, &self.legacy, overrides)
     }
 
-    /// One run with `options`, started by `trigger` at `started_at`; see the module doc.
+    /// One run with `options`, started by `trigger` at `started_at`; see the module doc. Every line it logs
+    /// carries its request id (the span's field), the CLI's too.
     pub async fn run(
+        &self,
+        options: &SweepOptions,
+        targets: &[Target],
+        trigger: Trigger,
+        request_id: &str,
+        started_at: DateTime<Utc>,
+        progress: &dyn Progress,
+    ) -> Result<SweepReport, SweepFailure> {
+        let span = tracing::info_span!("run", request_id = %request_id);
+        self.run_in_span(options, targets, trigger, request_id, started_at, progress).instrument(span).await
+    }
+
+    async fn run_in_span(
         &self,
         options: &SweepOptions,
         targets: &[Target],

@@ -20,6 +20,8 @@
 
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use super::report::TargetOutcome;
 use super::{Done, Progress, Sweep, SweepFailure, SweepReport, Turn};
 use crate::store::deadline::{AFTER_RUN, CALL_MARGIN};
@@ -97,12 +99,14 @@ pub async fn in_turn(
         let Some(next) = least_served(slots.iter().map(open)) else { break };
         let Slot::Open(sweep) = &mut slots[next] else { break };
         sweep.resize(share(batch_size, count));
-        match sweep.step().await {
+        // Every line of a target's sweep names it (the span's field, in text and JSON logs).
+        let span = tracing::info_span!("target", target = %names[next]);
+        match sweep.step().instrument(span.clone()).await {
             Ok(Turn::Batch) => progress.batch(totals(&slots)),
             Ok(Turn::Done) => {
                 // Closed as soon as it ends: a target with nothing left does its closing work in its own time.
                 let Slot::Open(sweep) = std::mem::replace(&mut slots[next], Slot::Moving) else { break };
-                slots[next] = Slot::Ended(sweep.close(request_id).await);
+                slots[next] = Slot::Ended(sweep.close(request_id).instrument(span).await);
             }
             Err(failure) => slots[next] = Slot::Ended(Err(failure)),
         }

@@ -323,3 +323,33 @@ async fn targets_that_end_leave_their_part_of_the_batch_to_the_others() {
     let batches = data["batches"].as_u64().unwrap();
     assert!(batches <= 16, "batches of 500 once the empty targets closed, not of 100: {batches} batches");
 }
+
+/// Every log line of a run carries its request id (the CLI's too), and every line of a target's sweep its target,
+/// in JSON logs (#39, a newcomer's finding: three `sweep finished` lines said nothing of whose they were).
+#[tokio::test]
+async fn every_log_line_names_its_run_and_its_target() {
+    let db = TestDb::new().await;
+    let now = Utc::now().timestamp_millis();
+    for c in ["a", "b"] {
+        let entries = expired_and_valid(now, 20, 120_000, 10, 0);
+        db.client.database(&db.name).collection::<Document>(c).insert_many(entries).await.unwrap();
+    }
+    let targets = r#"[{"name": "ta", "collection": "a"}, {"name": "tb", "collection": "b"}]"#;
+    let out = cli(&db.env(&[("CLEANUP_TARGETS", targets), ("LOG_FORMAT", "json")]), &["sweep"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON line: {line}")))
+        .collect();
+    let mut finished = Vec::new();
+    for line in &lines {
+        let spans = line["spans"].as_array().unwrap_or_else(|| panic!("no spans: {line}"));
+        let request_id = spans.iter().find_map(|s| s["request_id"].as_str());
+        assert!(request_id.is_some_and(|id| id.starts_with("cli-")), "no request id: {line}");
+        if line["fields"]["message"] == "sweep finished" {
+            finished.push(spans.iter().find_map(|s| s["target"].as_str()).unwrap_or_else(|| panic!("{line}")));
+        }
+    }
+    finished.sort_unstable();
+    assert_eq!(finished, ["ta", "tb"], "{lines:?}");
+}
