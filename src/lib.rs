@@ -47,16 +47,16 @@
 //!   its settings field (secrets as `jtc_shared::Secret`, so the derived `Debug` prints `****`), its parsing in
 //!   `Settings::from_lookup`, the "at least one backend" rule there, and its secrets in `Settings::secret_values`
 //!   (nothing fails when this is missed: the secrets test in `tests/api/secrets.rs` needs a case for it); its
-//!   variables in the README's configuration table, `fc-config.json` and `s.yaml` (`tests/deploy/config_files.rs`
+//!   variables in the configuration table (docs/configuration.md), `fc-config.json` and `s.yaml` (`tests/deploy/config_files.rs`
 //!   fails until all three have them).
 //! - **A report field**: the field in `sweep::report::SweepReport` (and `SweepFailure` if an error keeps it), its
-//!   counter in `sweep::tally::Tally` and one line in `Tally::into_report`; the README's JSON section. If runs keep
+//!   counter in `sweep::tally::Tally` and one line in `Tally::into_report`; the answers' reference (docs/answers.md). If runs keep
 //!   it: `history::RunRecord` (the field, `of_report`, `of_failure`, `to_document`, `from_document`, the test
 //!   record) and `status::text` / `status::chart` to show it. If it is a metric: `alerts::pushgateway`. If the
 //!   message says it: `SweepReport::message`, and `server::envelope::failure` for the error JSON.
 //! - **A setting**: in `config` the field and its parsing (once, with its bounds, and a unit test of a refusal);
 //!   `sweep::options::SweepOptions` and `SweepOptions::resolve` if a run uses it (the compiler then asks for it in
-//!   the struct literals of `sweep::sizing`'s tests); a row in the README's configuration table, a name in
+//!   the struct literals of `sweep::sizing`'s tests); a row in the configuration table (docs/configuration.md), a name in
 //!   `fc-config.json` and a line in `s.yaml` (`tests/deploy/config_files.rs` asks the settings which variables
 //!   they read and fails until all three have each).
 

@@ -19,7 +19,7 @@ use jwt_token_cleaner::sweep::SweepOverrides;
                   DB_URI           mongodb:// or mongodb+srv:// connection string (and/or MONGODB_API_URL)\n  \
                   MONGODB_API_URL  the DB-operation HTTP API, tried first (and/or DB_URI)\n  \
                   DB_NAME          the database that holds the blacklist\n\
-                  Every other setting has a default; see the README's configuration table."
+                  Every other setting has a default; see docs/configuration.md."
 )]
 struct Cli {
     #[command(subcommand)]

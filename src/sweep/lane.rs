@@ -3,7 +3,7 @@
 //! [`LaneSweep::next`] runs until one batch is done (or the lane ends, or the budget does), then returns, so that a
 //! run over several targets can give the next batch to another target (`sweep::turns`).
 //!
-//! Gentleness (see the README's "Gentle sweeps"): after each batch the sweep pauses `pause_ratio` times the batch's
+//! Gentleness (see docs/sweep.md, "Gentle sweeps"): after each batch the sweep pauses `pause_ratio` times the batch's
 //! own duration, inside the budget; with a `max_operation` bound, the window target follows the measured cost per
 //! entry so that no single measure or delete is expected to run longer, and the target starts small ([`Sizing`]).
 //! A gentle sweep never reads or deletes a window it has not bounded first: its measure stops one entry past "too

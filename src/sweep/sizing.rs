@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::options::SweepOptions;
 
 /// Where a gentle sweep's target starts, and restarts after an empty window: on the test server, a read of 100
-/// entries holds other clients for a few milliseconds (`../shared/docs/test-database.md`).
+/// entries holds other clients for a few milliseconds (`docs/testing.md`).
 pub const START_TARGET: u64 = 100;
 
 /// Estimate mode's first window with entries is measured, for the average entry size: this many entries at most

@@ -1,4 +1,4 @@
-//! fc-config.json and s.yaml against FC 3.0's documented limits (../shared/docs/fc-protocol.md), the Dockerfile's
+//! fc-config.json and s.yaml against FC 3.0's documented limits (docs/fc-protocol.md), the Dockerfile's
 //! essentials and .dockerignore.
 
 use serde_json::Value;
@@ -56,15 +56,15 @@ fn fc_config_respects_the_documented_limits() {
     assert_eq!(trigger["enable"], true);
     assert!(trigger["payload"].is_string());
 
-    // Every variable fc-config.json passes is in the README's configuration table (and below, the other way).
+    // Every variable fc-config.json passes is in the configuration table (docs/configuration.md) (and below, the other way).
     let names: Vec<&str> = f["environmentVariables"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    let readme = read("README.md");
+    let readme = read("docs/configuration.md");
     for name in &names {
-        assert!(readme.contains(&format!("| `{name}` |")), "{name} is not in the README's configuration table");
+        assert!(readme.contains(&format!("| `{name}` |")), "{name} is not in the configuration table (docs/configuration.md)");
     }
     // And the other way: every variable of the cleaner's configuration table reaches the function, but the
     // listening port, which FC sets itself.
-    let table = readme.split("## Configuration").nth(1).and_then(|rest| rest.split("\n## ").next()).unwrap_or("");
+    let table = readme.split("\n## Configuration").nth(1).and_then(|rest| rest.split("\n## ").next()).unwrap_or("");
     let documented: Vec<&str> =
         table.lines().filter_map(|line| line.strip_prefix("| `").and_then(|rest| rest.split('`').next())).collect();
     assert!(documented.len() > 20, "the configuration table was not found: {documented:?}");
@@ -72,7 +72,7 @@ fn fc_config_respects_the_documented_limits() {
         if name != "PORT" && name != "FC_CUSTOM_LISTEN_PORT" {
             assert!(
                 names.contains(&name),
-                "{name} is in the README's configuration table but not passed to the function"
+                "{name} is in the configuration table (docs/configuration.md) but not passed to the function"
             );
         }
     }
@@ -192,7 +192,7 @@ fn dockerignore_keeps_secrets_and_build_output_out() {
     }
 }
 
-/// Every variable the cleaner's settings read is in the README's configuration table, and so (by the tests above,
+/// Every variable the cleaner's settings read is in the configuration table (docs/configuration.md), and so (by the tests above,
 /// which hold the table, fc-config.json and s.yaml to each other both ways) reaches the function. The names are
 /// learnt by asking: the settings are parsed from a lookup that records each name it is asked for, with both
 /// backends, the legacy secret and both alerts set so that every conditional setting is read too. A new setting
@@ -218,11 +218,11 @@ fn every_variable_the_settings_read_is_documented() {
     .expect("settings");
     let asked = asked.into_inner();
     assert!(asked.len() > 20, "the settings asked for only {asked:?}");
-    let readme = read("README.md");
+    let readme = read("docs/configuration.md");
     for name in &asked {
         assert!(
             readme.contains(&format!("| `{name}` |")),
-            "{name} is read but not in the README's configuration table"
+            "{name} is read but not in the configuration table (docs/configuration.md)"
         );
     }
 }

@@ -395,10 +395,10 @@ fn readme_deploy_section_matches_help() {
     let out = sandbox.run(&["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deployment.md")).unwrap();
     assert!(
         readme.contains(help.trim_end()),
-        "README.md must contain the output of ./deploy_container.sh --help verbatim"
+        "docs/deployment.md must contain the output of ./deploy_container.sh --help verbatim"
     );
 }
 

@@ -8,7 +8,7 @@
 //! CSRF cookie to copy it into a header (OWASP's "random value within a JWT" as the session-bound value). A request
 //! authenticated by the `Authorization` header needs no CSRF value: no browser attaches that header on its own.
 //!
-//! Where Flask-JWT-Extended's default is weaker, the safer one is chosen (the README's table says which):
+//! Where Flask-JWT-Extended's default is weaker, the safer one is chosen (docs/auth-api.md's table says which):
 //! `SameSite=Lax` rather than no attribute, and `Secure` whenever TLS is on.
 
 use std::fmt;

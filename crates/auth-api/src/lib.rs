@@ -34,7 +34,7 @@
 //!   `routes/mod.rs`; one row `(path, Scope, handler)` in `router::router`; a `Scope` variant in
 //!   `rate_limit::scope` (the compiler then asks for its index, name, variable and default there, and for its
 //!   field in `rate_limit::limit::Limits`; a unit test asks for its place in `Scope::ALL`); its rows in the
-//!   README's routes and rate-limit tables (a test checks the latter); its variable raised in the suite's settings
+//!   routes and rate-limit tables of docs/auth-api.md (a test checks the latter); its variable raised in the suite's settings
 //!   (`tests/auth/support.rs`), or the suite's own requests meet the default limit.
 
 pub mod authentication;

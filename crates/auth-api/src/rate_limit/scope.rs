@@ -1,5 +1,5 @@
 //! Which counter a hit belongs to, with its counter key, its variable and its default limit, each a `match` the
-//! compiler checks: a new limited route is one variant here, one field in `Limits`, and one row in the README's
+//! compiler checks: a new limited route is one variant here, one field in `Limits`, and one row in docs/auth-api.md's
 //! table (which a test compares with [`Scope::ALL`], which cannot miss a variant: see [`Scope::index`]).
 
 /// One per limited route, and one for failed logins per user name.
@@ -23,7 +23,7 @@ impl Scope {
 
     /// Its place in [`ALL`](Self::ALL). A new variant does not compile until it has one, and a test checks that
     /// `ALL` holds each scope at its place; the next free place is `ALL.len()`, so a new variant is added to `ALL`
-    /// in the same edit (the README check walks `ALL`).
+    /// in the same edit (the docs check walks `ALL`).
     pub const fn index(self) -> usize {
         match self {
             Scope::Login => 0,
@@ -80,10 +80,10 @@ mod tests {
 
     #[test]
     fn the_readme_table_has_a_row_for_every_scope_with_its_default() {
-        let readme = include_str!("../../../../README.md");
+        let readme = include_str!("../../../../docs/auth-api.md");
         for scope in Scope::ALL {
             let row = format!("| `{}` | `{}` |", scope.variable(), scope.default_limit());
-            assert!(readme.contains(&row), "the README has no row {row}");
+            assert!(readme.contains(&row), "docs/auth-api.md has no row {row}");
         }
     }
 }
