@@ -29,27 +29,25 @@ use mongodb::Client;
 
 const DB: &str = "jtc_bench_lease";
 
+/// `scripts/bench lease [--entries N] [--rounds N] [--runs N]`.
+#[derive(clap::Parser)]
 struct Args {
+    /// Entries seeded for the lag bound's sweep.
+    #[arg(long, default_value_t = 50_000)]
     entries: i64,
+    /// Rounds of the lag bound's comparison.
+    #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Runs counted for the lease's round trips.
+    #[arg(long, default_value_t = 20)]
     runs: usize,
+    /// Where the table is written (BENCHMARKS.md).
+    #[arg(long)]
     out: Option<PathBuf>,
 }
 
 fn args() -> Args {
-    let mut args = Args { entries: 50_000, rounds: 3, runs: 20, out: None };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut number = || it.next().and_then(|v| v.parse::<i64>().ok()).expect("a number");
-        match arg.as_str() {
-            "--entries" => args.entries = number(),
-            "--rounds" => args.rounds = number() as usize,
-            "--runs" => args.runs = number() as usize,
-            "--out" => args.out = it.next().map(PathBuf::from),
-            _ => {}
-        }
-    }
-    args
+    jtc_test_support::bench_args()
 }
 
 fn runner(env: &[(&str, String)]) -> Runner {

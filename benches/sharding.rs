@@ -19,24 +19,22 @@ use mongodb::{Client, Collection};
 const DB: &str = "jtc_bench_sharding";
 const SHARDS: [usize; 4] = [1, 2, 4, 8];
 
+/// `scripts/bench sharding [--window N] [--windows N]`.
+#[derive(clap::Parser)]
 struct Args {
+    /// Entries in a window.
+    #[arg(long, default_value_t = 5000)]
     window: i64,
+    /// Windows measured.
+    #[arg(long, default_value_t = 10)]
     windows: i64,
+    /// Where the table is written (BENCHMARKS.md).
+    #[arg(long)]
     out: Option<PathBuf>,
 }
 
 fn args() -> Args {
-    let mut args = Args { window: 5000, windows: 10, out: None };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--window" => args.window = it.next().and_then(|v| v.parse().ok()).expect("--window N"),
-            "--windows" => args.windows = it.next().and_then(|v| v.parse().ok()).expect("--windows N"),
-            "--out" => args.out = it.next().map(PathBuf::from),
-            _ => {}
-        }
-    }
-    args
+    jtc_test_support::bench_args()
 }
 
 /// `shards` collections holding `windows` windows of `window` entries between them, one entry a millisecond of

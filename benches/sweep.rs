@@ -29,25 +29,22 @@ use mongodb::bson::{doc, Document};
 use mongodb::{Client, Collection, IndexModel};
 use serde_json::Value;
 
+/// `scripts/bench [--entries N] [--startup-runs N]`.
+#[derive(clap::Parser)]
 struct Args {
+    /// Entries seeded.
+    #[arg(long, default_value_t = 1_000_000)]
     entries: u64,
+    /// Process starts timed.
+    #[arg(long, default_value_t = 20)]
     startup_runs: usize,
+    /// Where the table is written (BENCHMARKS.md).
+    #[arg(long)]
     out: Option<PathBuf>,
 }
 
 fn args() -> Args {
-    let mut args = Args { entries: 1_000_000, startup_runs: 20, out: None };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--entries" => args.entries = it.next().and_then(|v| v.parse().ok()).expect("--entries N"),
-            "--startup-runs" => args.startup_runs = it.next().and_then(|v| v.parse().ok()).expect("--startup-runs N"),
-            "--out" => args.out = it.next().map(PathBuf::from),
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    args
+    jtc_test_support::bench_args()
 }
 
 /// One measured run.

@@ -33,22 +33,19 @@ const TARGETS: [(&str, &str, &str, &str, bool); 4] = [
     ("resets", DB_B, "bl_resets", "expires_at", false),
 ];
 
+/// `scripts/bench targets [--entries N]`.
+#[derive(clap::Parser)]
 struct Args {
+    /// Entries seeded in each target.
+    #[arg(long, default_value_t = 50_000)]
     entries: i64,
+    /// Where the table is written (BENCHMARKS.md).
+    #[arg(long)]
     out: Option<PathBuf>,
 }
 
 fn args() -> Args {
-    let mut args = Args { entries: 50_000, out: None };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--entries" => args.entries = it.next().and_then(|v| v.parse().ok()).expect("--entries N"),
-            "--out" => args.out = it.next().map(PathBuf::from),
-            _ => {}
-        }
-    }
-    args
+    jtc_test_support::bench_args()
 }
 
 /// Every target reseeded: `entries` each, half expired (over the last 30 days), half valid, and its index.

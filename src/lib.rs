@@ -6,11 +6,13 @@
 //! Data flows one way: server → sweep → store.
 //!
 //! - [`config`]: settings from the environment (and `.env`), with secrets that never print.
-//! - [`server`]: the FC protocol over HTTP: routes (one file each), the invoke body (`event`), the answers' envelopes (`envelope`), the one mapping of failures to
-//!   statuses (`http_status`), `x-fc-status` and request ids (`fc`), start-up on any port and graceful shutdown.
+//! - [`server`]: the FC protocol over HTTP: routes (one file each), the invoke body (`event`), the answers'
+//!   envelopes (`envelope`), the one mapping of failures to statuses (`http_status`), `x-fc-status` and request
+//!   ids (`fc`), start-up on any port and graceful shutdown.
 //! - [`sweep`]: the algorithm (range-bounded batches in `window`s sized by `sizing`, one `lane` a batch at a time,
 //!   time budget, dry run, gentle pacing that starts small, waiting for lagging `replication`, legacy entries),
-//!   several targets' sweeps in `turns`, its running `tally` and its `report`, storage-agnostic.
+//!   several targets' sweeps in `turns`, its running `tally`, its `report` and the `format` of its instants and
+//!   sizes, storage-agnostic.
 //! - [`store`]: one trait per job (the sweep's [`store::SweepStore`], [`store::LegacyStore`], the
 //!   [`store::RunHistory`]; [`store::Store`] is all three) and its one error type; the shared query
 //!   builders (`filter`); one file or folder per backend: the direct MongoDB connection (`mongo`) and the

@@ -90,7 +90,7 @@ impl Runner {
         // targets still open (sweep::turns), so that the shares do not come out in steps of a whole batch.
         let batch_size = sweep::turns::share(options.batch_size, targets.len());
         for (target, chain) in targets.iter().zip(&chains) {
-            let own = SweepOptions { calls_end: Some(calls_end), batch_size, ..target.options(options) };
+            let own = SweepOptions { calls_end: Some(calls_end), batch_size, ..options.for_target(target) };
             let verifier = if target.legacy { self.verifier.as_ref() } else { None };
             let span = tracing::info_span!("target", target = %target.name);
             let sweep = sweep::Sweep::open(chain, own, verifier, started_at, began).instrument(span).await;
@@ -269,7 +269,7 @@ impl Runner {
             .map(|(target, store)| status::TargetProbe {
                 name: target.name.to_string(),
                 store,
-                cutoff_ms: target.options(&options).cutoff_ms(now),
+                cutoff_ms: options.for_target(target).cutoff_ms(now),
             })
             .collect();
         match status::gather(&store, self.history, cutoff_ms, &probes, query, now).await {

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, FieldPath, MongoName};
-use crate::sweep::SweepOptions;
+use jtc_shared::config_error::ConfigError;
+use jtc_shared::names::{FieldPath, MongoName};
 
 /// The variable.
 pub const VARIABLE: &str = "CLEANUP_TARGETS";
@@ -69,13 +69,6 @@ pub struct Target {
     pub grace: Duration,
     /// Legacy entries (no expiry, a raw token verified with `JWT_SECRET_KEY`) are examined here.
     pub legacy: bool,
-}
-
-impl Target {
-    /// The options of this target's sweep in a run with `run`'s: its own grace and expiry field.
-    pub fn options(&self, run: &SweepOptions) -> SweepOptions {
-        SweepOptions { grace: self.grace, expires_field: self.expires_field.clone(), ..run.clone() }
-    }
 }
 
 /// The targets of the deployment.

@@ -360,7 +360,7 @@ async fn read_records(store: &dyn Store, now: DateTime<Utc>) -> Result<Records, 
             Ok(run) => records.runs.push(run),
             Err(why) => {
                 records.malformed += 1;
-                tracing::debug!(%why, "skipped a document of the run history");
+                tracing::debug!(why = %crate::untrusted::printable(&why), "skipped a document of the run history");
             }
         }
     }

@@ -95,7 +95,7 @@ pub async fn measure(store: &dyn SweepStore, cutoff_ms: i64, now: DateTime<Utc>)
             lane: lane.name(),
             expired: counted.min(BACKLOG_COUNT_LIMIT),
             at_least: counted > BACKLOG_COUNT_LIMIT,
-            oldest_expiry: oldest_ms.and_then(DateTime::from_timestamp_millis).map(crate::sweep::report::rfc3339),
+            oldest_expiry: oldest_ms.and_then(DateTime::from_timestamp_millis).map(super::format::rfc3339),
             oldest_ms,
         });
     }

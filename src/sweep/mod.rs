@@ -9,6 +9,7 @@
 //! state and each counts only what its own deletes removed.
 
 pub mod backlog;
+pub mod format;
 mod lane;
 pub mod legacy;
 pub mod options;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::config::{FieldPath, LegacySettings, SweepSettings};
+use crate::targets::Target;
 
 /// Overrides an invocation may carry (`dry_run`, `batch_size`, `time_budget_seconds`). They can never choose
 /// the database, the collection or the field.
@@ -50,6 +51,11 @@ pub struct SweepOptions {
 }
 
 impl SweepOptions {
+    /// The options of `target`'s sweep in a run with these: its own grace and expiry field.
+    pub fn for_target(&self, target: &Target) -> SweepOptions {
+        SweepOptions { grace: target.grace, expires_field: target.expires_field.clone(), ..self.clone() }
+    }
+
     /// The cutoff of a run started at `started_at`, in milliseconds since the epoch: an entry is expired when its
     /// expiry lies before it.
     pub fn cutoff_ms(&self, started_at: chrono::DateTime<chrono::Utc>) -> i64 {

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::backlog::Backlog;
+pub use super::format::{execution_time, megabytes, rfc3339};
 use crate::store::{CollectionStats, ErrorKind};
 
 /// What is known only once the run is over.
@@ -125,42 +126,6 @@ pub struct Skipped {
     pub held_by: String,
     /// When its lease runs out (RFC 3339, the holder's clock).
     pub lease_until: String,
-}
-
-impl SweepReport {
-    /// The report of a run that found the lease held by `holder` until `until_ms`: nothing done, nothing proved
-    /// (`complete` is false and the counts of what is left are null).
-    pub fn skipped(
-        holder: String,
-        until_ms: i64,
-        started_at: DateTime<Utc>,
-        request_id: &str,
-        backend: String,
-    ) -> Self {
-        let mut tally = super::tally::Tally::new();
-        tally.incomplete();
-        let mut report = tally.into_report(RunEnd {
-            started_at,
-            duration: (Utc::now() - started_at).to_std().unwrap_or_default(),
-            after: None,
-            backlog: None,
-            dry_run: false,
-            backend,
-            fallback_reason: None,
-            request_id: request_id.to_string(),
-        });
-        let until = DateTime::from_timestamp_millis(until_ms).unwrap_or(started_at);
-        report.skipped = Some(Skipped { skipped: true, held_by: holder, lease_until: rfc3339(until) });
-        report.expired_remaining = None;
-        report
-    }
-}
-
-impl SweepFailure {
-    /// A run that failed before its sweep began (taking the lease), on `backend`.
-    pub fn before_sweep(error: crate::store::StoreError, backend: String) -> Self {
-        super::tally::Tally::new().failure(error, backend)
-    }
 }
 
 /// A sweep that stopped on an error, with what it had really done before.
@@ -303,21 +268,6 @@ pub fn combine(
 /// `1 expired token`, `2 expired tokens`.
 pub(crate) fn tokens(count: u64) -> String {
     format!("{count} expired token{}", if count == 1 { "" } else { "s" })
-}
-
-/// `2024-01-15T10:30:00Z`.
-pub fn rfc3339(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// `2024-01-15 10:30:00`.
-pub fn execution_time(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-/// Bytes as MiB with two decimals.
-pub fn megabytes(bytes: u64) -> f64 {
-    (bytes as f64 / 1_048_576.0 * 100.0).round() / 100.0
 }
 
 impl SweepReport {

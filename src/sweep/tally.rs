@@ -7,8 +7,49 @@
 
 use std::time::Duration;
 
-use super::report::{execution_time, megabytes, rfc3339, RunEnd, SweepFailure, SweepReport};
+use chrono::{DateTime, Utc};
+
+use super::format::{execution_time, megabytes, rfc3339};
+use super::report::{RunEnd, Skipped, SweepFailure, SweepReport};
 use crate::store::StoreError;
+
+// The reports of runs that did no sweep, written here: a report is a tally's end (the report module does not import
+// the tally).
+impl SweepReport {
+    /// The report of a run that found the lease held by `holder` until `until_ms`: nothing done, nothing proved
+    /// (`complete` is false and the counts of what is left are null).
+    pub fn skipped(
+        holder: String,
+        until_ms: i64,
+        started_at: DateTime<Utc>,
+        request_id: &str,
+        backend: String,
+    ) -> Self {
+        let mut tally = Tally::new();
+        tally.incomplete();
+        let mut report = tally.into_report(RunEnd {
+            started_at,
+            duration: (Utc::now() - started_at).to_std().unwrap_or_default(),
+            after: None,
+            backlog: None,
+            dry_run: false,
+            backend,
+            fallback_reason: None,
+            request_id: request_id.to_string(),
+        });
+        let until = DateTime::from_timestamp_millis(until_ms).unwrap_or(started_at);
+        report.skipped = Some(Skipped { skipped: true, held_by: holder, lease_until: rfc3339(until) });
+        report.expired_remaining = None;
+        report
+    }
+}
+
+impl SweepFailure {
+    /// A run that failed before its sweep began (taking the lease), on `backend`.
+    pub fn before_sweep(error: crate::store::StoreError, backend: String) -> Self {
+        Tally::new().failure(error, backend)
+    }
+}
 
 /// What one sweep has done so far.
 #[derive(Debug)]

@@ -60,7 +60,10 @@ fn fc_config_respects_the_documented_limits() {
     let names: Vec<&str> = f["environmentVariables"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     let readme = read("docs/configuration.md");
     for name in &names {
-        assert!(readme.contains(&format!("| `{name}` |")), "{name} is not in the configuration table (docs/configuration.md)");
+        assert!(
+            readme.contains(&format!("| `{name}` |")),
+            "{name} is not in the configuration table (docs/configuration.md)"
+        );
     }
     // And the other way: every variable of the cleaner's configuration table reaches the function, but the
     // listening port, which FC sets itself.

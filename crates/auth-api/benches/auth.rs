@@ -40,25 +40,25 @@ use serde_json::json;
 const SECRET: &str = "bench-only-secret-0123456789abcdef0123456789";
 const PASSWORD: &str = "a long bench pass phrase";
 
+/// `scripts/bench auth [--entries N] [--requests N]`.
+#[derive(clap::Parser)]
 struct Args {
+    /// Revocations seeded.
+    #[arg(long, default_value_t = 100_000)]
     entries: u64,
+    /// Requests per measurement.
+    #[arg(long, default_value_t = 2000)]
     requests: usize,
+    /// Only the revocation set's memory.
+    #[arg(long)]
+    set_memory_only: bool,
+    /// Where the table is written (BENCHMARKS.md).
+    #[arg(long)]
     out: Option<PathBuf>,
 }
 
 fn args() -> Args {
-    let mut args = Args { entries: 100_000, requests: 2000, out: None };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--entries" => args.entries = it.next().and_then(|v| v.parse().ok()).expect("--entries N"),
-            "--requests" => args.requests = it.next().and_then(|v| v.parse().ok()).expect("--requests N"),
-            "--out" => args.out = it.next().map(PathBuf::from),
-            "--bench" | "--set-memory-only" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    args
+    jtc_test_support::bench_args()
 }
 
 /// Latencies of one measurement.
@@ -140,7 +140,7 @@ fn ms(d: Duration) -> String {
 #[tokio::main]
 async fn main() {
     let args = args();
-    if std::env::args().any(|a| a == "--set-memory-only") {
+    if args.set_memory_only {
         println!("{}", set_memory(args.entries));
         return;
     }

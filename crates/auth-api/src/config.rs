@@ -24,18 +24,7 @@ use super::rate_limit::Scope;
 /// tokens guessable offline.
 pub const MIN_SECRET_BYTES: usize = 32;
 
-/// Signing and lifetimes.
-#[derive(Debug, Clone)]
-pub struct JwtSettings {
-    /// `JWT_SECRET_KEY`: signs and verifies every token (at least [`MIN_SECRET_BYTES`] bytes).
-    pub secret: Secret,
-    /// `JWT_ALGORITHM` (default HS256; HS384, HS512).
-    pub algorithm: jsonwebtoken::Algorithm,
-    /// `JWT_ACCESS_TOKEN_EXPIRES_SECONDS` (default 900: 15 minutes).
-    pub access_ttl: Duration,
-    /// `JWT_REFRESH_TOKEN_EXPIRES_SECONDS` (default 604800: 7 days).
-    pub refresh_ttl: Duration,
-}
+pub use crate::tokens::JwtSettings;
 
 /// Rate limits per client IP.
 #[derive(Clone)]

@@ -30,7 +30,7 @@ pub enum StartError {
     Bind(u16, std::io::Error),
     /// The certificate or key could not be read or used.
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(#[from] crate::tls::TlsError),
     /// The MongoDB client could not be created (a malformed `DB_URI`, say).
     #[error("database: {0}")]
     Database(#[from] mongodb::error::Error),

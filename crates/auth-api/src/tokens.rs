@@ -13,9 +13,21 @@ use std::time::Duration;
 use chrono::Utc;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jtc_shared::Secret;
 use serde::{Deserialize, Serialize};
 
-use super::config::JwtSettings;
+/// Signing and lifetimes.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// `JWT_SECRET_KEY`: signs and verifies every token (at least `config::MIN_SECRET_BYTES` bytes).
+    pub secret: Secret,
+    /// `JWT_ALGORITHM` (default HS256; HS384, HS512).
+    pub algorithm: jsonwebtoken::Algorithm,
+    /// `JWT_ACCESS_TOKEN_EXPIRES_SECONDS` (default 900: 15 minutes).
+    pub access_ttl: Duration,
+    /// `JWT_REFRESH_TOKEN_EXPIRES_SECONDS` (default 604800: 7 days).
+    pub refresh_ttl: Duration,
+}
 
 /// Which of the two tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use crate::config_error::ConfigError;
 use crate::names::{FieldPath, MongoName};
 use crate::Secret;
 
@@ -12,22 +13,6 @@ use crate::Secret;
 pub fn exit_on_config_error(program: &str, error: &ConfigError) -> std::process::ExitCode {
     eprintln!("{program}: configuration error: {error}");
     std::process::ExitCode::from(2)
-}
-
-/// A setting that is missing or cannot be used; the message names the variable.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    /// A required variable is not set.
-    #[error("{0} is not set: {1}")]
-    Missing(&'static str, &'static str),
-    /// A variable is set to something unusable.
-    #[error("{name} is invalid: {reason}")]
-    Invalid {
-        /// The variable.
-        name: &'static str,
-        /// Why, without echoing secret values.
-        reason: String,
-    },
 }
 
 /// Where and how to reach MongoDB directly.

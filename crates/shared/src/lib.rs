@@ -7,6 +7,7 @@
 //! - [`secret`]: [`Secret`], a value whose `Debug` never shows it.
 //! - [`config`]: configuration errors that name the variable, `.env` loading, numbers and names, the direct MongoDB
 //!   settings (`DB_*`) and the JWT algorithm, read the same way by both products.
+//! - [`config_error`]: [`config_error::ConfigError`], a setting that is missing or unusable, naming the variable.
 //! - [`names`]: database and collection names and field paths, checked once and carried as types.
 //! - [`mongo`]: the MongoDB client both open, and driver errors as messages without secrets.
 //! - [`redact`]: scrubbing secrets out of someone else's text (a driver error, an API's error body).
@@ -21,6 +22,7 @@
 pub mod blacklist;
 pub mod body_deadline;
 pub mod config;
+pub mod config_error;
 pub mod mongo;
 pub mod names;
 pub mod redact;

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::ops::Deref;
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// A MongoDB database or collection name: 1 to 120 bytes, none of `/\. "$` or NUL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

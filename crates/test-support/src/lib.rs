@@ -20,6 +20,7 @@
 //! - [`webdriver`]: headless Chromium over the W3C WebDriver protocol (chromedriver by PID), for browser tests.
 //! - [`splice_report`]: a benchmark's table written into its section of `BENCHMARKS.md`.
 //! - [`rss_bytes`]: a process's resident memory, from `/proc`.
+//! - [`bench_args`]: a benchmark's arguments, parsed with clap, one way for every benchmark.
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
@@ -314,6 +315,12 @@ pub async fn short_body(address: std::net::SocketAddr, path: &str, give_up: Dura
         Ok(_) => Some(started.elapsed()),
         Err(_) => None,
     }
+}
+
+/// A benchmark's arguments (`T`, a clap parser): what `scripts/bench` passes after the benchmark's name, less the
+/// `--bench` flag cargo adds. A wrong argument stops the benchmark with clap's usage message.
+pub fn bench_args<T: clap::Parser>() -> T {
+    T::parse_from(std::env::args().filter(|arg| arg != "--bench"))
 }
 
 /// Writes `report` into the markdown file `out` between `<!-- {name}:start -->` and `<!-- {name}:end -->`

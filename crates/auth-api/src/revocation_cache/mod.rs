@@ -1,6 +1,7 @@
-//! Revocation checks off the request path: every instance keeps the unexpired revocations in memory ([`set`]),
-//! loaded at start and kept current by a change stream on the blacklist, or by polling where change streams are
-//! unavailable ([`watcher`]), with a stated bound on how stale the set may be.
+//! Revocation checks off the request path: every instance keeps the unexpired revocations in memory ([`set`]; its
+//! UUID tokens at 20 bytes each in [`uuid_table`]), loaded at start and kept current by a change stream on the
+//! blacklist, or by polling where change streams are unavailable ([`watcher`]), with a stated bound on how stale
+//! the set may be.
 //!
 //! `REVOCATION_MAX_STALENESS_MS` (default 1000) is the longest the set may go without proof that it is current:
 //! an answer from the server, either an empty change-stream batch (a getMore that came back after its await time
@@ -15,6 +16,7 @@
 //! neither a date nor a number is kept until restart.
 
 pub mod set;
+pub mod uuid_table;
 pub mod watcher;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};

@@ -1,7 +1,8 @@
 //! The set itself: every unexpired revocation of the blacklist, in as little memory as it can be.
 //!
-//! A token `jti` that is a UUID (every auth-api and Flask-JWT-Extended token's) is kept as its 128 bits (two words),
-//! not as a 36-byte string with its own allocation; any other `jti` as a boxed string. A user entry keeps its
+//! A token `jti` that is a UUID (every auth-api and Flask-JWT-Extended token's) is kept as its 128 bits with a
+//! 32-bit expiry, 20 bytes in sorted runs ([`super::uuid_table`]), not as a 36-byte string with its own allocation;
+//! any other `jti` (rare) as a boxed string. A user entry keeps its
 //! `revoked_before`. Each keeps its expiry, so that entries leave the set when they can no longer matter: a token
 //! is dead by its own `exp`, which is never later than its entry's expiry.
 
@@ -9,6 +10,7 @@ use std::collections::HashMap;
 
 use mongodb::bson::{Bson, Document};
 
+use super::uuid_table::UuidTable;
 use crate::tokens::Claims;
 use jtc_shared::blacklist::{expiry_ms, revoked_before_ms, user_of_entry_jti};
 
@@ -51,25 +53,19 @@ impl Entry {
     }
 }
 
-/// A UUID `jti` as two words: a 24-byte table slot with its expiry, where an enum of a `u128` and a string took
-/// 40 (the `u128` aligns to 16). Measured at 1,000,000 entries (BENCHMARKS.md): 52 bytes per entry with this key,
-/// 103 with the enum, 105 with a `String` key plus malloc's rounding of each string.
-type UuidKey = [u64; 2];
-
-fn uuid_key(jti: &str) -> Option<UuidKey> {
-    // Only the canonical spelling (36 characters, lower case, hyphenated): another spelling of the same UUID is
-    // another jti to the database. Checked on the bytes, as every revocation check passes here.
+/// The bits of a UUID `jti` in its canonical spelling (36 characters, lower case, hyphenated): another spelling of
+/// the same UUID is another jti to the database. Checked on the bytes, as every revocation check passes here.
+fn uuid_key(jti: &str) -> Option<u128> {
     if jti.len() != 36 || jti.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    let bits = uuid::Uuid::try_parse(jti).ok()?.as_u128();
-    Some([(bits >> 64) as u64, bits as u64])
+    Some(uuid::Uuid::try_parse(jti).ok()?.as_u128())
 }
 
 /// The revocations in force.
 #[derive(Debug, Default)]
 pub struct RevokedSet {
-    uuids: HashMap<UuidKey, i64>,
+    uuids: UuidTable,
     others: HashMap<Box<str>, i64>,
     users: HashMap<Box<str>, (i64, i64)>,
 }
@@ -80,9 +76,7 @@ impl RevokedSet {
         match entry {
             Entry::Token { expires_ms, .. } | Entry::User { expires_ms, .. } if expires_ms <= now_ms => {}
             Entry::Token { jti, expires_ms } => match uuid_key(&jti) {
-                Some(key) => {
-                    self.uuids.insert(key, expires_ms);
-                }
+                Some(key) => self.uuids.insert(key, expires_ms),
                 None => {
                     self.others.insert(jti.into(), expires_ms);
                 }
@@ -100,7 +94,7 @@ impl RevokedSet {
                 self.users.remove(user);
             }
             (None, Some(key)) => {
-                self.uuids.remove(&key);
+                self.uuids.remove(key);
             }
             (None, None) => {
                 self.others.remove(jti);
@@ -112,7 +106,7 @@ impl RevokedSet {
     /// the second it was issued in (as `RevocationList::is_revoked` decides it from the database).
     pub fn is_revoked(&self, claims: &Claims) -> bool {
         let token = match uuid_key(&claims.jti) {
-            Some(key) => self.uuids.contains_key(&key),
+            Some(key) => self.uuids.contains(key),
             None => self.others.contains_key(claims.jti.as_str()),
         };
         if token {
@@ -124,7 +118,7 @@ impl RevokedSet {
     /// Drops every entry expired by `now_ms`; returns how many.
     pub fn evict_expired(&mut self, now_ms: i64) -> usize {
         let before = self.len();
-        self.uuids.retain(|_, expires| *expires > now_ms);
+        self.uuids.evict_expired(now_ms);
         self.others.retain(|_, expires| *expires > now_ms);
         self.users.retain(|_, (_, expires)| *expires > now_ms);
         before - self.len()
