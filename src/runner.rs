@@ -107,21 +107,9 @@ impl Runner {
     }
 
     /// One run with `options`, started by `trigger` at `started_at`; see the module doc. Every line it logs
-    /// carries its request id (the span's field), the CLI's too.
+    /// carries its request id (the `run` span's field), the CLI's too.
+    #[tracing::instrument(name = "run", skip_all, fields(request_id = %request_id))]
     pub async fn run(
-        &self,
-        options: &SweepOptions,
-        targets: &[Target],
-        trigger: Trigger,
-        request_id: &str,
-        started_at: DateTime<Utc>,
-        progress: &dyn Progress,
-    ) -> Result<SweepReport, SweepFailure> {
-        let span = tracing::info_span!("run", request_id = %request_id);
-        self.run_in_span(options, targets, trigger, request_id, started_at, progress).instrument(span).await
-    }
-
-    async fn run_in_span(
         &self,
         options: &SweepOptions,
         targets: &[Target],
