@@ -7,6 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use jtc_shared::traces::TraceSettings;
 use jtc_shared::config::{
     blacklist_collection, db_name, db_settings, db_uri, env_lookup, expires_field, flag, jwt_algorithm, number,
     redact_uri,
@@ -196,6 +197,8 @@ pub struct Settings {
     /// `CLEANUP_LEASE` (default true while the run history is on): one run at a time across every instance
     /// (`crate::lease`). The lease lives in the run history collection, so it needs the history.
     pub lease: bool,
+    /// The `OTEL_*` variables: where spans are exported (`jtc_shared::traces`); `None` exports nothing.
+    pub traces: Option<TraceSettings>,
 }
 
 /// Upper bounds shared by the environment and the invoke body.
@@ -223,6 +226,7 @@ impl Settings {
             secrets.extend(api.key.iter().map(|k| k.expose().to_string()));
         }
         secrets.extend(self.legacy.secret_key.iter().map(|k| k.expose().to_string()));
+        secrets.extend(self.traces.iter().flat_map(TraceSettings::secret_values));
         for url in [&self.alerts.heartbeat, &self.alerts.pushgateway].into_iter().flatten() {
             secrets.extend(url_secrets(url.expose()));
         }
@@ -340,6 +344,7 @@ impl Settings {
         };
 
         let settings = Settings {
+            traces: TraceSettings::from_lookup(&get, "jwt-token-cleaner")?,
             history,
             lease,
             alerts,

@@ -88,9 +88,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(telemetry::json_requested());
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Healthcheck = command {
+        let _ = telemetry::init(telemetry::json_requested(), None);
         return cli::healthcheck::run().await;
     }
     let settings = match Settings::from_env() {
@@ -98,6 +98,11 @@ async fn main() -> ExitCode {
         Err(e) => return jtc_shared::config::exit_on_config_error("jwt-token-cleaner", &e),
     };
     jtc_shared::redact::register(settings.secret_values());
+    // After the settings: the exporter is one of them, and a secret of its headers is registered before any line.
+    if let Err(e) = telemetry::init(telemetry::json_requested(), settings.traces.as_ref()) {
+        eprintln!("jwt-token-cleaner: {e}");
+        return ExitCode::from(2);
+    }
     match command {
         Command::Serve => cli::serve::run(&settings).await,
         Command::Sweep { dry_run, batch_size, time_budget_seconds } => {

@@ -92,9 +92,9 @@ impl Runner {
         for (target, chain) in targets.iter().zip(&chains) {
             let own = SweepOptions { calls_end: Some(calls_end), batch_size, ..options.for_target(target) };
             let verifier = if target.legacy { self.verifier.as_ref() } else { None };
-            let span = tracing::info_span!("target", target = %target.name);
-            let sweep = sweep::Sweep::open(chain, own, verifier, started_at, began).instrument(span).await;
-            entries.push(sweep::turns::Entry { name: target.name.to_string(), sweep });
+            let span = target_span(target);
+            let sweep = sweep::Sweep::open(chain, own, verifier, started_at, began).instrument(span.clone()).await;
+            entries.push(sweep::turns::Entry { name: target.name.to_string(), sweep, span });
         }
         let outcomes =
             sweep::turns::in_turn(entries, began, options.time_budget, options.batch_size, request_id, progress).await;
@@ -108,7 +108,18 @@ impl Runner {
 
     /// One run with `options`, started by `trigger` at `started_at`; see the module doc. Every line it logs
     /// carries its request id (the `run` span's field), the CLI's too.
-    #[tracing::instrument(name = "run", skip_all, fields(request_id = %request_id))]
+    #[tracing::instrument(name = "run", skip_all, fields(
+        request_id = %request_id,
+        targets = targets.len(),
+        budget_seconds = options.time_budget.as_secs(),
+        dry_run = options.dry_run,
+        outcome = tracing::field::Empty,
+        cleaned = tracing::field::Empty,
+        bytes = tracing::field::Empty,
+        complete = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    ))]
     pub async fn run(
         &self,
         options: &SweepOptions,
@@ -130,6 +141,7 @@ impl Runner {
             tracing::info!(held_by = %holder, "another run holds the lease; this one does not sweep");
             let mut report = SweepReport::skipped(holder, until_ms, started_at, request_id, store.backend());
             let record = RunRecord::of_report(&report, started_at, Utc::now(), trigger);
+            trace_outcome(&record);
             if let Some(warning) = self.record_by(&store, &record, deadline).await {
                 report.warnings.push(warning);
             }
@@ -148,7 +160,9 @@ impl Runner {
             (Some(Err(failure)), _) => Err(failure),
             (_, true) => self.sweep_targets(targets, options, request_id, started_at, progress).await,
             (_, false) => {
-                sweep::run_at(&store, options, self.verifier.as_ref(), request_id, started_at, progress).await
+                let span = targets.first().map(target_span).unwrap_or_else(tracing::Span::none);
+                let verifier = self.verifier.as_ref();
+                sweep::run_at(&store, options, verifier, request_id, started_at, progress).instrument(span).await
             }
         };
         let ended_at = Utc::now();
@@ -159,6 +173,7 @@ impl Runner {
         let (record, mut result) = match result {
             Ok(report) => (RunRecord::of_report(&report, started_at, ended_at, trigger), Ok(report)),
             Err(failure) => {
+                tracing::Span::current().record("error.type", failure.kind.as_str());
                 let record = RunRecord::of_failure(
                     &failure,
                     started_at,
@@ -171,6 +186,7 @@ impl Runner {
                 (record, Err(failure))
             }
         };
+        trace_outcome(&record);
         // The record, the release of the lease and the alerts side by side, all ended by the run's deadline (never
         // earlier than AFTER_RUN from now, for a sweep whose calls ran to their own end).
         let bound = deadline.max(tokio::time::Instant::now() + AFTER_RUN);
@@ -192,7 +208,8 @@ impl Runner {
             if !taken {
                 return None;
             }
-            let released = tokio::time::timeout_at(bound, lease::release(&store, &claim)).await;
+            let release = lease::release(&store, &claim).instrument(tracing::info_span!("lease release"));
+            let released = tokio::time::timeout_at(bound, release).await;
             let error = match released {
                 Ok(Ok(())) => return None,
                 Ok(Err(e)) => e.to_string(),
@@ -212,6 +229,7 @@ impl Runner {
 
     /// Takes the lease for this run through `store`, by the run's `deadline`; a failure fails the run (the same
     /// store would serve its sweep).
+    #[tracing::instrument(name = "lease", skip_all)]
     async fn take_lease(
         &self,
         store: &Fallback,
@@ -223,6 +241,7 @@ impl Runner {
     }
 
     /// Appends `record` to the history through `store` by `bound`; the warning to report when it could not be.
+    #[tracing::instrument(name = "history write", skip_all, fields(otel.status_code = tracing::field::Empty))]
     async fn record_by(&self, store: &Fallback, record: &RunRecord, bound: tokio::time::Instant) -> Option<String> {
         let written = tokio::time::timeout_at(bound, self.record(store, record)).await;
         match written {
@@ -264,5 +283,29 @@ impl Runner {
             Ok(report) => report,
             Err(e) => status::unknown(&e, now),
         }
+    }
+}
+
+/// The span of one target's sweep: every line of it names the target (the span's field, in text and JSON logs),
+/// and its database calls are its children.
+fn target_span(target: &Target) -> tracing::Span {
+    tracing::info_span!(
+        "target",
+        target = %target.name,
+        "db.namespace" = %target.database,
+        "db.collection.name" = %target.collection,
+        batches_untraced = tracing::field::Empty,
+    )
+}
+
+/// How the run ended, on its span.
+fn trace_outcome(record: &RunRecord) {
+    let span = tracing::Span::current();
+    span.record("outcome", record.outcome.as_str());
+    span.record("cleaned", record.cleaned_count);
+    span.record("bytes", record.memory_saved_bytes);
+    span.record("complete", record.complete);
+    if record.outcome == crate::history::Outcome::Error {
+        span.record("otel.status_code", "ERROR");
     }
 }

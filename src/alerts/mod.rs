@@ -12,6 +12,8 @@ pub mod pushgateway;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use crate::config::AlertSettings;
 use crate::history::RunRecord;
 
@@ -66,11 +68,18 @@ impl Alerts {
     /// so that the start always comes first.
     pub fn started(&self) -> tokio::task::JoinHandle<()> {
         let sinks = self.sinks.clone();
+        // Spawned, so the run's span is passed on by hand.
+        let run = tracing::Span::current();
         tokio::spawn(async move {
-            let calls = sinks.iter().map(|sink| async move {
-                if let Err(e) = sink.started().await {
-                    tracing::warn!(alert = sink.name(), error = %e, "could not report the run's start");
+            let calls = sinks.iter().map(|sink| {
+                let span = alert_span(&run, sink.name(), "started");
+                async move {
+                    if let Err(e) = sink.started().await {
+                        failed(&tracing::Span::current());
+                        tracing::warn!(alert = sink.name(), error = %e, "could not report the run's start");
+                    }
                 }
+                .instrument(span)
             });
             futures_util::future::join_all(calls).await;
         })
@@ -78,13 +87,36 @@ impl Alerts {
 
     /// Tells every alert how the run ended, all at once (a hanging one does not hold up the others).
     pub async fn finished(&self, run: &RunRecord) {
-        let calls = self.sinks.iter().map(|sink| async move {
-            if let Err(e) = sink.finished(run).await {
-                tracing::warn!(alert = sink.name(), error = %e, "could not report the run's end");
+        let parent = tracing::Span::current();
+        let calls = self.sinks.iter().map(|sink| {
+            let span = alert_span(&parent, sink.name(), "finished");
+            async move {
+                if let Err(e) = sink.finished(run).await {
+                    failed(&tracing::Span::current());
+                    tracing::warn!(alert = sink.name(), error = %e, "could not report the run's end");
+                }
             }
+            .instrument(span)
         });
         futures_util::future::join_all(calls).await;
     }
+}
+
+/// The span of one alert's call, under `parent` (the run's).
+fn alert_span(parent: &tracing::Span, alert: &'static str, event: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        parent: parent,
+        "alert",
+        alert,
+        event,
+        "otel.name" = %format_args!("alert {alert} {event}"),
+        "otel.kind" = "client",
+        "otel.status_code" = tracing::field::Empty,
+    )
+}
+
+fn failed(span: &tracing::Span) {
+    span.record("otel.status_code", "ERROR");
 }
 
 /// The HTTP client of every alert: one attempt, [`ALERT_TIMEOUT`], no redirects.

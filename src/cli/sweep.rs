@@ -30,7 +30,7 @@ pub(crate) async fn run(settings: &Settings, overrides: SweepOverrides) -> ExitC
     if let Some(bar) = bar {
         bar.0.finish_and_clear();
     }
-    let (json, code) = match result {
+    let (mut json, code) = match result {
         Ok(report) => (envelope::success(&report), ExitCode::SUCCESS),
         Err(failure) => {
             // stdout carries the error JSON for scripts; stderr says it for whoever runs the command.
@@ -38,6 +38,7 @@ pub(crate) async fn run(settings: &Settings, overrides: SweepOverrides) -> ExitC
             (envelope::failure(&failure, started, &request_id), ExitCode::FAILURE)
         }
     };
+    envelope::deliver_spans(&mut json).await;
     println!("{}", serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string()));
     code
 }

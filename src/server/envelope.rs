@@ -14,6 +14,17 @@ pub fn success(report: &SweepReport) -> Value {
     json!({ "status": "success", "message": report.message(), "data": report })
 }
 
+/// Delivers the run's spans before the answer goes out (`jtc_shared::traces::flush`: FC freezes the instance once it
+/// has answered, the CLI exits); spans not delivered are a warning in a success answer, never a failure.
+pub async fn deliver_spans(answer: &mut Value) {
+    if let Err(e) = jtc_shared::traces::flush().await {
+        tracing::warn!(error = %e, "the run's spans were not delivered");
+        if let Some(warnings) = answer.pointer_mut("/data/warnings").and_then(Value::as_array_mut) {
+            warnings.push(Value::String(format!("the run's trace was not delivered: {e}")));
+        }
+    }
+}
+
 /// `{"status":"success","message":"status: ok","data":{...}}`: the status (`status --json`), in the usual envelope.
 pub fn keeping_up(report: &StatusReport) -> Value {
     json!({ "status": "success", "message": format!("status: {}", report.verdict.as_str()), "data": report })

@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/invoke", post(routes::invoke::invoke))
         .route("/initialize", post(routes::initialize::initialize))
         .route("/pre-stop", get(routes::pre_stop::pre_stop))
+        .route("/pre-freeze", get(routes::pre_stop::pre_freeze))
         .route("/health", get(routes::health::health))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(fc::set_fc_status))

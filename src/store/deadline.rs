@@ -68,7 +68,7 @@ impl Backend for Deadline<'_> {
 
 /// Every call of the inner store, ended at the deadline.
 macro_rules! bounded {
-    ($self:ident, |$store:ident| $call:expr) => {{
+    ($self:ident, $op:literal, |$store:ident| $call:expr) => {{
         let $store = $self.inner;
         $self.bounded($call).await
     }};

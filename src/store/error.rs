@@ -21,6 +21,17 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The kind as a short name: a span's `error.type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Unreachable => "unreachable",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Query => "query",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Contract => "contract",
+        }
+    }
+
     /// The start of every message of this kind.
     fn describe(self) -> &'static str {
         match self {

@@ -60,21 +60,28 @@ impl Fallback {
     }
 }
 
-/// Runs one call on the current backend, moving down the chain on failure.
+/// Runs one call on the current backend, moving down the chain on failure; the call is a span (`call_span`), and
+/// a move down the chain an event on it, with its reason.
 macro_rules! with_fallback {
-    ($self:ident, |$store:ident| $call:expr) => {
-        loop {
-            let (index, $store) = $self.current()?;
-            match $call.await {
-                Ok(value) => break Ok(value),
-                Err(error) => {
-                    if let Some(error) = $self.failed(index, error) {
-                        break Err(error);
+    ($self:ident, $op:literal, |$store:ident| $call:expr) => {{
+        let span = $crate::store::call_span::open($op);
+        let call = async {
+            loop {
+                let (index, $store) = $self.current()?;
+                $crate::store::call_span::address(&span, $op, &*$store);
+                match $call.await {
+                    Ok(value) => break Ok(value),
+                    Err(error) => {
+                        if let Some(error) = $self.failed(index, error) {
+                            $crate::store::call_span::failed(&span, &error);
+                            break Err(error);
+                        }
                     }
                 }
             }
-        }
-    };
+        };
+        tracing::Instrument::instrument(call, span.clone()).await
+    }};
 }
 
 impl Backend for Fallback {

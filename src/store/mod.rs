@@ -9,6 +9,7 @@
 //! wraps whichever store a run uses so that no call outlives the run's time budget by more than a stated margin.
 
 pub mod backends;
+pub mod call_span;
 pub mod deadline;
 mod error;
 pub mod fallback;
@@ -167,6 +168,13 @@ pub trait Backend: Send + Sync {
     fn distrust(&self, error: StoreError) -> Result<(), StoreError> {
         Err(error)
     }
+
+    /// The database and collection a call of `op` addresses (the blacklist's, or the run history's for its calls),
+    /// for the call's span; empty where the backend does not say.
+    fn addresses(&self, op: &str) -> (String, String) {
+        let _ = op;
+        (String::new(), String::new())
+    }
 }
 
 /// The sweep's storage: the expired ranges of one blacklist collection. Implementations must be safe to call from
@@ -259,53 +267,53 @@ pub trait Store: SweepStore + LegacyStore + RunHistory {}
 impl<T: SweepStore + LegacyStore + RunHistory + ?Sized> Store for T {}
 
 /// Implements [`SweepStore`], [`LegacyStore`] and [`RunHistory`] for a wrapper store by sending every call through
-/// the wrapper's one helper, `$via!(self, |store| call)` (a macro, so that the call may borrow its arguments). The
+/// the wrapper's one helper, `$via!(self, "name", |store| call)` (a macro, so that the call may borrow its arguments). The
 /// list of calls is written here once, beside the traits, for every wrapper (`fallback`, `deadline`).
 macro_rules! forward_store {
     ($wrapper:ty, $via:ident) => {
         #[async_trait::async_trait]
         impl $crate::store::SweepStore for $wrapper {
             async fn check(&self) -> Result<(), $crate::store::StoreError> {
-                $via!(self, |s| s.check())
+                $via!(self, "check", |s| s.check())
             }
             async fn stats(&self) -> Result<$crate::store::CollectionStats, $crate::store::StoreError> {
-                $via!(self, |s| s.stats())
+                $via!(self, "stats", |s| s.stats())
             }
             async fn measure(
                 &self,
                 range: &$crate::store::ExpiryRange,
                 limit: Option<u64>,
             ) -> Result<$crate::store::Measure, $crate::store::StoreError> {
-                $via!(self, |s| s.measure(range, limit))
+                $via!(self, "measure", |s| s.measure(range, limit))
             }
             async fn delete(
                 &self,
                 range: &$crate::store::ExpiryRange,
                 at_most: u64,
             ) -> Result<$crate::store::Deleted, $crate::store::StoreError> {
-                $via!(self, |s| s.delete(range, at_most))
+                $via!(self, "delete", |s| s.delete(range, at_most))
             }
             async fn count(&self, range: &$crate::store::ExpiryRange) -> Result<u64, $crate::store::StoreError> {
-                $via!(self, |s| s.count(range))
+                $via!(self, "count", |s| s.count(range))
             }
             async fn count_at_most(
                 &self,
                 range: &$crate::store::ExpiryRange,
                 limit: u64,
             ) -> Result<u64, $crate::store::StoreError> {
-                $via!(self, |s| s.count_at_most(range, limit))
+                $via!(self, "count_at_most", |s| s.count_at_most(range, limit))
             }
             async fn oldest_expiry(
                 &self,
                 range: &$crate::store::ExpiryRange,
             ) -> Result<Option<i64>, $crate::store::StoreError> {
-                $via!(self, |s| s.oldest_expiry(range))
+                $via!(self, "oldest_expiry", |s| s.oldest_expiry(range))
             }
             async fn expiry_indexed(&self) -> Result<Option<bool>, $crate::store::StoreError> {
-                $via!(self, |s| s.expiry_indexed())
+                $via!(self, "expiry_indexed", |s| s.expiry_indexed())
             }
             async fn replication_status(&self) -> Result<Option<mongodb::bson::Document>, $crate::store::StoreError> {
-                $via!(self, |s| s.replication_status())
+                $via!(self, "replication_status", |s| s.replication_status())
             }
         }
 
@@ -316,46 +324,46 @@ macro_rules! forward_store {
                 after: Option<&mongodb::bson::Bson>,
                 limit: u32,
             ) -> Result<Vec<$crate::store::LegacyEntry>, $crate::store::StoreError> {
-                $via!(self, |s| s.legacy_page(after, limit))
+                $via!(self, "legacy_page", |s| s.legacy_page(after, limit))
             }
             async fn delete_legacy(&self, ids: &[mongodb::bson::Bson]) -> Result<u64, $crate::store::StoreError> {
-                $via!(self, |s| s.delete_legacy(ids))
+                $via!(self, "delete_legacy", |s| s.delete_legacy(ids))
             }
             async fn backfill_expiry(
                 &self,
                 id: &mongodb::bson::Bson,
                 expires_ms: i64,
             ) -> Result<bool, $crate::store::StoreError> {
-                $via!(self, |s| s.backfill_expiry(id, expires_ms))
+                $via!(self, "backfill_expiry", |s| s.backfill_expiry(id, expires_ms))
             }
         }
 
         #[async_trait::async_trait]
         impl $crate::store::RunHistory for $wrapper {
             async fn record_run(&self, run: &mongodb::bson::Document) -> Result<(), $crate::store::StoreError> {
-                $via!(self, |s| s.record_run(run))
+                $via!(self, "record_run", |s| s.record_run(run))
             }
             async fn recent_runs(
                 &self,
                 query: &$crate::store::RunQuery,
             ) -> Result<Vec<mongodb::bson::Document>, $crate::store::StoreError> {
-                $via!(self, |s| s.recent_runs(query))
+                $via!(self, "recent_runs", |s| s.recent_runs(query))
             }
             async fn write_lease(
                 &self,
                 filter: &mongodb::bson::Document,
                 update: &mongodb::bson::Document,
             ) -> Result<$crate::store::LeaseWrite, $crate::store::StoreError> {
-                $via!(self, |s| s.write_lease(filter, update))
+                $via!(self, "write_lease", |s| s.write_lease(filter, update))
             }
             async fn read_lease(
                 &self,
                 filter: &mongodb::bson::Document,
             ) -> Result<Option<mongodb::bson::Document>, $crate::store::StoreError> {
-                $via!(self, |s| s.read_lease(filter))
+                $via!(self, "read_lease", |s| s.read_lease(filter))
             }
             async fn release_lease(&self, filter: &mongodb::bson::Document) -> Result<(), $crate::store::StoreError> {
-                $via!(self, |s| s.release_lease(filter))
+                $via!(self, "release_lease", |s| s.release_lease(filter))
             }
         }
     };

@@ -237,6 +237,14 @@ impl Backend for MongoStore {
     fn backend(&self) -> String {
         "mongodb".into()
     }
+
+    fn addresses(&self, op: &str) -> (String, String) {
+        let collection = match (&self.history, super::call_span::is_history_call(op)) {
+            (Some(history), true) => history.collection.to_string(),
+            _ => self.collection_name.to_string(),
+        };
+        (self.settings.database.to_string(), collection)
+    }
 }
 
 #[async_trait::async_trait]

@@ -57,6 +57,11 @@ impl LaneSweep {
         Self { lane, sizing, window, finished: false }
     }
 
+    /// The window the next batch starts from.
+    pub fn window(&self) -> ExpiryRange {
+        self.window.range()
+    }
+
     /// See [`Sizing::resize`].
     pub fn resize(&mut self, batch_size: u32) {
         self.sizing.resize(batch_size);

@@ -18,12 +18,14 @@ pub mod replication;
 pub mod report;
 pub mod sizing;
 mod tally;
+mod trace;
 pub mod turns;
 pub mod window;
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use tracing::Instrument;
 
 pub use legacy::TokenVerifier;
 pub use options::{SweepOptions, SweepOverrides};
@@ -100,6 +102,8 @@ pub struct Sweep<'a> {
     lag_read_at: Option<Instant>,
     /// The lag can be read (a bound is set and the command has not been refused in this run).
     lag_readable: bool,
+    /// The batches given a span of their own so far, and those past the limit.
+    traced: trace::Batches,
 }
 
 impl<'a> Sweep<'a> {
@@ -133,6 +137,7 @@ impl<'a> Sweep<'a> {
             remaining: Vec::new(),
             lag_read_at: None,
             lag_readable: true,
+            traced: trace::Batches::default(),
         };
         match sweep.store.expiry_indexed().await {
             Ok(Some(true)) => {}
@@ -190,7 +195,9 @@ impl<'a> Sweep<'a> {
         while let Some(&lane) = Lane::ALL.get(self.lane) {
             let (cutoff_ms, options) = (self.cutoff_ms, &self.options);
             let current = self.current.get_or_insert_with(|| LaneSweep::new(lane, cutoff_ms, options));
-            let step = current.next(&self.store, &self.options, self.started, &mut self.tally).await;
+            let (span, before, top) = (self.traced.batch(lane), self.tally.entries_done(), current.window().hi_ms);
+            let step = current.next(&self.store, &self.options, self.started, &mut self.tally).instrument(span.clone()).await;
+            trace::ended(&span, self.tally.entries_done() - before, current.window().hi_ms, top);
             match step {
                 Ok(LaneStep::Batch) => return Ok(Turn::Batch),
                 Ok(LaneStep::Done) if self.options.dry_run => {}
@@ -284,6 +291,7 @@ impl<'a> Sweep<'a> {
     /// The sweep's end, after [`step`](Self::step) said [`Turn::Done`]: counts what is left where it swept, reads
     /// the statistics and the backlog, and reports.
     pub async fn close(mut self, request_id: &str) -> Result<SweepReport, SweepFailure> {
+        self.traced.summarise();
         let store = &self.store;
         let tally = &mut self.tally;
         // A sweep the budget stopped proves nothing more by its closing calls (it is incomplete either way): when the

@@ -36,6 +36,8 @@ pub struct Entry<'a> {
     pub name: String,
     /// Its sweep, opened (or the failure that kept it from opening).
     pub sweep: Result<Sweep<'a>, SweepFailure>,
+    /// Its span, entered for each of its turns: every line of its sweep names it, and its batches are its children.
+    pub span: tracing::Span,
 }
 
 enum Slot<'a> {
@@ -73,6 +75,7 @@ pub async fn in_turn(
     progress: &dyn Progress,
 ) -> Vec<TargetOutcome> {
     let names: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+    let spans: Vec<tracing::Span> = entries.iter().map(|e| e.span.clone()).collect();
     let mut slots: Vec<Slot<'_>> = entries
         .into_iter()
         .map(|e| match e.sweep {
@@ -99,8 +102,7 @@ pub async fn in_turn(
         let Some(next) = least_served(slots.iter().map(open)) else { break };
         let Slot::Open(sweep) = &mut slots[next] else { break };
         sweep.resize(share(batch_size, count));
-        // Every line of a target's sweep names it (the span's field, in text and JSON logs).
-        let span = tracing::info_span!("target", target = %names[next]);
+        let span = spans[next].clone();
         match sweep.step().instrument(span.clone()).await {
             Ok(Turn::Batch) => progress.batch(totals(&slots)),
             Ok(Turn::Done) => {

@@ -93,6 +93,8 @@ pub struct AuthSettings {
     /// `REVOCATION_CACHE`, `REVOCATION_MAX_STALENESS_MS`, `REVOCATION_POLL_MS`, `REVOCATION_EVICT_SECONDS` (see
     /// `revocation_cache`).
     pub revocation_cache: CacheSettings,
+    /// The `OTEL_*` variables: where spans are exported (`jtc_shared::traces`); `None` exports nothing.
+    pub traces: Option<jtc_shared::traces::TraceSettings>,
 }
 
 impl AuthSettings {
@@ -104,6 +106,7 @@ impl AuthSettings {
         if let Some(url) = &self.rate_limits.redis_url {
             secrets.extend(jtc_shared::redact::uri_credentials(url.expose()));
         }
+        secrets.extend(self.traces.iter().flat_map(jtc_shared::traces::TraceSettings::secret_values));
         secrets
     }
 }
@@ -196,6 +199,7 @@ impl AuthSettings {
         let cookies = CookieSettings::from_lookup(&get, tls.is_some())?;
 
         Ok(Self {
+            traces: jtc_shared::traces::TraceSettings::from_lookup(&get, "auth-api")?,
             db,
             users_collection,
             blacklist_collection,

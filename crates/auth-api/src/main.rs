@@ -46,12 +46,16 @@ enum Command {
 async fn main() -> ExitCode {
     return_freed_memory();
     let cli = Cli::parse();
-    telemetry::init(telemetry::json_requested());
     let settings = match AuthSettings::from_env() {
         Ok(settings) => settings,
         Err(e) => return config::exit_on_config_error("auth-api", &e),
     };
     jtc_shared::redact::register(settings.secret_values());
+    // After the settings: the exporter is one of them, and a secret of its headers is registered before any line.
+    if let Err(e) = telemetry::init(telemetry::json_requested(), settings.traces.as_ref()) {
+        eprintln!("auth-api: {e}");
+        return ExitCode::from(2);
+    }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&settings).await,
         Command::AddUser { name, update } => add_user(&settings, &name, update).await,

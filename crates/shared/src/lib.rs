@@ -12,6 +12,7 @@
 //! - [`mongo`]: the MongoDB client both open, and driver errors as messages without secrets.
 //! - [`redact`]: scrubbing secrets out of someone else's text (a driver error, an API's error body).
 //! - [`telemetry`]: logging to stderr, text or JSON lines, filtered by `RUST_LOG`.
+//! - [`traces`]: OpenTelemetry spans over OTLP/HTTP, the caller's trace continued, and `traceparent` carried on.
 //! - [`body_deadline`]: one deadline for a whole request body, however its bytes are spaced.
 //! - [`serve`]: HTTP/1.1 with a connection cap and header, idle and body deadlines, for both servers.
 //! - [`shutdown`]: SIGTERM and SIGINT, for a graceful stop.
@@ -31,5 +32,6 @@ pub mod serve;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;
+pub mod traces;
 
 pub use secret::Secret;

@@ -7,15 +7,45 @@
 
 use std::io::Write;
 
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::format::{self, JsonFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer, Registry};
 
-/// Installs the global subscriber. Calling it twice is harmless (the second call does nothing).
-pub fn init(json: bool) {
+use crate::traces::{self, log_ids::WithTraceIds, ExportSetupError, TraceSettings};
+
+/// Installs the global subscriber: the log lines, and the spans exported as `traces` say (none without). Calling
+/// it twice is harmless (the second call does nothing).
+///
+/// `RUST_LOG` filters the log lines only: the exported spans are the `info` ones whatever it says, so that quieter
+/// logs do not thin out the traces.
+pub fn init(json: bool, traces: Option<&TraceSettings>) -> Result<(), ExportSetupError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder =
-        fmt().with_env_filter(filter).with_writer(|| Scrubbed(std::io::stderr())).with_target(false).with_ansi(ansi);
-    let _ = if json { builder.json().with_current_span(true).try_init() } else { builder.try_init() };
+    let lines = fmt::layer().with_writer(|| Scrubbed(std::io::stderr())).with_target(false).with_ansi(ansi);
+    // JSON lines carry the current span's fields and every enclosing span's (`spans`), so that a line written in a
+    // batch still names its run's request id and its target.
+    let lines = match json {
+        true => lines
+            .fmt_fields(JsonFields::new())
+            .event_format(WithTraceIds(
+                format().json().with_current_span(true).with_span_list(true).with_target(false),
+            ))
+            .with_filter(filter)
+            .boxed(),
+        false => lines.with_filter(filter).boxed(),
+    };
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![lines];
+    if let Some(spans) = traces::layer::<Registry>(traces)? {
+        layers.push(spans.with_filter(LevelFilter::INFO).boxed());
+    }
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+    Ok(())
+}
+
+fn format() -> format::Format {
+    format::Format::default()
 }
 
 /// True when `LOG_FORMAT` asks for JSON lines.

@@ -204,6 +204,14 @@ impl Backend for HttpApiStore {
         "http_api".into()
     }
 
+    fn addresses(&self, op: &str) -> (String, String) {
+        let collection = match (&self.history, crate::store::call_span::is_history_call(op)) {
+            (Some(history), true) => history.collection.to_string(),
+            _ => self.transport.collection().to_string(),
+        };
+        (self.transport.database().to_string(), collection)
+    }
+
     fn vouches_for_counts(&self) -> bool {
         false
     }

@@ -3,6 +3,7 @@
 //! classified as a [`StoreError`] whose message quotes the server only after scrubbing every secret.
 
 use reqwest::StatusCode;
+use tracing::Instrument;
 use serde_json::{json, Value};
 
 use crate::config::{ApiSettings, MongoName};
@@ -46,8 +47,44 @@ impl Transport {
         self.send_to(&self.collection, action, fields).await
     }
 
-    /// [`send`](Self::send) on another collection of the same database (the run history).
+    /// The database every call addresses.
+    pub fn database(&self) -> &str {
+        &self.settings.database
+    }
+
+    /// The blacklist.
+    pub fn collection(&self) -> &str {
+        &self.collection
+    }
+
+    /// [`send`](Self::send) on another collection of the same database (the run history). The request is a client
+    /// span, and carries its `traceparent`, so that the API server's own spans join the run's trace.
     pub async fn send_to(&self, collection: &str, action: &str, fields: Value) -> Result<Answer, StoreError> {
+        let span = tracing::info_span!(
+            "http request",
+            "otel.name" = %format_args!("POST /action/{action}"),
+            "otel.kind" = "client",
+            "http.request.method" = "POST",
+            "url.path" = %format_args!("/action/{action}"),
+            "http.response.status_code" = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
+            "otel.status_code" = tracing::field::Empty,
+        );
+        let answer = self.exchange(collection, action, fields, &span).instrument(span.clone()).await;
+        if let Err(e) = &answer {
+            span.record("error.type", e.kind().as_str());
+            span.record("otel.status_code", "ERROR");
+        }
+        answer
+    }
+
+    async fn exchange(
+        &self,
+        collection: &str,
+        action: &str,
+        fields: Value,
+        span: &tracing::Span,
+    ) -> Result<Answer, StoreError> {
         let mut body = json!({
             "dataSource": self.settings.data_source,
             "database": &*self.settings.database,
@@ -67,8 +104,11 @@ impl Transport {
         if let Some(key) = &self.settings.key {
             request = request.header("apiKey", key.expose()).header("api-key", key.expose());
         }
-        let response = request.send().await.map_err(|e| transport(action, e))?;
+        let mut trace = reqwest::header::HeaderMap::new();
+        jtc_shared::traces::context::carry(span, &mut trace);
+        let response = request.headers(trace).send().await.map_err(|e| transport(action, e))?;
         let status = response.status();
+        span.record("http.response.status_code", status.as_u16());
         if status.is_redirection() {
             return Err(redirected(action, status, response.url(), response.headers()));
         }
