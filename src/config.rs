@@ -7,7 +7,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use jtc_shared::traces::TraceSettings;
 use jtc_shared::config::{
     blacklist_collection, db_name, db_settings, db_uri, env_lookup, expires_field, flag, jwt_algorithm, number,
     redact_uri,
@@ -15,6 +14,7 @@ use jtc_shared::config::{
 pub use jtc_shared::config::{ConfigError, DbSettings};
 pub use jtc_shared::names::{FieldPath, MongoName};
 pub use jtc_shared::serve::ConnectionLimits;
+use jtc_shared::traces::TraceSettings;
 pub use jtc_shared::Secret;
 
 /// The team's DB-operation HTTP API (MongoDB Atlas Data API v1 shape).
@@ -344,7 +344,7 @@ impl Settings {
         };
 
         let settings = Settings {
-            traces: TraceSettings::from_lookup(&get, "jwt-token-cleaner")?,
+            traces: TraceSettings::from_lookup(get, "jwt-token-cleaner")?,
             history,
             lease,
             alerts,

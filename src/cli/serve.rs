@@ -15,7 +15,12 @@ pub(crate) async fn run(settings: &Settings) -> ExitCode {
         }
     };
     tracing::info!(port = app.port(), collection = %settings.sweep.collection, "listening on 0.0.0.0:{}", app.port());
-    match app.run_until_stopped(shutdown_signal()).await {
+    let stopped = app.run_until_stopped(shutdown_signal()).await;
+    // Spans not yet delivered (an `/invoke` delivers its own before answering), before the process ends.
+    if let Err(e) = jtc_shared::traces::flush().await {
+        tracing::warn!(error = %e, "spans were not delivered");
+    }
+    match stopped {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

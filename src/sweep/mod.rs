@@ -196,7 +196,8 @@ impl<'a> Sweep<'a> {
             let (cutoff_ms, options) = (self.cutoff_ms, &self.options);
             let current = self.current.get_or_insert_with(|| LaneSweep::new(lane, cutoff_ms, options));
             let (span, before, top) = (self.traced.batch(lane), self.tally.entries_done(), current.window().hi_ms);
-            let step = current.next(&self.store, &self.options, self.started, &mut self.tally).instrument(span.clone()).await;
+            let step =
+                current.next(&self.store, &self.options, self.started, &mut self.tally).instrument(span.clone()).await;
             trace::ended(&span, self.tally.entries_done() - before, current.window().hi_ms, top);
             match step {
                 Ok(LaneStep::Batch) => return Ok(Turn::Batch),

@@ -19,3 +19,4 @@ mod secrets;
 mod sweep;
 mod targets;
 mod third_party;
+mod traces;

@@ -118,13 +118,22 @@ fn verify<K>(state: &Shared, method: &Method, headers: &HeaderMap, kind: TokenKi
 }
 
 /// `Err(Revoked)` when `claims.jti` is in the blacklist: from the set in memory while it is proven current, else
-/// from the database (failing closed).
+/// from the database (failing closed). The span says which answered (`answered_by`: `set` or `database`).
+#[tracing::instrument(name = "revocation check", skip_all, fields(answered_by = tracing::field::Empty))]
 pub async fn check_not_revoked(state: &Shared, claims: &Claims) -> Result<(), ApiError> {
+    let span = tracing::Span::current();
     match state.revocation_cache.as_ref().map(|cache| cache.check(claims)) {
-        Some(Check::Revoked) => return Err(ApiError::Revoked),
-        Some(Check::NotRevoked) => return Ok(()),
+        Some(Check::Revoked) => {
+            span.record("answered_by", "set");
+            return Err(ApiError::Revoked);
+        }
+        Some(Check::NotRevoked) => {
+            span.record("answered_by", "set");
+            return Ok(());
+        }
         Some(Check::Stale) | None => {}
     }
+    span.record("answered_by", "database");
     match state.revocations.is_revoked(claims).await {
         Ok(false) => Ok(()),
         Ok(true) => Err(ApiError::Revoked),

@@ -199,7 +199,7 @@ impl AuthSettings {
         let cookies = CookieSettings::from_lookup(&get, tls.is_some())?;
 
         Ok(Self {
-            traces: jtc_shared::traces::TraceSettings::from_lookup(&get, "auth-api")?,
+            traces: jtc_shared::traces::TraceSettings::from_lookup(get, "auth-api")?,
             db,
             users_collection,
             blacklist_collection,

@@ -116,7 +116,12 @@ async fn serve(settings: &AuthSettings) -> ExitCode {
     };
     let scheme = if app.is_tls() { "https" } else { "http" };
     tracing::info!(port = app.port(), "auth-api listening on {scheme}://0.0.0.0:{}", app.port());
-    match app.run_until_stopped(shutdown_signal()).await {
+    let stopped = app.run_until_stopped(shutdown_signal()).await;
+    // The spans of the last requests, delivered before the process ends.
+    if let Err(e) = jtc_shared::traces::flush().await {
+        tracing::warn!(error = %e, "spans were not delivered");
+    }
+    match stopped {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("server error: {e}");

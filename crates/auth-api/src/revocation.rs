@@ -84,6 +84,13 @@ impl RevocationList {
 
     /// Records `claims` as revoked, in one round trip; true when this call revoked it, false when it already was.
     /// Revoking twice is harmless: the first entry stays as it was.
+    #[tracing::instrument(name = "revocation write", skip_all, fields(
+        otel.kind = "client",
+        db.system.name = "mongodb",
+        db.operation.name = "update",
+        db.namespace = %self.blacklist.namespace().db,
+        db.collection.name = %self.blacklist.name(),
+    ))]
     pub async fn revoke(&self, claims: &Claims) -> Result<bool, MongoError> {
         // A BSON Date holds any i64 of milliseconds: every `exp` we issue fits.
         let expires_at = DateTime::from_millis(claims.exp.saturating_mul(1000));
@@ -102,6 +109,13 @@ impl RevocationList {
     /// True when the token of `claims` is revoked: by its own entry, or by its user's entry written at or after
     /// the second it was issued in (`iat` has whole seconds, so a token issued in the very second of the revocation
     /// is refused too: the safe side). One query on the `jti` index.
+    #[tracing::instrument(name = "revocation lookup", skip_all, fields(
+        otel.kind = "client",
+        db.system.name = "mongodb",
+        db.operation.name = "find",
+        db.namespace = %self.blacklist.namespace().db,
+        db.collection.name = %self.blacklist.name(),
+    ))]
     pub async fn is_revoked(&self, claims: &Claims) -> Result<bool, MongoError> {
         let user_jti = user_entry_jti(&claims.sub);
         let filter = doc! { "jti": { "$in": [&claims.jti, &user_jti] } };

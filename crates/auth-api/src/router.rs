@@ -1,13 +1,15 @@
-//! The routes. Every route but `/health` is rate limited per client by a route layer that runs before the
-//! handler (and before its body is read); request bodies are capped; CORS (`cors`) wraps them all.
+//! The routes. Every request is a span (`trace_request`, outermost of the route layers); every route but `/health`
+//! is rate limited per client by a route layer that runs before the handler (and before its body is read); request
+//! bodies are capped; CORS (`cors`) wraps them all.
 
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::middleware::{from_fn_with_state, Next};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
+use tracing::Instrument;
 
 use crate::cors;
 use crate::rate_limit::{Scope, Subject};
@@ -33,12 +35,38 @@ pub fn router(state: AppState, cors_allowed_origins: &[String]) -> Router {
     let cookies = state.cookies.clone();
     let router: Router = router
         .route("/health", get(routes::health::health))
+        .route_layer(from_fn(trace_request))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
     match cors::layer(cors_allowed_origins, &cookies) {
         Some(cors) => router.layer(cors),
         None => router,
     }
+}
+
+/// The outer route layer: each request is a server span (route, status), continuing the caller's trace
+/// (`traceparent`); the rate limit and the handler run inside it.
+async fn trace_request(request: Request, next: Next) -> Response {
+    // A route layer sees only requests that matched a route, and every route here is a plain path: the path is
+    // the route.
+    let route = request.uri().path().to_string();
+    let method = request.method().as_str().to_string();
+    let span = tracing::info_span!(
+        "request",
+        "otel.name" = %format_args!("{method} {route}"),
+        "otel.kind" = "server",
+        "http.request.method" = %method,
+        "http.route" = %route,
+        "http.response.status_code" = tracing::field::Empty,
+        "otel.status_code" = tracing::field::Empty,
+    );
+    jtc_shared::traces::context::continue_trace(&span, request.headers());
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    response
 }
 
 /// The route layer: one hit of the client on `scope`; 429 over the limit, the handler otherwise.

@@ -29,9 +29,7 @@ pub fn init(json: bool, traces: Option<&TraceSettings>) -> Result<(), ExportSetu
     let lines = match json {
         true => lines
             .fmt_fields(JsonFields::new())
-            .event_format(WithTraceIds(
-                format().json().with_current_span(true).with_span_list(true).with_target(false),
-            ))
+            .event_format(WithTraceIds(format().json().with_current_span(true).with_span_list(true).with_target(false)))
             .with_filter(filter)
             .boxed(),
         false => lines.with_filter(filter).boxed(),

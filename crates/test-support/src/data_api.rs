@@ -87,6 +87,7 @@ struct ApiState {
     deletes: AtomicU64,
     measures: AtomicU64,
     probes: AtomicU64,
+    traceparents: Mutex<Vec<String>>,
 }
 
 /// A running test Data API.
@@ -110,6 +111,7 @@ impl DataApi {
             deletes: AtomicU64::new(0),
             measures: AtomicU64::new(0),
             probes: AtomicU64::new(0),
+            traceparents: Mutex::new(Vec::new()),
         });
         let router = Router::new().route("/action/{action}", post(action)).with_state(Arc::clone(&state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -145,6 +147,11 @@ impl DataApi {
     /// Measuring aggregations (with `$bsonSize`) answered.
     pub fn measures(&self) -> u64 {
         self.state.measures.load(Ordering::SeqCst)
+    }
+
+    /// The `traceparent` headers of the calls received, in order (calls without one are not listed).
+    pub fn traceparents(&self) -> Vec<String> {
+        self.state.traceparents.lock().unwrap().clone()
     }
 
     /// Contract probes (aggregations with `$literal`) received.
@@ -233,6 +240,9 @@ async fn action(
     body: Bytes,
 ) -> Response {
     state.calls.fetch_add(1, Ordering::SeqCst);
+    if let Some(traceparent) = header(&headers, "traceparent") {
+        state.traceparents.lock().unwrap().push(traceparent.to_string());
+    }
     let dialect = *state.dialect.lock().unwrap();
     let fault = *state.fault.lock().unwrap();
     if fault == Fault::EchoHeaders {

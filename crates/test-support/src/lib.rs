@@ -17,6 +17,7 @@
 //! - [`dribble_headers`], [`idle_after_one_request`], [`short_body`], [`dribble_body`], [`raw_request`]: slow,
 //!   idle and hand-written clients, for the connection deadlines and the request head's cap.
 //! - [`fc_client`]: a server run in the background on port 0 ([`FcApp`]), called as FC calls it.
+//! - [`otlp`]: a real OTLP receiver (oteltap, by PID) and collectors that hang or fail, for the trace tests.
 //! - [`webdriver`]: headless Chromium over the W3C WebDriver protocol (chromedriver by PID), for browser tests.
 //! - [`splice_report`]: a benchmark's table written into its section of `BENCHMARKS.md`.
 //! - [`rss_bytes`]: a process's resident memory, from `/proc`.
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 
 pub mod data_api;
 pub mod fc_client;
+pub mod otlp;
 pub mod webdriver;
 
 pub use fc_client::FcApp;

@@ -3,8 +3,8 @@
 //! classified as a [`StoreError`] whose message quotes the server only after scrubbing every secret.
 
 use reqwest::StatusCode;
-use tracing::Instrument;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use crate::config::{ApiSettings, MongoName};
 use crate::store::StoreError;

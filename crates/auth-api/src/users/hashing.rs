@@ -25,6 +25,7 @@ pub async fn hash_password(password: Secret) -> Result<String, UserError> {
 
 /// True when `password` matches the PHC `hash`; false for a wrong password or an unreadable hash. argon2's
 /// memory comes from `memory`.
+#[tracing::instrument(name = "password check", skip_all)]
 pub async fn verify_password(memory: Arc<BlockPool>, password: Secret, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash).map(|parsed| memory.verify(password.expose().as_bytes(), &parsed)).unwrap_or(false)

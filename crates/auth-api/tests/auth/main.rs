@@ -15,3 +15,4 @@ mod revocation_cache;
 mod routes;
 mod support;
 mod tls;
+mod traces;

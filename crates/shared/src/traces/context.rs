@@ -124,7 +124,8 @@ mod tests {
         for value in ["", "zz:yy:0:1", "0:0:0:1", "1f2e:a1b2", "1:2:3:4:5"] {
             assert!(caller(&headers(&[(FC_LEGACY_HEADER, value)])).is_none(), "{value}");
         }
-        assert!(caller(&headers(&[("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01")]))
-            .is_none());
+        assert!(
+            caller(&headers(&[("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01")])).is_none()
+        );
     }
 }

@@ -24,7 +24,9 @@ where
             Some((data.trace_id()?, data.span_id()?))
         });
         match (ids, line.strip_prefix('{')) {
-            (Some((trace, span)), Some(rest)) => write!(writer, "{{\"trace_id\":\"{trace}\",\"span_id\":\"{span}\",{rest}"),
+            (Some((trace, span)), Some(rest)) => {
+                write!(writer, "{{\"trace_id\":\"{trace}\",\"span_id\":\"{span}\",{rest}")
+            }
             _ => writer.write_str(&line),
         }
     }

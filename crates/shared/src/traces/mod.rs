@@ -89,12 +89,14 @@ where
     let tracer = provider.tracer(settings.service_name().to_string());
     // A second init (tests build several applications in one process) keeps the first exporter.
     let _ = PROVIDER.set(provider);
-    Ok(Some(tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_threads(false)
-        .with_location(false)
-        .with_target(false)
-        .with_tracked_inactivity(false)))
+    Ok(Some(
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_threads(false)
+            .with_location(false)
+            .with_target(false)
+            .with_tracked_inactivity(false),
+    ))
 }
 
 /// True when spans are exported.

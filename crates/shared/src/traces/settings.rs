@@ -146,7 +146,8 @@ fn pairs(name: &'static str, list: &str) -> Result<Vec<(String, String)>, Config
         let Some((key, value)) = item.split_once('=') else {
             return Err(invalid(name, "must be key=value pairs separated by commas"));
         };
-        let value = percent_decode(value.trim()).ok_or_else(|| invalid(name, "a value is not valid percent-encoding"))?;
+        let value =
+            percent_decode(value.trim()).ok_or_else(|| invalid(name, "a value is not valid percent-encoding"))?;
         out.push((key.trim().to_string(), value));
     }
     Ok(out)
