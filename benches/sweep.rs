@@ -14,6 +14,9 @@
 //! For every run of the binary: wall time, entries/s, ratio to (1), round trips (HTTP API), peak RSS, and where the
 //! time went: the CPU time of our process and of the database server (from /proc) against the wall time.
 
+mod common;
+
+use common::{cpu_of, run_binary};
 use jtc_test_support::data_api;
 
 use std::fmt::Write as _;
@@ -24,10 +27,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use jwt_token_cleaner::sample;
 use mongodb::bson::{doc, Document};
 use mongodb::{Client, Collection, IndexModel};
-use serde_json::Value;
 
 /// `scripts/bench [--entries N] [--startup-runs N]`.
 #[derive(clap::Parser)]
@@ -59,76 +60,12 @@ struct Row {
     note: String,
 }
 
-/// CPU time (user + system) of a process, from /proc.
-fn cpu_of(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Some(Duration::from_millis(ticks * 1000 / hz.max(1)))
-}
-
 /// The PID of the server listening on the URI's port, when it runs on this machine (SecantusDB does).
 fn server_pid(uri: &str) -> Option<u32> {
     let port: u16 = uri.split("127.0.0.1:").nth(1)?.split(['/', '?']).next()?.parse().ok()?;
     let out = Command::new("sh").arg("-c").arg(format!("ss -ltnpH 'sport = :{port}' 2>/dev/null")).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.split("pid=").nth(1)?.split(',').next()?.parse().ok()
-}
-
-struct Child {
-    wall: Duration,
-    report: Value,
-    peak_rss_kb: u64,
-    cpu: Duration,
-}
-
-/// The peak RSS (VmHWM, kB) of a running process.
-fn peak_rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Runs the binary to completion. Its peak RSS and CPU time are read from /proc while it runs (VmHWM only grows,
-/// so the last reading is the peak; the CPU time misses at most the last 5 ms). wait4's ru_maxrss is no use here:
-/// it counts the pages of this process that the child shared before its exec.
-fn run_binary(bin: &PathBuf, args: &[&str], env: &[(&str, String)]) -> Child {
-    let started = Instant::now();
-    let mut child = Command::new(bin)
-        .args(args)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the binary");
-    let pid = child.id();
-    let mut stdout_pipe = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut stdout = String::new();
-        stdout_pipe.read_to_string(&mut stdout).unwrap();
-        stdout
-    });
-    let (mut peak, mut cpu) = (0, Duration::ZERO);
-    loop {
-        if let Some(kb) = peak_rss_kb(pid) {
-            peak = peak.max(kb);
-        }
-        if let Some(c) = cpu_of(pid) {
-            cpu = cpu.max(c);
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let wall = started.elapsed();
-    let stdout = reader.join().unwrap();
-    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("not a report: {stdout}"));
-    assert_eq!(report["status"], "success", "{report}");
-    Child { wall, report, peak_rss_kb: peak, cpu }
 }
 
 struct Bench {
@@ -146,36 +83,12 @@ const DB: &str = "jtc_bench";
 impl Bench {
     /// Seeds `n` entries, half expired, with an index on the expiry.
     async fn seed(uri: &str, n: u64, bin: PathBuf) -> Self {
-        let field = jtc_shared::names::FieldPath::parse("EXPIRES_FIELD", "expires_at").expect("field");
-        let schema = jtc_shared::blacklist::EntrySchema::new(field);
         let client = Client::with_uri_str(uri).await.expect("MONGODB_TEST_URI");
         let db = client.database(DB);
         db.drop().await.expect("drop");
         let collection = db.collection::<Document>("jwt_blacklist");
         collection.create_index(IndexModel::builder().keys(doc! { "expires_at": 1 }).build()).await.unwrap();
-        let now = Utc::now().timestamp_millis();
-        const HOUR: i64 = 3_600_000;
-        let (mut expired_docs, mut chunk) = (Vec::new(), Vec::new());
-        let started = Instant::now();
-        for i in 0..n {
-            // Half expired (1 h to 7 days ago), half valid (1 h to 7 days ahead), interleaved.
-            let spread = HOUR + (i.wrapping_mul(2_654_435_761) % (7 * 24 * HOUR as u64 - HOUR as u64)) as i64;
-            let expires = if i % 2 == 0 { now - spread } else { now + spread };
-            let mut entry = sample::entry(&schema, i, expires, now);
-            let mut with_id = doc! { "_id": mongodb::bson::oid::ObjectId::new() };
-            with_id.extend(std::mem::take(&mut entry));
-            if i % 2 == 0 {
-                expired_docs.push(with_id.clone());
-            }
-            chunk.push(with_id);
-            if chunk.len() == 10_000 {
-                collection.insert_many(std::mem::take(&mut chunk)).await.unwrap();
-            }
-        }
-        if !chunk.is_empty() {
-            collection.insert_many(chunk).await.unwrap();
-        }
-        eprintln!("bench: seeded {n} entries in {:.1?}", started.elapsed());
+        let expired_docs = common::seed_half_expired(&collection, n).await;
         let expired_bytes = expired_docs.iter().map(|d| mongodb::bson::to_vec(d).unwrap().len() as u64).sum();
         let server_pid = server_pid(uri);
         Self { uri: uri.to_string(), client, collection, expired_docs, expired_bytes, bin, server_pid }
@@ -183,23 +96,7 @@ impl Bench {
 
     /// Re-inserts the expired half after a measurement deleted it.
     async fn restore(&self) {
-        let started = Instant::now();
-        let present = self
-            .collection
-            .count_documents(doc! { "expires_at": { "$lt": mongodb::bson::DateTime::now() } })
-            .await
-            .unwrap();
-        if present > 0 {
-            // A partial run: clear what is left of the half, then put the whole half back.
-            self.collection
-                .delete_many(doc! { "expires_at": { "$lt": mongodb::bson::DateTime::now() } })
-                .await
-                .unwrap();
-        }
-        for chunk in self.expired_docs.chunks(10_000) {
-            self.collection.insert_many(chunk.to_vec()).await.unwrap();
-        }
-        eprintln!("bench: restored {} entries in {:.1?}", self.expired_docs.len(), started.elapsed());
+        common::restore(&self.collection, &self.expired_docs).await;
     }
 
     fn env(&self, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {

@@ -198,7 +198,7 @@ fn dockerignore_keeps_secrets_and_build_output_out() {
 /// Every variable the cleaner's settings read is in the configuration table (docs/configuration.md), and so (by the tests above,
 /// which hold the table, fc-config.json and s.yaml to each other both ways) reaches the function. The names are
 /// learnt by asking: the settings are parsed from a lookup that records each name it is asked for, with both
-/// backends, the legacy secret and both alerts set so that every conditional setting is read too. A new setting
+/// backends, the legacy secret, both alerts and a trace collector set so that every conditional setting is read too. A new setting
 /// that the table misses fails here.
 #[test]
 fn every_variable_the_settings_read_is_documented() {
@@ -211,6 +211,7 @@ fn every_variable_the_settings_read_is_documented() {
         ("JWT_SECRET_KEY", "a-secret-of-some-length-for-legacy"),
         ("CLEANUP_HEARTBEAT_URL", "http://127.0.0.1:1/ping"),
         ("CLEANUP_PUSHGATEWAY_URL", "http://127.0.0.1:1"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1"),
     ]
     .into_iter()
     .collect();

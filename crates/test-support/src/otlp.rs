@@ -30,6 +30,9 @@ pub struct Span {
     pub events: Vec<String>,
     /// 0 unset, 1 ok, 2 error.
     pub status: u64,
+    /// Start and end, in nanoseconds since the epoch.
+    pub start_ns: u64,
+    pub end_ns: u64,
 }
 
 impl Span {
@@ -56,6 +59,8 @@ impl Span {
             attributes,
             events: events.filter_map(|e| e.get("name").and_then(Value::as_str).map(str::to_string)).collect(),
             status: line.pointer("/status/code").and_then(Value::as_u64).unwrap_or(0),
+            start_ns: text("startTimeUnixNano").parse().unwrap_or(0),
+            end_ns: text("endTimeUnixNano").parse().unwrap_or(0),
         })
     }
 
