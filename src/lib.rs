@@ -12,12 +12,12 @@
 //! - [`sweep`]: the algorithm (range-bounded batches in `window`s sized by `sizing`, one `lane` a batch at a time,
 //!   time budget, dry run, gentle pacing that starts small, waiting for lagging `replication`, legacy entries),
 //!   several targets' sweeps in `turns`, its running `tally`, its `report` and the `format` of its instants and
-//!   sizes, storage-agnostic.
+//!   sizes, its batches as bounded spans (`trace`), storage-agnostic.
 //! - [`store`]: one trait per job (the sweep's [`store::SweepStore`], [`store::LegacyStore`], the
 //!   [`store::RunHistory`]; [`store::Store`] is all three) and its one error type; the shared query
 //!   builders (`filter`); one file or folder per backend: the direct MongoDB connection (`mongo`) and the
 //!   DB-operation HTTP API (`http_api`: transport, contract probe, store); the factory that builds them
-//!   (`backends`); and the wrappers a run goes through:
+//!   (`backends`); each call's span, by the database conventions (`call_span`); and the wrappers a run goes through:
 //!   the `fallback` chain (the API first, the direct connection when it fails) and the `deadline` that ends every
 //!   call at the budget plus a margin.
 //! - [`runner`]: one run from start to record, for `/invoke` and `sweep` alike: the lease, the alerts, the sweep
@@ -35,8 +35,12 @@
 //! - [`sample`]: a small, clearly labelled sample blacklist for local runs and benchmarks.
 //!
 //! What this crate shares with `auth-api` (the blacklist entry's schema, secrets, configuration basics, the
-//! MongoDB connection, telemetry, serving, shutdown, the handlers' state) is in `jtc-shared`; neither product
-//! imports the other.
+//! MongoDB connection, telemetry and traces, serving, shutdown, the handlers' state) is in `jtc-shared`; neither
+//! product imports the other.
+//!
+//! Traces follow the same flow: `/invoke` opens the invocation's span (continuing FC's trace), the runner the run's,
+//! the lease's and the history write's, the sweep a target's and its batches', and the fallback chain each
+//! database call's (`store::call_span`); the answer waits for them to be delivered (`server::envelope`).
 //!
 //! # Extending it
 //!

@@ -5,7 +5,8 @@
 //! legacy entries go through a [`LegacyStore`], run records through a [`RunHistory`]. [`filter`] turns a range into
 //! the MongoDB filter and pipeline both backends send; [`mongo`] is the direct driver backend, [`http_api`] the
 //! DB-operation HTTP API (Atlas Data API v1 shape), [`backends`] the one factory that builds them from the
-//! settings, and [`fallback`] chains them: the API first, the direct connection when the API fails. [`deadline`]
+//! settings, and [`fallback`] chains them: the API first, the direct connection when the API fails; each call through
+//! the chain is a span ([`call_span`]). [`deadline`]
 //! wraps whichever store a run uses so that no call outlives the run's time budget by more than a stated margin.
 
 pub mod backends;
