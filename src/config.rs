@@ -246,16 +246,7 @@ impl Settings {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
 
         let uri = db_uri(&get)?;
-        let api_url = get("MONGODB_API_URL").map(|u| u.trim().trim_end_matches('/').to_string());
-        if let Some(url) = &api_url {
-            let valid = url.starts_with("https://") || url.starts_with("http://");
-            if !valid || reqwest::Url::parse(url).is_err() {
-                return Err(ConfigError::Invalid {
-                    name: "MONGODB_API_URL",
-                    reason: "must be an http:// or https:// URL".into(),
-                });
-            }
-        }
+        let api_url = api_url(&get)?;
         if uri.is_none() && api_url.is_none() {
             return Err(ConfigError::Missing(
                 "DB_URI",
@@ -263,123 +254,44 @@ impl Settings {
             ));
         }
         let database = db_name(&get)?;
-
-        let collection = blacklist_collection(&get)?;
-        let expires_field = expires_field(&get)?;
-
-        let grace = number(&get, "CLEANUP_GRACE_SECONDS", 60, 0, 365 * 24 * 3600)?;
-        let exact_bytes = flag(&get, "CLEANUP_EXACT_BYTES", true)?;
-        let default_batch = if exact_bytes { DEFAULT_BATCH_SIZE } else { DEFAULT_ESTIMATE_BATCH_SIZE };
-        let batch_size = number(&get, "CLEANUP_BATCH_SIZE", u64::from(default_batch), 1, MAX_BATCH_SIZE as u64)? as u32;
-        let time_budget = number(&get, "CLEANUP_TIME_BUDGET_SECONDS", 50, 1, MAX_TIME_BUDGET_SECONDS)?;
-        let pause_ratio = match get("CLEANUP_PAUSE_RATIO") {
-            None => 0.0,
-            Some(raw) => match raw.trim().parse::<f64>() {
-                Ok(ratio) if (0.0..=100.0).contains(&ratio) => ratio,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: "CLEANUP_PAUSE_RATIO",
-                        reason: format!("{raw:?} is not a number from 0 to 100"),
-                    })
-                }
-            },
-        };
-        let max_operation = match get("CLEANUP_MAX_OPERATION_MS") {
+        let sweep = SweepSettings::from_lookup(&get, blacklist_collection(&get)?, expires_field(&get)?)?;
+        let write_concern = write_concern(&get, sweep.time_budget)?;
+        let api = match api_url {
+            Some(url) => Some(ApiSettings::from_lookup(&get, url, database.clone())?),
             None => None,
-            Some(_) => Some(Duration::from_millis(number(&get, "CLEANUP_MAX_OPERATION_MS", 0, 1, 600_000)?)),
         };
-        let max_replication_lag = match get("CLEANUP_MAX_REPLICATION_LAG_SECONDS") {
-            None => None,
-            Some(_) => Some(Duration::from_secs(number(&get, "CLEANUP_MAX_REPLICATION_LAG_SECONDS", 0, 1, 3600)?)),
-        };
-        let write_concern = write_concern(&get, Duration::from_secs(time_budget))?;
-        let collection_stats = flag(&get, "CLEANUP_COLLECTION_STATS", true)?;
-
-        let api_timeout = number(&get, "MONGODB_API_TIMEOUT_SECONDS", 10, 1, 120)?;
-        let max_answer_bytes =
-            number(&get, "MONGODB_API_MAX_ANSWER_BYTES", DEFAULT_MAX_ANSWER_BYTES, 65_536, 256 * 1024 * 1024)?;
-        let data_source = get("MONGODB_API_DATA_SOURCE").unwrap_or_else(|| "mongodb".into());
-
-        let algorithm = jwt_algorithm(&get)?;
-        let backfill = flag(&get, "BACKFILL_EXPIRES_AT", false)?;
-        let scan_limit = number(&get, "LEGACY_SCAN_LIMIT", 10_000, 0, 1_000_000)?;
-
+        let legacy = LegacySettings::from_lookup(&get)?;
         // A shutdown lets the invocation in flight finish: it may take the whole time budget.
-        let drain = Duration::from_secs(time_budget + 15);
-        let connections = ConnectionLimits::from_lookup(&get, drain)?;
+        let connections = ConnectionLimits::from_lookup(&get, sweep.time_budget + Duration::from_secs(15))?;
         let port = listen_port(&get)?;
-
-        let history = match lookup("CLEANUP_HISTORY_COLLECTION") {
-            Some(name) if name.trim().is_empty() => None,
-            name => Some(HistorySettings {
-                collection: MongoName::parse(
-                    "CLEANUP_HISTORY_COLLECTION",
-                    name.map_or_else(|| DEFAULT_HISTORY_COLLECTION.to_string(), |n| n.trim().to_string()),
-                )?,
-                keep: Duration::from_secs(number(&get, "CLEANUP_HISTORY_DAYS", 90, 1, 3650)? * 86_400),
-            }),
-        };
+        let history = history_settings(&lookup, &get)?;
         let alerts = AlertSettings {
             heartbeat: alert_url(&get, "CLEANUP_HEARTBEAT_URL")?,
             pushgateway: alert_url(&get, "CLEANUP_PUSHGATEWAY_URL")?,
         };
         let defaults = crate::targets::Defaults {
             database: &database,
-            collection: &collection,
-            expires_field: &expires_field,
-            grace: Duration::from_secs(grace),
+            collection: &sweep.collection,
+            expires_field: &sweep.expires_field,
+            grace: sweep.grace,
             legacy: true,
         };
         let targets = crate::targets::parse(get(crate::targets::VARIABLE).as_deref(), &defaults)?;
-        let lease = match (flag(&get, "CLEANUP_LEASE", true)?, &history, get("CLEANUP_LEASE")) {
-            (true, None, Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    name: "CLEANUP_LEASE",
-                    reason: "the lease lives in the run history collection, and CLEANUP_HISTORY_COLLECTION is empty \
-                             (turn the history on, or set CLEANUP_LEASE=false)"
-                        .into(),
-                })
-            }
-            (lease, history, _) => lease && history.is_some(),
-        };
-
+        let lease = lease_setting(&get, history.is_some())?;
         let settings = Settings {
             traces: TraceSettings::from_lookup(get, "jwt-token-cleaner")?,
             history,
             lease,
             alerts,
             targets,
-            api: api_url.map(|url| ApiSettings {
-                url,
-                key: get("MONGODB_API_KEY").map(Secret::new),
-                data_source,
-                database: database.clone(),
-                timeout: Duration::from_secs(api_timeout),
-                max_answer_bytes,
-            }),
+            api,
             db: match uri {
                 Some(uri) => Some(db_settings(&get, uri, database)?),
                 None => None,
             },
-            sweep: SweepSettings {
-                collection,
-                expires_field,
-                grace: Duration::from_secs(grace),
-                batch_size,
-                time_budget: Duration::from_secs(time_budget),
-                pause_ratio,
-                max_operation,
-                collection_stats,
-                exact_bytes,
-                max_replication_lag,
-            },
+            sweep,
             write_concern,
-            legacy: LegacySettings {
-                secret_key: get("JWT_SECRET_KEY").map(Secret::new),
-                algorithm,
-                backfill,
-                scan_limit,
-            },
+            legacy,
             port,
             connections,
             progress_every: Duration::from_secs(number(&get, "CLEANUP_PROGRESS_SECONDS", 5, 0, 3600)?),
@@ -444,6 +356,130 @@ pub fn listen_port(get: &impl Fn(&str) -> Option<String>) -> Result<u16, ConfigE
         None => number(&get, "PORT", 9000, 0, 65535)?,
     };
     Ok(port as u16)
+}
+
+/// A setting's non-empty value, looked up by name.
+type Get<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// `MONGODB_API_URL`, without a trailing slash; an http:// or https:// URL.
+fn api_url(get: Get<'_>) -> Result<Option<String>, ConfigError> {
+    let Some(url) = get("MONGODB_API_URL").map(|u| u.trim().trim_end_matches('/').to_string()) else {
+        return Ok(None);
+    };
+    let valid = url.starts_with("https://") || url.starts_with("http://");
+    if !valid || reqwest::Url::parse(&url).is_err() {
+        return Err(ConfigError::Invalid {
+            name: "MONGODB_API_URL",
+            reason: "must be an http:// or https:// URL".into(),
+        });
+    }
+    Ok(Some(url))
+}
+
+impl ApiSettings {
+    /// The API at `url`, for `database`: its key, data source, timeout and answer cap.
+    fn from_lookup(get: Get<'_>, url: String, database: MongoName) -> Result<Self, ConfigError> {
+        Ok(Self {
+            url,
+            key: get("MONGODB_API_KEY").map(Secret::new),
+            data_source: get("MONGODB_API_DATA_SOURCE").unwrap_or_else(|| "mongodb".into()),
+            database,
+            timeout: Duration::from_secs(number(&get, "MONGODB_API_TIMEOUT_SECONDS", 10, 1, 120)?),
+            max_answer_bytes: number(
+                &get,
+                "MONGODB_API_MAX_ANSWER_BYTES",
+                DEFAULT_MAX_ANSWER_BYTES,
+                65_536,
+                256 * 1024 * 1024,
+            )?,
+        })
+    }
+}
+
+impl SweepSettings {
+    /// How `collection` is swept, by its `expires_field`: the `CLEANUP_*` settings of a sweep.
+    fn from_lookup(get: Get<'_>, collection: MongoName, expires_field: FieldPath) -> Result<Self, ConfigError> {
+        let grace = number(&get, "CLEANUP_GRACE_SECONDS", 60, 0, 365 * 24 * 3600)?;
+        let exact_bytes = flag(&get, "CLEANUP_EXACT_BYTES", true)?;
+        let default_batch = if exact_bytes { DEFAULT_BATCH_SIZE } else { DEFAULT_ESTIMATE_BATCH_SIZE };
+        let batch_size = number(&get, "CLEANUP_BATCH_SIZE", u64::from(default_batch), 1, MAX_BATCH_SIZE as u64)? as u32;
+        let time_budget = number(&get, "CLEANUP_TIME_BUDGET_SECONDS", 50, 1, MAX_TIME_BUDGET_SECONDS)?;
+        let pause_ratio = match get("CLEANUP_PAUSE_RATIO") {
+            None => 0.0,
+            Some(raw) => match raw.trim().parse::<f64>() {
+                Ok(ratio) if (0.0..=100.0).contains(&ratio) => ratio,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "CLEANUP_PAUSE_RATIO",
+                        reason: format!("{raw:?} is not a number from 0 to 100"),
+                    })
+                }
+            },
+        };
+        let max_operation = match get("CLEANUP_MAX_OPERATION_MS") {
+            None => None,
+            Some(_) => Some(Duration::from_millis(number(&get, "CLEANUP_MAX_OPERATION_MS", 0, 1, 600_000)?)),
+        };
+        let max_replication_lag = match get("CLEANUP_MAX_REPLICATION_LAG_SECONDS") {
+            None => None,
+            Some(_) => Some(Duration::from_secs(number(&get, "CLEANUP_MAX_REPLICATION_LAG_SECONDS", 0, 1, 3600)?)),
+        };
+        Ok(Self {
+            collection,
+            expires_field,
+            grace: Duration::from_secs(grace),
+            batch_size,
+            time_budget: Duration::from_secs(time_budget),
+            pause_ratio,
+            max_operation,
+            collection_stats: flag(&get, "CLEANUP_COLLECTION_STATS", true)?,
+            exact_bytes,
+            max_replication_lag,
+        })
+    }
+}
+
+impl LegacySettings {
+    /// Legacy entries: `JWT_SECRET_KEY`, `JWT_ALGORITHM`, `BACKFILL_EXPIRES_AT`, `LEGACY_SCAN_LIMIT`.
+    fn from_lookup(get: Get<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            secret_key: get("JWT_SECRET_KEY").map(Secret::new),
+            algorithm: jwt_algorithm(&get)?,
+            backfill: flag(&get, "BACKFILL_EXPIRES_AT", false)?,
+            scan_limit: number(&get, "LEGACY_SCAN_LIMIT", 10_000, 0, 1_000_000)?,
+        })
+    }
+}
+
+/// `CLEANUP_HISTORY_COLLECTION` (read through `lookup`: set and empty turns the history off) and
+/// `CLEANUP_HISTORY_DAYS`.
+fn history_settings(
+    lookup: &impl Fn(&str) -> Option<String>,
+    get: Get<'_>,
+) -> Result<Option<HistorySettings>, ConfigError> {
+    match lookup("CLEANUP_HISTORY_COLLECTION") {
+        Some(name) if name.trim().is_empty() => Ok(None),
+        name => Ok(Some(HistorySettings {
+            collection: MongoName::parse(
+                "CLEANUP_HISTORY_COLLECTION",
+                name.map_or_else(|| DEFAULT_HISTORY_COLLECTION.to_string(), |n| n.trim().to_string()),
+            )?,
+            keep: Duration::from_secs(number(&get, "CLEANUP_HISTORY_DAYS", 90, 1, 3650)? * 86_400),
+        })),
+    }
+}
+
+/// `CLEANUP_LEASE`: on by default while the history is; asked for without the history, refused.
+fn lease_setting(get: Get<'_>, history: bool) -> Result<bool, ConfigError> {
+    match (flag(&get, "CLEANUP_LEASE", true)?, history, get("CLEANUP_LEASE")) {
+        (true, false, Some(_)) => Err(ConfigError::Invalid {
+            name: "CLEANUP_LEASE",
+            reason: "the lease lives in the run history collection, and CLEANUP_HISTORY_COLLECTION is empty (turn \
+                     the history on, or set CLEANUP_LEASE=false)"
+                .into(),
+        }),
+        (lease, history, _) => Ok(lease && history),
+    }
 }
 
 #[cfg(test)]

@@ -166,57 +166,29 @@ impl Runner {
             }
         };
         let ended_at = Utc::now();
-        let result = result.map(|mut report| {
+        let mut result = result.map(|mut report| {
             report.warnings.extend(took_over);
             report
         });
-        let (record, mut result) = match result {
-            Ok(report) => (RunRecord::of_report(&report, started_at, ended_at, trigger), Ok(report)),
+        let record = match &result {
+            Ok(report) => RunRecord::of_report(report, started_at, ended_at, trigger),
             Err(failure) => {
                 tracing::Span::current().record("error.type", failure.kind.as_str());
-                let record = RunRecord::of_failure(
-                    &failure,
-                    started_at,
-                    ended_at,
-                    trigger,
-                    request_id,
-                    options.dry_run,
-                    store.fallback_reason(),
-                );
-                (record, Err(failure))
+                let reason = store.fallback_reason();
+                RunRecord::of_failure(failure, started_at, ended_at, trigger, request_id, options.dry_run, reason)
             }
         };
         trace_outcome(&record);
         // The record, the release of the lease and the alerts side by side, all ended by the run's deadline (never
         // earlier than AFTER_RUN from now, for a sweep whose calls ran to their own end).
         let bound = deadline.max(tokio::time::Instant::now() + AFTER_RUN);
-        let alerts = async {
-            if let Some(mut start) = start {
-                if tokio::time::timeout(START_GRACE, &mut start).await.is_err() {
-                    start.abort();
-                    tracing::warn!("the start of the run was not reported within {START_GRACE:?}; gave it up");
-                }
-                self.alerts.finished(&record).await;
-            }
-        };
-        let alerts = async {
-            if tokio::time::timeout_at(bound, alerts).await.is_err() {
-                tracing::warn!("the end of the run was not reported before the run's deadline; gave it up");
-            }
-        };
         let released = async {
-            if !taken {
-                return None;
+            match taken {
+                true => release_by(&store, &claim, bound).await,
+                false => None,
             }
-            let release = lease::release(&store, &claim).instrument(tracing::info_span!("lease release"));
-            let released = tokio::time::timeout_at(bound, release).await;
-            let error = match released {
-                Ok(Ok(())) => return None,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "no answer before the run's deadline".to_string(),
-            };
-            Some(format!("the lease was not released ({error}); it runs out by itself"))
         };
+        let alerts = self.alert_end(start, &record, bound);
         let (recorded, released, ()) = tokio::join!(self.record_by(&store, &record, bound), released, alerts);
         for warning in [recorded, released].into_iter().flatten() {
             tracing::warn!("{warning}");
@@ -225,6 +197,27 @@ impl Runner {
             }
         }
         result
+    }
+
+    /// Tells the alerts how the run ended, once its start (`start`, still in flight) has gone out or
+    /// [`START_GRACE`] has passed; whatever is unsent at `bound` is given up with a log line.
+    async fn alert_end(
+        &self,
+        start: Option<tokio::task::JoinHandle<()>>,
+        record: &RunRecord,
+        bound: tokio::time::Instant,
+    ) {
+        let Some(mut start) = start else { return };
+        let alerts = async {
+            if tokio::time::timeout(START_GRACE, &mut start).await.is_err() {
+                start.abort();
+                tracing::warn!("the start of the run was not reported within {START_GRACE:?}; gave it up");
+            }
+            self.alerts.finished(record).await;
+        };
+        if tokio::time::timeout_at(bound, alerts).await.is_err() {
+            tracing::warn!("the end of the run was not reported before the run's deadline; gave it up");
+        }
     }
 
     /// Takes the lease for this run through `store`, by the run's `deadline`; a failure fails the run (the same
@@ -284,6 +277,17 @@ impl Runner {
             Err(e) => status::unknown(&e, now),
         }
     }
+}
+
+/// Releases the run's lease by `bound`; the warning to report when it could not be.
+async fn release_by(store: &Fallback, claim: &Claim, bound: tokio::time::Instant) -> Option<String> {
+    let release = lease::release(store, claim).instrument(tracing::info_span!("lease release"));
+    let error = match tokio::time::timeout_at(bound, release).await {
+        Ok(Ok(())) => return None,
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no answer before the run's deadline".to_string(),
+    };
+    Some(format!("the lease was not released ({error}); it runs out by itself"))
 }
 
 /// The span of one target's sweep: every line of it names the target (the span's field, in text and JSON logs),

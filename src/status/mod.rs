@@ -236,6 +236,9 @@ pub fn runs_of(target: &str, runs: &[RunRecord]) -> Vec<RunRecord> {
         .collect()
 }
 
+/// The reason of the `ok` verdict, which any worse verdict takes away.
+const KEEPING_UP: &str = "the cleaner is keeping up";
+
 /// Reads the history and the live backlog below `cutoff_ms` through `store`, and judges at `now`. `history`
 /// false: the history is off. Fails only when the history cannot be read at all.
 pub async fn gather(
@@ -247,7 +250,6 @@ pub async fn gather(
     now: DateTime<Utc>,
 ) -> Result<StatusReport, StoreError> {
     let read = if history { read_records(store, now).await? } else { Records::default() };
-    let (runs, skipped) = (read.runs, read.malformed);
     // With targets, the backlog is theirs (each below its own cutoff), summed; else the one collection's.
     let mut per_target = Vec::with_capacity(targets.len());
     for target in targets {
@@ -265,31 +267,11 @@ pub async fn gather(
             false => (None, Some("the backlog of every target could not be measured".to_string())),
         }
     };
-    let target_runs: Vec<Vec<RunRecord>> = targets.iter().map(|t| runs_of(&t.name, &runs)).collect();
-    let mut report = judge(runs, backlog, query, now);
+    let target_runs: Vec<Vec<RunRecord>> = targets.iter().map(|t| runs_of(&t.name, &read.runs)).collect();
+    let mut report = judge(read.runs.clone(), backlog, query, now);
     for ((target, measured), runs) in targets.iter().zip(per_target).zip(target_runs) {
-        let (backlog, error) = match measured {
-            Ok(backlog) => (Some(backlog), None),
-            Err(e) => (None, Some(format!("its backlog could not be measured: {e}"))),
-        };
-        let mut own = judge(runs, backlog, query, now);
-        own.reasons.extend(error);
-        if own.verdict.severity() > report.verdict.severity() {
-            report.verdict = own.verdict;
-            report.exit_code = own.verdict.exit_code();
-            report.reasons.retain(|r| r != "the cleaner is keeping up");
-        }
-        if own.verdict != Verdict::Ok {
-            report.reasons.extend(own.reasons.iter().map(|r| format!("target {}: {r}", target.name)));
-        }
-        report.targets.push(TargetStatus {
-            name: target.name.clone(),
-            verdict: own.verdict,
-            reasons: own.reasons,
-            backlog: own.backlog,
-        });
+        report.add_target(&target.name, runs, measured, query, now);
     }
-    report.skipped_documents = skipped;
     if history {
         match crate::lease::inspect(store, now).await {
             Ok(lease) => report.lease = lease,
@@ -298,33 +280,77 @@ pub async fn gather(
     }
     // A lease no run could have written is named at once: the next run takes it over (with a warning), but
     // something wrote it.
-    if let Some(why) = report.lease.as_ref().and_then(|lease| lease.stale.as_ref()) {
-        if report.verdict == Verdict::Ok {
-            report.verdict = Verdict::Behind;
-            report.exit_code = Verdict::Behind.exit_code();
-            report.reasons.retain(|r| r != "the cleaner is keeping up");
-        }
+    if let Some(why) = report.lease.as_ref().and_then(|lease| lease.stale.clone()) {
+        report.worsen(Verdict::Behind);
         report.reasons.push(format!("the lease is stale ({why}): no run wrote it; the next run takes it over"));
     }
-    if skipped > 0 {
-        report.reasons.push(format!("{skipped} document(s) in the history are not run records and were skipped"));
-    }
-    let set_aside = [
-        (read.future, format!("dated more than {} minutes in the future", crate::history::FUTURE_SKEW.num_minutes())),
-        (read.inconsistent, "that end in the future or before they start".to_string()),
-        (read.oversized, format!("over {} KiB", crate::history::MAX_RECORD_BYTES / 1024)),
-    ];
-    for (count, what) in set_aside {
-        if count > 0 {
-            let at_least = if count >= RECENT_RUNS as usize { "at least " } else { "" };
-            report.reasons.push(format!("{at_least}{count} run record(s) {what} were set aside"));
-        }
-    }
+    report.note_set_aside(&read);
     if !history {
         report.reasons.insert(0, "the run history is off (CLEANUP_HISTORY_COLLECTION is empty)".into());
     }
     report.reasons.extend(backlog_error);
     Ok(report)
+}
+
+impl StatusReport {
+    /// Makes the verdict `verdict` when that is worse (its exit code with it, and "keeping up" no longer said).
+    fn worsen(&mut self, verdict: Verdict) {
+        if verdict.severity() > self.verdict.severity() {
+            self.verdict = verdict;
+            self.exit_code = verdict.exit_code();
+            self.reasons.retain(|r| r != KEEPING_UP);
+        }
+    }
+
+    /// Judges one target on its own `runs` and `measured` backlog; the whole verdict is the worst of them.
+    fn add_target(
+        &mut self,
+        name: &str,
+        runs: Vec<RunRecord>,
+        measured: Result<Backlog, StoreError>,
+        query: &StatusQuery,
+        now: DateTime<Utc>,
+    ) {
+        let (backlog, error) = match measured {
+            Ok(backlog) => (Some(backlog), None),
+            Err(e) => (None, Some(format!("its backlog could not be measured: {e}"))),
+        };
+        let mut own = judge(runs, backlog, query, now);
+        own.reasons.extend(error);
+        self.worsen(own.verdict);
+        if own.verdict != Verdict::Ok {
+            self.reasons.extend(own.reasons.iter().map(|r| format!("target {name}: {r}")));
+        }
+        self.targets.push(TargetStatus {
+            name: name.to_string(),
+            verdict: own.verdict,
+            reasons: own.reasons,
+            backlog: own.backlog,
+        });
+    }
+
+    /// Says which documents of the history were not judged, and why.
+    fn note_set_aside(&mut self, read: &Records) {
+        self.skipped_documents = read.malformed;
+        if read.malformed > 0 {
+            let skipped = read.malformed;
+            self.reasons.push(format!("{skipped} document(s) in the history are not run records and were skipped"));
+        }
+        let set_aside = [
+            (
+                read.future,
+                format!("dated more than {} minutes in the future", crate::history::FUTURE_SKEW.num_minutes()),
+            ),
+            (read.inconsistent, "that end in the future or before they start".to_string()),
+            (read.oversized, format!("over {} KiB", crate::history::MAX_RECORD_BYTES / 1024)),
+        ];
+        for (count, what) in set_aside {
+            if count > 0 {
+                let at_least = if count >= RECENT_RUNS as usize { "at least " } else { "" };
+                self.reasons.push(format!("{at_least}{count} run record(s) {what} were set aside"));
+            }
+        }
+    }
 }
 
 /// The run records `status` reads, and how many it set aside.
@@ -390,80 +416,14 @@ pub fn judge(
     };
     let real: Vec<&RunRecord> = runs.iter().filter(|r| !r.dry_run).collect();
     let last_success = real.iter().find(|r| r.outcome.worked()).copied();
-    let mut outcomes = Outcomes::default();
-    for run in &runs {
-        match (run.dry_run, run.outcome) {
-            (true, _) => outcomes.dry_run += 1,
-            (false, Outcome::Success) => outcomes.success += 1,
-            (false, Outcome::Partial) => outcomes.partial += 1,
-            (false, Outcome::Error) => outcomes.error += 1,
-            (false, Outcome::Skipped) => outcomes.skipped += 1,
-        }
-    }
+    let outcomes = Outcomes::of(&runs);
     let mut points: Vec<u64> = real.iter().filter_map(|r| r.backlog.map(|b| b.expired)).take(TREND_RUNS).collect();
     points.reverse();
-    let direction = match points.as_slice() {
-        [] | [_] => Direction::Unknown,
-        [.., a, b, c] if a < b && b < c => Direction::Growing,
-        [first, .., last] if last < first => Direction::Shrinking,
-        _ => Direction::Steady,
+    let direction = Direction::of(&points);
+    let (failing, behind) = match real.is_empty() {
+        true => (Vec::new(), Vec::new()),
+        false => (failing(&real, last_success, query, now), behind(direction, &points, backlog.as_ref(), query)),
     };
-
-    let mut failing = Vec::new();
-    let mut behind = Vec::new();
-    let ago = |seconds: i64| human(u64::try_from(seconds).unwrap_or(0));
-    if !real.is_empty() {
-        match last_success {
-            None => failing.push("no real run has succeeded yet".to_string()),
-            Some(run) => {
-                // A record ends at most a few minutes ahead (see `read_records`); such an end counts as now.
-                let age = now - run.ended_at.min(now);
-                if age.num_seconds() > i64::try_from(query.max_age.as_secs()).unwrap_or(i64::MAX) {
-                    failing.push(format!(
-                        "no successful run within {} (the last one ended {} ago)",
-                        human(query.max_age.as_secs()),
-                        ago(age.num_seconds())
-                    ));
-                }
-            }
-        }
-        // A stretch of skipped runs (the lease held) longer than the maximum age is an outage too: the check above
-        // fails it, as skipped runs did no work; this says why.
-        let skipped: Vec<&&RunRecord> = real.iter().take_while(|r| r.outcome == Outcome::Skipped).collect();
-        if let (Some(latest), Some(earliest)) = (skipped.first(), skipped.last()) {
-            let stretch = now - earliest.started_at;
-            if stretch.num_seconds() > i64::try_from(query.max_age.as_secs()).unwrap_or(i64::MAX) {
-                failing.push(format!(
-                    "the last {} run(s), over {}, were skipped: the lease is held by {} (a lease that never frees \
-                     is an outage)",
-                    skipped.len(),
-                    ago(stretch.num_seconds()),
-                    latest.held_by.as_deref().unwrap_or("an unknown run")
-                ));
-            }
-        }
-        let streak: Vec<&&RunRecord> =
-            real.iter().filter(|r| r.outcome != Outcome::Skipped).take(FAILING_STREAK).collect();
-        if !streak.is_empty() && streak.iter().all(|r| r.outcome == Outcome::Error) {
-            failing.push(format!(
-                "the last {} run(s) all failed: {}",
-                streak.len(),
-                streak[0].error.as_deref().unwrap_or("")
-            ));
-        }
-        if direction == Direction::Growing {
-            behind.push(format!("the backlog grew across the last runs ({})", join(&points)));
-        }
-        if let Some(age) = backlog.as_ref().and_then(|b| b.oldest_expired_age_seconds) {
-            if age > query.max_backlog_age.as_secs() {
-                behind.push(format!(
-                    "the oldest expired entry expired {} ago, more than {}",
-                    human(age),
-                    human(query.max_backlog_age.as_secs())
-                ));
-            }
-        }
-    }
     let (verdict, reasons) = if real.is_empty() {
         let why = if runs.is_empty() { "no run is recorded" } else { "only dry runs are recorded" };
         (Verdict::NeverRan, vec![why.to_string()])
@@ -472,7 +432,7 @@ pub fn judge(
     } else if !behind.is_empty() {
         (Verdict::Behind, behind)
     } else {
-        (Verdict::Ok, vec!["the cleaner is keeping up".to_string()])
+        (Verdict::Ok, vec![KEEPING_UP.to_string()])
     };
     StatusReport {
         verdict,
@@ -489,6 +449,104 @@ pub fn judge(
         lease: None,
         targets: Vec::new(),
     }
+}
+
+impl Outcomes {
+    /// How `runs` ended, dry runs apart.
+    fn of(runs: &[RunRecord]) -> Self {
+        let mut outcomes = Outcomes::default();
+        for run in runs {
+            match (run.dry_run, run.outcome) {
+                (true, _) => outcomes.dry_run += 1,
+                (false, Outcome::Success) => outcomes.success += 1,
+                (false, Outcome::Partial) => outcomes.partial += 1,
+                (false, Outcome::Error) => outcomes.error += 1,
+                (false, Outcome::Skipped) => outcomes.skipped += 1,
+            }
+        }
+        outcomes
+    }
+}
+
+impl Direction {
+    /// Where the backlog `points` (oldest first) are going: growing takes three rises in a row.
+    fn of(points: &[u64]) -> Self {
+        match points {
+            [] | [_] => Direction::Unknown,
+            [.., a, b, c] if a < b && b < c => Direction::Growing,
+            [first, .., last] if last < first => Direction::Shrinking,
+            _ => Direction::Steady,
+        }
+    }
+}
+
+/// Why the real runs (newest first) say the cleaner is failing: no success within the maximum age, a stretch of
+/// skipped runs as long, or a streak of failures.
+fn failing(
+    real: &[&RunRecord],
+    last_success: Option<&RunRecord>,
+    query: &StatusQuery,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let mut failing = Vec::new();
+    let ago = |seconds: i64| human(u64::try_from(seconds).unwrap_or(0));
+    let max_age = i64::try_from(query.max_age.as_secs()).unwrap_or(i64::MAX);
+    match last_success {
+        None => failing.push("no real run has succeeded yet".to_string()),
+        Some(run) => {
+            // A record ends at most a few minutes ahead (see `read_records`); such an end counts as now.
+            let age = now - run.ended_at.min(now);
+            if age.num_seconds() > max_age {
+                failing.push(format!(
+                    "no successful run within {} (the last one ended {} ago)",
+                    human(query.max_age.as_secs()),
+                    ago(age.num_seconds())
+                ));
+            }
+        }
+    }
+    // A stretch of skipped runs (the lease held) longer than the maximum age is an outage too: the check above
+    // fails it, as skipped runs did no work; this says why.
+    let skipped: Vec<&&RunRecord> = real.iter().take_while(|r| r.outcome == Outcome::Skipped).collect();
+    if let (Some(latest), Some(earliest)) = (skipped.first(), skipped.last()) {
+        let stretch = now - earliest.started_at;
+        if stretch.num_seconds() > max_age {
+            failing.push(format!(
+                "the last {} run(s), over {}, were skipped: the lease is held by {} (a lease that never frees is an \
+                 outage)",
+                skipped.len(),
+                ago(stretch.num_seconds()),
+                latest.held_by.as_deref().unwrap_or("an unknown run")
+            ));
+        }
+    }
+    let streak: Vec<&&RunRecord> = real.iter().filter(|r| r.outcome != Outcome::Skipped).take(FAILING_STREAK).collect();
+    if !streak.is_empty() && streak.iter().all(|r| r.outcome == Outcome::Error) {
+        failing.push(format!(
+            "the last {} run(s) all failed: {}",
+            streak.len(),
+            streak[0].error.as_deref().unwrap_or("")
+        ));
+    }
+    failing
+}
+
+/// Why the cleaner is behind: a growing backlog, or an oldest expired entry past the maximum backlog age.
+fn behind(direction: Direction, points: &[u64], backlog: Option<&Backlog>, query: &StatusQuery) -> Vec<String> {
+    let mut behind = Vec::new();
+    if direction == Direction::Growing {
+        behind.push(format!("the backlog grew across the last runs ({})", join(points)));
+    }
+    if let Some(age) = backlog.and_then(|b| b.oldest_expired_age_seconds) {
+        if age > query.max_backlog_age.as_secs() {
+            behind.push(format!(
+                "the oldest expired entry expired {} ago, more than {}",
+                human(age),
+                human(query.max_backlog_age.as_secs())
+            ));
+        }
+    }
+    behind
 }
 
 fn join(points: &[u64]) -> String {

@@ -130,71 +130,10 @@ impl AuthSettings {
         let blacklist_collection = blacklist_collection(&get)?;
         let expires_field = expires_field(&get)?;
 
-        // The secret is never trimmed or echoed: its length is the only thing said about it.
-        let secret = lookup("JWT_SECRET_KEY").filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(
-            "JWT_SECRET_KEY",
-            "set it to a random secret of at least 32 bytes (e.g. `openssl rand -base64 48`)",
-        ))?;
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(ConfigError::Invalid {
-                name: "JWT_SECRET_KEY",
-                reason: format!("it is {} bytes long; at least {MIN_SECRET_BYTES} are needed", secret.len()),
-            });
-        }
-        let jwt = JwtSettings {
-            secret: Secret::new(secret),
-            algorithm: jwt_algorithm(&get)?,
-            access_ttl: Duration::from_secs(number(&get, "JWT_ACCESS_TOKEN_EXPIRES_SECONDS", 900, 1, 86_400)?),
-            refresh_ttl: Duration::from_secs(number(
-                &get,
-                "JWT_REFRESH_TOKEN_EXPIRES_SECONDS",
-                7 * 86_400,
-                1,
-                365 * 86_400,
-            )?),
-        };
-
-        let redis_url = get("REDIS_URL").map(|u| u.trim().to_string());
-        if let Some(url) = &redis_url {
-            if redis::Client::open(url.as_str()).is_err() {
-                return Err(ConfigError::Invalid {
-                    name: "REDIS_URL",
-                    reason: "must be a redis:// or rediss:// URL".into(),
-                });
-            }
-        }
-        let key_prefix = get("RATE_LIMIT_KEY_PREFIX").unwrap_or_else(|| "auth-api".into());
-        let rate_limits = RateLimitSettings {
-            limits: Limits::from_lookup(get).map_err(|(name, reason)| ConfigError::Invalid { name, reason })?,
-            redis_url: redis_url.map(Secret::new),
-            key_prefix,
-            trusted_proxy_hops: number(&get, "TRUSTED_PROXY_HOPS", 0, 0, 10)? as u8,
-        };
-
-        let mut cors_allowed_origins = Vec::new();
-        for origin in get("CORS_ALLOWED_ORIGINS").unwrap_or_default().split(',').map(str::trim) {
-            if origin.is_empty() {
-                continue;
-            }
-            let scheme_ok = origin.starts_with("https://") || origin.starts_with("http://");
-            let parsed = url::Url::parse(origin).ok();
-            let bare =
-                parsed.as_ref().is_some_and(|u| u.path() == "/" && !origin.ends_with('/') && u.query().is_none());
-            if !scheme_ok || !bare || axum::http::HeaderValue::from_str(origin).is_err() {
-                return Err(ConfigError::Invalid {
-                    name: "CORS_ALLOWED_ORIGINS",
-                    reason: format!("{origin:?} is not an origin (scheme://host[:port], no path or trailing slash)"),
-                });
-            }
-            cors_allowed_origins.push(origin.to_string());
-        }
-
-        let tls = match (get("TLS_CERT_FILE"), get("TLS_KEY_FILE")) {
-            (None, None) => None,
-            (Some(cert), Some(key)) => Some(TlsSettings { cert_file: cert.into(), key_file: key.into() }),
-            (Some(_), None) => return Err(ConfigError::Missing("TLS_KEY_FILE", "TLS_CERT_FILE is set without it")),
-            (None, Some(_)) => return Err(ConfigError::Missing("TLS_CERT_FILE", "TLS_KEY_FILE is set without it")),
-        };
+        let jwt = jwt_settings(&lookup, &get)?;
+        let rate_limits = rate_limit_settings(&get)?;
+        let cors_allowed_origins = cors_origins(&get)?;
+        let tls = tls_settings(&get)?;
         let port = number(&get, "PORT", 5000, 0, 65535)? as u16;
         let cookies = CookieSettings::from_lookup(&get, tls.is_some())?;
 
@@ -219,14 +158,99 @@ impl AuthSettings {
             )? as usize,
             password_memory_keep: Duration::from_millis(number(&get, "PASSWORD_MEMORY_KEEP_MS", 1000, 0, 60_000)?),
             cookies,
-            revocation_cache: CacheSettings {
-                enabled: jtc_shared::config::flag(&get, "REVOCATION_CACHE", true)?,
-                max_staleness: Duration::from_millis(number(&get, "REVOCATION_MAX_STALENESS_MS", 1000, 10, 600_000)?),
-                poll: Duration::from_millis(number(&get, "REVOCATION_POLL_MS", 250, 10, 60_000)?),
-                evict: Duration::from_secs(number(&get, "REVOCATION_EVICT_SECONDS", 30, 1, 3600)?),
-            },
+            revocation_cache: cache_settings(&get)?,
         })
     }
+}
+
+/// A setting's non-empty value, looked up by name.
+type Get<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// `JWT_SECRET_KEY` (read untrimmed, through `lookup`), the algorithm and the two lifetimes.
+fn jwt_settings(lookup: &impl Fn(&str) -> Option<String>, get: Get<'_>) -> Result<JwtSettings, ConfigError> {
+    // The secret is never trimmed or echoed: its length is the only thing said about it.
+    let secret = lookup("JWT_SECRET_KEY").filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(
+        "JWT_SECRET_KEY",
+        "set it to a random secret of at least 32 bytes (e.g. `openssl rand -base64 48`)",
+    ))?;
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(ConfigError::Invalid {
+            name: "JWT_SECRET_KEY",
+            reason: format!("it is {} bytes long; at least {MIN_SECRET_BYTES} are needed", secret.len()),
+        });
+    }
+    Ok(JwtSettings {
+        secret: Secret::new(secret),
+        algorithm: jwt_algorithm(&get)?,
+        access_ttl: Duration::from_secs(number(&get, "JWT_ACCESS_TOKEN_EXPIRES_SECONDS", 900, 1, 86_400)?),
+        refresh_ttl: Duration::from_secs(number(
+            &get,
+            "JWT_REFRESH_TOKEN_EXPIRES_SECONDS",
+            7 * 86_400,
+            1,
+            365 * 86_400,
+        )?),
+    })
+}
+
+/// `REDIS_URL`, the limits, their key prefix and the trusted proxy hops.
+fn rate_limit_settings(get: Get<'_>) -> Result<RateLimitSettings, ConfigError> {
+    let redis_url = get("REDIS_URL").map(|u| u.trim().to_string());
+    if let Some(url) = &redis_url {
+        if redis::Client::open(url.as_str()).is_err() {
+            return Err(ConfigError::Invalid {
+                name: "REDIS_URL",
+                reason: "must be a redis:// or rediss:// URL".into(),
+            });
+        }
+    }
+    Ok(RateLimitSettings {
+        limits: Limits::from_lookup(get).map_err(|(name, reason)| ConfigError::Invalid { name, reason })?,
+        redis_url: redis_url.map(Secret::new),
+        key_prefix: get("RATE_LIMIT_KEY_PREFIX").unwrap_or_else(|| "auth-api".into()),
+        trusted_proxy_hops: number(&get, "TRUSTED_PROXY_HOPS", 0, 0, 10)? as u8,
+    })
+}
+
+/// `CORS_ALLOWED_ORIGINS`: bare origins (`scheme://host[:port]`), comma-separated.
+fn cors_origins(get: Get<'_>) -> Result<Vec<String>, ConfigError> {
+    let mut origins = Vec::new();
+    for origin in get("CORS_ALLOWED_ORIGINS").unwrap_or_default().split(',').map(str::trim) {
+        if origin.is_empty() {
+            continue;
+        }
+        let scheme_ok = origin.starts_with("https://") || origin.starts_with("http://");
+        let parsed = url::Url::parse(origin).ok();
+        let bare = parsed.as_ref().is_some_and(|u| u.path() == "/" && !origin.ends_with('/') && u.query().is_none());
+        if !scheme_ok || !bare || axum::http::HeaderValue::from_str(origin).is_err() {
+            return Err(ConfigError::Invalid {
+                name: "CORS_ALLOWED_ORIGINS",
+                reason: format!("{origin:?} is not an origin (scheme://host[:port], no path or trailing slash)"),
+            });
+        }
+        origins.push(origin.to_string());
+    }
+    Ok(origins)
+}
+
+/// `TLS_CERT_FILE` and `TLS_KEY_FILE`, both or neither.
+fn tls_settings(get: Get<'_>) -> Result<Option<TlsSettings>, ConfigError> {
+    match (get("TLS_CERT_FILE"), get("TLS_KEY_FILE")) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(TlsSettings { cert_file: cert.into(), key_file: key.into() })),
+        (Some(_), None) => Err(ConfigError::Missing("TLS_KEY_FILE", "TLS_CERT_FILE is set without it")),
+        (None, Some(_)) => Err(ConfigError::Missing("TLS_CERT_FILE", "TLS_KEY_FILE is set without it")),
+    }
+}
+
+/// The revocation set's `REVOCATION_*` settings.
+fn cache_settings(get: Get<'_>) -> Result<CacheSettings, ConfigError> {
+    Ok(CacheSettings {
+        enabled: jtc_shared::config::flag(&get, "REVOCATION_CACHE", true)?,
+        max_staleness: Duration::from_millis(number(&get, "REVOCATION_MAX_STALENESS_MS", 1000, 10, 600_000)?),
+        poll: Duration::from_millis(number(&get, "REVOCATION_POLL_MS", 250, 10, 60_000)?),
+        evict: Duration::from_secs(number(&get, "REVOCATION_EVICT_SECONDS", 30, 1, 3600)?),
+    })
 }
 
 #[cfg(test)]

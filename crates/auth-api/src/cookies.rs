@@ -116,57 +116,11 @@ impl CookieSettings {
             }
             Ok(value)
         };
-        let mut locations = Vec::new();
-        for part in get("JWT_TOKEN_LOCATION").unwrap_or_else(|| "headers".into()).split(',') {
-            let location = match part.trim().to_ascii_lowercase().as_str() {
-                "headers" => Location::Headers,
-                "cookies" => Location::Cookies,
-                other => {
-                    return Err(ConfigError::Invalid {
-                        name: "JWT_TOKEN_LOCATION",
-                        reason: format!("{other:?} is not headers or cookies (comma-separated, in order)"),
-                    })
-                }
-            };
-            if !locations.contains(&location) {
-                locations.push(location);
-            }
-        }
-        let mut csrf_methods = Vec::new();
-        for part in get("JWT_CSRF_METHODS").unwrap_or_else(|| "POST,PUT,PATCH,DELETE".into()).split(',') {
-            let method = Method::from_bytes(part.trim().to_ascii_uppercase().as_bytes()).map_err(|_| {
-                ConfigError::Invalid { name: "JWT_CSRF_METHODS", reason: format!("{part:?} is not an HTTP method") }
-            })?;
-            csrf_methods.push(method);
-        }
+        let locations = locations(get)?;
+        let csrf_methods = csrf_methods(get)?;
         let secure = flag(get, "JWT_COOKIE_SECURE", tls)?;
-        let same_site = match get("JWT_COOKIE_SAMESITE").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-            None | Some("lax") => SameSite::Lax,
-            Some("strict") => SameSite::Strict,
-            Some("none") => SameSite::None,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "JWT_COOKIE_SAMESITE",
-                    reason: format!("{other:?} is not Lax, Strict or None"),
-                })
-            }
-        };
-        if same_site == SameSite::None && !secure {
-            return Err(ConfigError::Invalid {
-                name: "JWT_COOKIE_SAMESITE",
-                reason: "None needs JWT_COOKIE_SECURE=true (browsers refuse SameSite=None cookies without Secure)"
-                    .into(),
-            });
-        }
-        let domain = match get("JWT_COOKIE_DOMAIN").map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) {
-            Some(d) if d.chars().any(|c| c == ';' || c.is_control() || c.is_whitespace()) => {
-                return Err(ConfigError::Invalid {
-                    name: "JWT_COOKIE_DOMAIN",
-                    reason: format!("{d:?} is not a domain"),
-                })
-            }
-            other => other,
-        };
+        let same_site = same_site(get, secure)?;
+        let domain = domain(get)?;
         let settings = Self {
             locations,
             csrf_protect: flag(get, "JWT_COOKIE_CSRF_PROTECT", true)?,
@@ -324,6 +278,73 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// `JWT_TOKEN_LOCATION`: `headers`, `cookies` or both, in order.
+fn locations(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<Location>, ConfigError> {
+    let mut locations = Vec::new();
+    for part in get("JWT_TOKEN_LOCATION").unwrap_or_else(|| "headers".into()).split(',') {
+        let location = match part.trim().to_ascii_lowercase().as_str() {
+            "headers" => Location::Headers,
+            "cookies" => Location::Cookies,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "JWT_TOKEN_LOCATION",
+                    reason: format!("{other:?} is not headers or cookies (comma-separated, in order)"),
+                })
+            }
+        };
+        if !locations.contains(&location) {
+            locations.push(location);
+        }
+    }
+    Ok(locations)
+}
+
+/// `JWT_CSRF_METHODS`: the methods that need the double-submit header.
+fn csrf_methods(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<Method>, ConfigError> {
+    let parts = get("JWT_CSRF_METHODS").unwrap_or_else(|| "POST,PUT,PATCH,DELETE".into());
+    parts
+        .split(',')
+        .map(|part| {
+            Method::from_bytes(part.trim().to_ascii_uppercase().as_bytes()).map_err(|_| ConfigError::Invalid {
+                name: "JWT_CSRF_METHODS",
+                reason: format!("{part:?} is not an HTTP method"),
+            })
+        })
+        .collect()
+}
+
+/// `JWT_COOKIE_SAMESITE`; `None` only with `Secure` (browsers refuse it otherwise).
+fn same_site(get: &impl Fn(&str) -> Option<String>, secure: bool) -> Result<SameSite, ConfigError> {
+    let same_site = match get("JWT_COOKIE_SAMESITE").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("lax") => SameSite::Lax,
+        Some("strict") => SameSite::Strict,
+        Some("none") => SameSite::None,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: "JWT_COOKIE_SAMESITE",
+                reason: format!("{other:?} is not Lax, Strict or None"),
+            })
+        }
+    };
+    if same_site == SameSite::None && !secure {
+        return Err(ConfigError::Invalid {
+            name: "JWT_COOKIE_SAMESITE",
+            reason: "None needs JWT_COOKIE_SECURE=true (browsers refuse SameSite=None cookies without Secure)".into(),
+        });
+    }
+    Ok(same_site)
+}
+
+/// `JWT_COOKIE_DOMAIN`, when set.
+fn domain(get: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    match get("JWT_COOKIE_DOMAIN").map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) {
+        Some(d) if d.chars().any(|c| c == ';' || c.is_control() || c.is_whitespace()) => {
+            Err(ConfigError::Invalid { name: "JWT_COOKIE_DOMAIN", reason: format!("{d:?} is not a domain") })
+        }
+        other => Ok(other),
+    }
 }
 
 #[cfg(test)]

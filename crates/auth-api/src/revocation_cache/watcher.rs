@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, DateTime, Document};
 use mongodb::change_stream::event::{ChangeStreamEvent, OperationType, ResumeToken};
+use mongodb::change_stream::ChangeStream;
 use mongodb::error::{Error as MongoError, ErrorKind};
 use mongodb::options::FullDocumentType;
 use mongodb::{Collection, IndexModel};
@@ -88,33 +89,7 @@ async fn follow(
     evict_every: Duration,
     resume: &mut Option<ResumeToken>,
 ) -> Result<(), MongoError> {
-    let open = |token: Option<ResumeToken>| {
-        let mut watch = blacklist
-            .watch()
-            .full_document(FullDocumentType::UpdateLookup)
-            .max_await_time(await_time)
-            .batch_size(BATCH_SIZE);
-        if let Some(token) = token {
-            watch = watch.start_after(token);
-        }
-        watch
-    };
-    let mut stream = match resume.take() {
-        Some(token) => match open(Some(token)).await {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "revocation watcher: cannot resume the change stream; loading anew");
-                let stream = open(None).await?;
-                load(cache, blacklist, field, Mode::ChangeStream, mono_ms()).await?;
-                stream
-            }
-        },
-        None => {
-            let stream = open(None).await?;
-            load(cache, blacklist, field, Mode::ChangeStream, mono_ms()).await?;
-            stream
-        }
-    };
+    let mut stream = open(cache, blacklist, field, await_time, resume.take()).await?;
     let mut evicted_at = Instant::now();
     // The batch being applied: when its getMore was sent, and how many of its events came out so far.
     let mut batch: Option<(i64, u32)> = None;
@@ -167,6 +142,37 @@ async fn follow(
             evicted_at = Instant::now();
         }
     }
+}
+
+/// The change stream, resumed after `resume` when it still can be; otherwise opened now and the set loaded whole
+/// (after the stream is open, so that nothing written between the two is missed).
+async fn open(
+    cache: &RevocationCache,
+    blacklist: &Collection<Document>,
+    field: &FieldPath,
+    await_time: Duration,
+    resume: Option<ResumeToken>,
+) -> Result<ChangeStream<ChangeStreamEvent<Document>>, MongoError> {
+    let watch = |token: Option<ResumeToken>| {
+        let mut watch = blacklist
+            .watch()
+            .full_document(FullDocumentType::UpdateLookup)
+            .max_await_time(await_time)
+            .batch_size(BATCH_SIZE);
+        if let Some(token) = token {
+            watch = watch.start_after(token);
+        }
+        watch
+    };
+    if let Some(token) = resume {
+        match watch(Some(token)).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => tracing::warn!(error = %e, "revocation watcher: cannot resume the change stream; loading anew"),
+        }
+    }
+    let stream = watch(None).await?;
+    load(cache, blacklist, field, Mode::ChangeStream, mono_ms()).await?;
+    Ok(stream)
 }
 
 /// Applies one event; false when the set must be loaded anew (the collection was dropped or renamed).
@@ -267,15 +273,7 @@ async fn poll(
     let mut poll_now = false;
     loop {
         if !cache.is_loaded() || loaded_at.elapsed() >= RECONCILE_EVERY {
-            // Stamped first, so that the latest stamp afterwards marks everything the load is about to read.
-            let started = super::mono_ms();
-            let loaded = async {
-                stamp(blacklist).await?;
-                let latest = latest_stamp(blacklist).await?;
-                load(cache, blacklist, field, Mode::Polling, started).await?;
-                Ok::<_, MongoError>(latest)
-            };
-            match loaded.await {
+            match reload(cache, blacklist, field).await {
                 Ok(latest) => {
                     since = latest.or(since);
                     loaded_at = Instant::now();
@@ -292,18 +290,7 @@ async fn poll(
         }
         poll_now = true;
         let sent = super::mono_ms();
-        let polled = async {
-            stamp(blacklist).await?;
-            // The database's clock, read with the poll: the poll never starts past it (see `poll_from`).
-            let server_now = jtc_shared::mongo::server_time(blacklist.client()).await?;
-            let filter = match since {
-                Some(latest) => doc! { SEEN_FIELD: { "$gte": poll_from(latest, server_now) } },
-                None => doc! { SEEN_FIELD: { "$type": "date" } },
-            };
-            let documents = blacklist.find(filter).await?.try_collect::<Vec<Document>>().await?;
-            Ok::<_, MongoError>((documents, server_now))
-        };
-        match polled.await {
+        match changed_since(blacklist, since).await {
             Ok((documents, server_now)) => {
                 let mut future = 0u64;
                 for document in &documents {
@@ -336,6 +323,36 @@ async fn poll(
             evicted_at = Instant::now();
         }
     }
+}
+
+/// Loads the set whole for polling; the latest stamp before the load. Stamped first, so that the latest stamp
+/// afterwards marks everything the load is about to read.
+async fn reload(
+    cache: &RevocationCache,
+    blacklist: &Collection<Document>,
+    field: &FieldPath,
+) -> Result<Option<DateTime>, MongoError> {
+    let started = super::mono_ms();
+    stamp(blacklist).await?;
+    let latest = latest_stamp(blacklist).await?;
+    load(cache, blacklist, field, Mode::Polling, started).await?;
+    Ok(latest)
+}
+
+/// One poll: the entries stamped since `since` (every stamped one the first time), and the database's clock read
+/// with it, which the poll never starts past (see `poll_from`).
+async fn changed_since(
+    blacklist: &Collection<Document>,
+    since: Option<DateTime>,
+) -> Result<(Vec<Document>, DateTime), MongoError> {
+    stamp(blacklist).await?;
+    let server_now = jtc_shared::mongo::server_time(blacklist.client()).await?;
+    let filter = match since {
+        Some(latest) => doc! { SEEN_FIELD: { "$gte": poll_from(latest, server_now) } },
+        None => doc! { SEEN_FIELD: { "$type": "date" } },
+    };
+    let documents = blacklist.find(filter).await?.try_collect::<Vec<Document>>().await?;
+    Ok((documents, server_now))
 }
 
 /// Where a poll starts: the latest stamp it saw, less [`POLL_OVERLAP_MS`], and never past the database's clock

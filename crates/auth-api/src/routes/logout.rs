@@ -38,39 +38,7 @@ pub async fn logout(
     let access = authenticated.claims;
     let body = Bytes::from_request(request, &state).await?;
 
-    let refresh_token = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        match json_object(&body)?.remove("refresh_token") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(token)) => Some(token),
-            Some(_) => return Err(ApiError::BadRequest("refresh_token must be a string".into())),
-        }
-    };
-    // The refresh cookie travels with the access cookie (the request's CSRF value already vouched for both). A
-    // stale one (another user's, from before a secret change) is left alone rather than blocking the logout.
-    let cookie_refresh = match refresh_token {
-        None if authenticated.by_cookie => read_cookie(&headers, &state.cookies.refresh.jwt)
-            .and_then(|t| state.keys.verify(&t, TokenKind::Refresh).ok())
-            .filter(|claims| claims.sub == access.sub),
-        _ => None,
-    };
-    let refresh = match refresh_token.as_deref().map(|t| state.keys.verify(t, TokenKind::Refresh)) {
-        None | Some(Err(TokenError::Expired)) => None,
-        Some(Err(e)) => return Err(ApiError::BadRequest(format!("refresh_token: {e}"))),
-        Some(Ok(claims)) if claims.sub != access.sub => {
-            return Err(ApiError::BadRequest("refresh_token: it belongs to another user".into()))
-        }
-        Some(Ok(claims)) => Some(claims),
-    }
-    .or(cookie_refresh)
-    .or_else(|| {
-        // A cookie logout that cannot see the refresh cookie (it is sent only to its own path) still ends the
-        // refresh token: the access token names it. Its entry lasts as long as any refresh token issued by then.
-        let jti = access.rjti.clone().filter(|_| authenticated.by_cookie && refresh_token.is_none())?;
-        let exp = access.iat.saturating_add(i64::try_from(state.keys.refresh_ttl().as_secs()).unwrap_or(i64::MAX));
-        Some(Claims { jti, kind: TokenKind::Refresh, exp, rjti: None, csrf: None, fresh: false, ..access.clone() })
-    });
+    let refresh = refresh_to_revoke(&state, &access, authenticated.by_cookie, &headers, &body)?;
 
     let revocations = &state.revocations;
     let cache = state.revocation_cache.as_deref();
@@ -115,4 +83,50 @@ pub async fn logout(
         }
     }
     Ok((cookies, Json(json!({ "msg": "Successfully logged out", "revoked": revoked }))))
+}
+
+/// The refresh token a logout ends beside the access token, checked before anything is written: the body's
+/// `refresh_token` (a forged one, another user's or not a refresh token is a 400; an expired one needs nothing), else
+/// in cookie mode the refresh cookie that came along, else the one the access token names.
+fn refresh_to_revoke(
+    state: &AppState,
+    access: &Claims,
+    by_cookie: bool,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Option<Claims>, ApiError> {
+    let refresh_token = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match json_object(body)?.remove("refresh_token") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(token)) => Some(token),
+            Some(_) => return Err(ApiError::BadRequest("refresh_token must be a string".into())),
+        }
+    };
+    // The refresh cookie travels with the access cookie (the request's CSRF value already vouched for both). A
+    // stale one (another user's, from before a secret change) is left alone rather than blocking the logout.
+    let cookie_refresh = match refresh_token {
+        None if by_cookie => read_cookie(headers, &state.cookies.refresh.jwt)
+            .and_then(|t| state.keys.verify(&t, TokenKind::Refresh).ok())
+            .filter(|claims| claims.sub == access.sub),
+        _ => None,
+    };
+    let refresh = match refresh_token.as_deref().map(|t| state.keys.verify(t, TokenKind::Refresh)) {
+        None | Some(Err(TokenError::Expired)) => None,
+        Some(Err(e)) => return Err(ApiError::BadRequest(format!("refresh_token: {e}"))),
+        Some(Ok(claims)) if claims.sub != access.sub => {
+            return Err(ApiError::BadRequest("refresh_token: it belongs to another user".into()))
+        }
+        Some(Ok(claims)) => Some(claims),
+    }
+    .or(cookie_refresh)
+    .or_else(|| {
+        // A cookie logout that cannot see the refresh cookie (it is sent only to its own path) still ends the
+        // refresh token: the access token names it. Its entry lasts as long as any refresh token issued by then.
+        let jti = access.rjti.clone().filter(|_| by_cookie && refresh_token.is_none())?;
+        let exp = access.iat.saturating_add(i64::try_from(state.keys.refresh_ttl().as_secs()).unwrap_or(i64::MAX));
+        Some(Claims { jti, kind: TokenKind::Refresh, exp, rjti: None, csrf: None, fresh: false, ..access.clone() })
+    });
+    Ok(refresh)
 }
