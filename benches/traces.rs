@@ -62,12 +62,8 @@ async fn main() {
     collection.create_index(IndexModel::builder().keys(doc! { "expires_at": 1 }).build()).await.unwrap();
     let expired = common::seed_half_expired(&collection, args.entries).await;
 
-    let base = [
-        ("DB_URI", uri.clone()),
-        ("DB_NAME", DB.to_string()),
-        ("CLEANUP_TIME_BUDGET_SECONDS", "900".to_string()),
-        ("CLEANUP_HISTORY_COLLECTION", String::new()),
-    ];
+    let base =
+        [("DB_URI", uri.clone()), ("DB_NAME", DB.to_string()), ("CLEANUP_TIME_BUDGET_SECONDS", "900".to_string())];
     let with = |extra: &[(&'static str, String)]| base.iter().cloned().chain(extra.iter().cloned()).collect();
     let mut variants = Vec::new();
     if let Some(baseline) = &args.baseline_bin {
@@ -198,30 +194,37 @@ fn waterfall(spans: &[&Span], out: &Path) {
     }
     let Some(t0) = spans.iter().map(|s| s.start_ns).min() else { return };
     let t1 = spans.iter().map(|s| s.end_ns).max().unwrap_or(t0 + 1);
-    let ms = |ns: u64| (ns - t0) as f64 / 1e6;
-    let height = 40 + 18 * rows.len() as u32;
+    let seconds = |ns: u64| (ns - t0) as f64 / 1e9;
+    let total = seconds(t1).max(0.001);
+    let height = 60 + 18 * rows.len() as u32;
     let _ = std::fs::create_dir_all(out.parent().unwrap_or(Path::new(".")));
     let root = SVGBackend::new(out, (1000, height)).into_drawing_area();
     root.fill(&WHITE).expect("fill");
-    let total = ms(t1).max(1.0);
-    let mut chart = ChartBuilder::on(&root)
+    let (labels, bars) = root.split_horizontally(260);
+    let mut chart = ChartBuilder::on(&bars)
         .margin(10)
-        .x_label_area_size(25)
-        .y_label_area_size(0)
-        .build_cartesian_2d(-total * 0.45..total * 1.02, 0f64..rows.len() as f64)
+        .x_label_area_size(30)
+        .build_cartesian_2d(0f64..total * 1.01, 0f64..rows.len() as f64)
         .expect("chart");
-    chart.configure_mesh().disable_y_mesh().disable_y_axis().x_desc("ms").draw().expect("mesh");
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .disable_y_axis()
+        .x_desc("seconds since the run started")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()
+        .expect("mesh");
+    let shades = [RGBColor(31, 78, 121), RGBColor(46, 117, 182), RGBColor(91, 155, 213), RGBColor(157, 195, 230)];
     for (i, (depth, span)) in rows.iter().enumerate() {
         let y = (rows.len() - i) as f64;
-        let label = format!("{}{}", "  ".repeat(*depth), span.name);
-        let colour: RGBAColor = if span.status == 2 { RED.to_rgba() } else { Palette99::pick(*depth).to_rgba() };
-        chart
-            .draw_series([Rectangle::new(
-                [(ms(span.start_ns), y - 0.8), (ms(span.end_ns).max(ms(span.start_ns) + total / 500.0), y - 0.2)],
-                colour.filled(),
-            )])
-            .expect("bar");
-        chart.draw_series([Text::new(label, (-total * 0.44, y - 0.25), ("monospace", 12))]).expect("label");
+        let colour = if span.status == 2 { RED } else { shades[(*depth).min(shades.len() - 1)] };
+        let (from, to) = (seconds(span.start_ns), seconds(span.end_ns).max(seconds(span.start_ns) + total / 400.0));
+        chart.draw_series([Rectangle::new([(from, y - 0.8), (to, y - 0.2)], colour.filled())]).expect("bar");
+        // Rows line up with the chart's: 10 px of margin, then one row every (height - 10 - 10 - 30) / rows px.
+        let row = (height - 50) as f64 / rows.len() as f64;
+        let top = 10.0 + row * i as f64 + row * 0.55;
+        let label = format!("{}{}", "· ".repeat(*depth), span.name);
+        labels.draw(&Text::new(label, (10, top as i32), ("monospace", 12))).expect("label");
     }
     root.present().expect("write the SVG");
 }

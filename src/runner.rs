@@ -92,7 +92,7 @@ impl Runner {
         for (target, chain) in targets.iter().zip(&chains) {
             let own = SweepOptions { calls_end: Some(calls_end), batch_size, ..options.for_target(target) };
             let verifier = if target.legacy { self.verifier.as_ref() } else { None };
-            let span = target_span(target);
+            let span = target_span(target, request_id);
             let sweep = sweep::Sweep::open(chain, own, verifier, started_at, began).instrument(span.clone()).await;
             entries.push(sweep::turns::Entry { name: target.name.to_string(), sweep, span });
         }
@@ -160,7 +160,7 @@ impl Runner {
             (Some(Err(failure)), _) => Err(failure),
             (_, true) => self.sweep_targets(targets, options, request_id, started_at, progress).await,
             (_, false) => {
-                let span = targets.first().map(target_span).unwrap_or_else(tracing::Span::none);
+                let span = targets.first().map(|t| target_span(t, request_id)).unwrap_or_else(tracing::Span::none);
                 let verifier = self.verifier.as_ref();
                 sweep::run_at(&store, options, verifier, request_id, started_at, progress).instrument(span).await
             }
@@ -290,12 +290,13 @@ async fn release_by(store: &Fallback, claim: &Claim, bound: tokio::time::Instant
     Some(format!("the lease was not released ({error}); it runs out by itself"))
 }
 
-/// The span of one target's sweep: every line of it names the target (the span's field, in text and JSON logs),
-/// and its database calls are its children.
-fn target_span(target: &Target) -> tracing::Span {
+/// The span of one target's sweep: every line of it names the target and the run's request id (the span's fields,
+/// in text and JSON logs), and its database calls are its children.
+fn target_span(target: &Target, request_id: &str) -> tracing::Span {
     tracing::info_span!(
         "target",
         target = %target.name,
+        request_id,
         "db.namespace" = %target.database,
         "db.collection.name" = %target.collection,
         batches_untraced = tracing::field::Empty,

@@ -75,140 +75,200 @@ impl LaneSweep {
         started: Instant,
         tally: &mut Tally,
     ) -> Result<LaneStep, StoreError> {
-        let (lane, sizing, window) = (self.lane, &mut self.sizing, &mut self.window);
         loop {
             if self.finished {
                 return Ok(LaneStep::Done);
             }
-            let range = window.range();
+            let range = self.window.range();
             if started.elapsed() >= options.time_budget {
-                return Ok(LaneStep::Stopped(ExpiryRange::expired(lane, range.hi_ms)));
+                return Ok(LaneStep::Stopped(ExpiryRange::expired(self.lane, range.hi_ms)));
             }
             // The most a gentle sweep reads of this window before it knows the window is not too crowded.
-            let limit = sizing.bounds_reads().then(|| window.crowded_above().saturating_add(1));
+            let limit = self.sizing.bounds_reads().then(|| self.window.crowded_above().saturating_add(1));
             let estimate = !options.exact_bytes && tally.average_bytes().is_some();
             if estimate {
-                sizing.sampled();
+                self.sizing.sampled();
             }
-            // What a probe of this window counted, when it was probed.
-            let mut probed = None;
-            if let (Some(limit), true) = (limit, estimate) {
-                // Estimate mode deletes without measuring, and a delete cannot be limited: a gentle sweep counts
-                // first, reading at most the limit.
-                let at = Instant::now();
-                let seen = store.count_at_most(&range, limit).await?;
-                sizing.measured(at.elapsed(), seen);
-                if crowded(window, sizing, seen) {
-                    continue;
-                }
-                if seen == 0 {
-                    sizing.restart();
-                    window.set_target(sizing.get());
-                    if window.is_last() {
-                        return Ok(LaneStep::Done);
-                    }
-                    window.advance(0);
-                    continue;
-                }
-                probed = Some(seen);
-            }
-            let batch_started = Instant::now();
-            // A delete whose write concern was not confirmed in time: it happened on the primary (it counts), and the
-            // replicas are behind; the sweep pauses before the next batch.
-            let mut unconfirmed = false;
-            let count = if estimate {
-                // Estimate mode: no measuring read. A dry run still has to count what it would delete.
-                let at = Instant::now();
-                // Unmeasured, the window can hold no more than the batch size it was sized for, or what its probe
-                // counted, by what the sweep knows.
-                let at_most = u64::from(options.batch_size).max(probed.unwrap_or(0));
-                let count = if options.dry_run {
-                    store.count(&range).await?
-                } else {
-                    let deleted =
-                        store.delete(&range, at_most).await.inspect_err(|e| tally.deleted_estimated(e.applied()))?;
-                    unconfirmed |= !deleted.confirmed;
-                    deleted.count
-                };
-                if options.dry_run {
-                    sizing.measured(at.elapsed(), count);
-                } else {
-                    sizing.deleted(at.elapsed(), count);
-                }
-                if count > 0 && within_bound(store, tally, count)? {
-                    tally.batch();
-                    if options.dry_run {
-                        tally.would_delete_estimated(count);
-                    } else {
-                        tally.deleted_estimated(count);
-                    }
-                }
-                count
-            } else {
-                let at = Instant::now();
-                let mut measured = store.measure(&range, limit).await?;
-                sizing.measured(at.elapsed(), measured.count);
-                if crowded(window, sizing, measured.count) {
-                    continue;
-                }
-                if limit.is_some_and(|limit| measured.count >= limit) {
-                    // More than twice the target share one unit of expiry: the window cannot shrink, and a delete
-                    // takes the whole unit, so it is measured whole.
-                    measured = store.measure(&range, None).await?;
-                }
-                if measured.count > 0 && !within_bound(store, tally, measured.count)? {
-                    // Measured again through the next backend.
-                    continue;
-                }
-                if measured.count > 0 {
-                    tally.batch();
-                    if options.dry_run {
-                        tally.would_delete(measured.count, measured.bytes);
-                    } else {
-                        let at = Instant::now();
-                        let Deleted { count: deleted, confirmed } =
-                            store.delete(&range, measured.count).await.inspect_err(|e| {
-                                // A delete applied before it failed (an unsatisfiable write concern): counted.
-                                if e.applied() > 0 {
-                                    tally.deleted(measured.count, measured.bytes, e.applied());
-                                }
-                            })?;
-                        unconfirmed |= !confirmed;
-                        sizing.deleted(at.elapsed(), deleted);
-                        tally.deleted(measured.count, measured.bytes, deleted);
-                        tracing::debug!(?lane, lo = range.lo_ms, hi = range.hi_ms, deleted, "batch deleted");
-                    }
-                }
-                measured.count
+            // Estimate mode deletes without measuring, and a delete cannot be limited: a gentle sweep counts first,
+            // reading at most the limit.
+            let probed = match (estimate, limit) {
+                (true, Some(limit)) => match self.probe(store, &range, limit).await? {
+                    Probe::Again => continue,
+                    Probe::LaneDone => return Ok(LaneStep::Done),
+                    Probe::Holds(seen) => seen,
+                },
+                _ => 0,
             };
-            if count > 0 {
-                sizing.grow();
+            let batch_started = Instant::now();
+            let swept = if estimate {
+                self.delete_estimated(store, options, tally, &range, probed).await?
             } else {
-                sizing.restart();
-            }
-            window.set_target(sizing.get());
-            if count > 0 && options.pause_ratio > 0.0 {
-                let left = options.time_budget.saturating_sub(started.elapsed());
-                let pause = batch_started.elapsed().mul_f64(options.pause_ratio).min(left);
-                tokio::time::sleep(pause).await;
-                tally.paused(pause);
-            }
-            if unconfirmed {
-                let pause = UNCONFIRMED_PAUSE.min(options.time_budget.saturating_sub(started.elapsed()));
-                tally.unconfirmed();
-                tokio::time::sleep(pause).await;
-                tally.paused(pause);
-            }
-            if window.is_last() {
-                self.finished = true;
-            } else {
-                window.advance(count);
-            }
-            if count > 0 {
+                match self.delete_measured(store, options, tally, &range, limit).await? {
+                    Some(swept) => swept,
+                    None => continue,
+                }
+            };
+            self.after(swept, batch_started, options, started, tally).await;
+            if swept.count > 0 {
                 return Ok(LaneStep::Batch);
             }
         }
     }
+
+    /// A gentle sweep's count of the window before an estimated delete, reading at most `limit`: the window is too
+    /// crowded (shrunk: try again), empty (moved on, or the lane is done), or holds what it counted.
+    async fn probe(&mut self, store: &dyn Store, range: &ExpiryRange, limit: u64) -> Result<Probe, StoreError> {
+        let at = Instant::now();
+        let seen = store.count_at_most(range, limit).await?;
+        self.sizing.measured(at.elapsed(), seen);
+        if crowded(&mut self.window, &self.sizing, seen) {
+            return Ok(Probe::Again);
+        }
+        if seen > 0 {
+            return Ok(Probe::Holds(seen));
+        }
+        self.sizing.restart();
+        self.window.set_target(self.sizing.get());
+        if self.window.is_last() {
+            return Ok(Probe::LaneDone);
+        }
+        self.window.advance(0);
+        Ok(Probe::Again)
+    }
+
+    /// Estimate mode's batch: no measuring read (a dry run still counts what it would delete). Unmeasured, the
+    /// window holds no more than the batch size it was sized for, or what its probe counted (`probed`).
+    async fn delete_estimated(
+        &mut self,
+        store: &dyn Store,
+        options: &SweepOptions,
+        tally: &mut Tally,
+        range: &ExpiryRange,
+        probed: u64,
+    ) -> Result<Swept, StoreError> {
+        let at = Instant::now();
+        let at_most = u64::from(options.batch_size).max(probed);
+        let mut confirmed = true;
+        let count = if options.dry_run {
+            let count = store.count(range).await?;
+            self.sizing.measured(at.elapsed(), count);
+            count
+        } else {
+            let deleted = store.delete(range, at_most).await.inspect_err(|e| tally.deleted_estimated(e.applied()))?;
+            confirmed = deleted.confirmed;
+            self.sizing.deleted(at.elapsed(), deleted.count);
+            deleted.count
+        };
+        if count > 0 && within_bound(store, tally, count)? {
+            tally.batch();
+            if options.dry_run {
+                tally.would_delete_estimated(count);
+            } else {
+                tally.deleted_estimated(count);
+            }
+        }
+        Ok(Swept { count, confirmed })
+    }
+
+    /// The exact batch: measured (count and bytes), then deleted by the same range; `None` when the window must be
+    /// tried again (too crowded, or measured again through the next backend).
+    async fn delete_measured(
+        &mut self,
+        store: &dyn Store,
+        options: &SweepOptions,
+        tally: &mut Tally,
+        range: &ExpiryRange,
+        limit: Option<u64>,
+    ) -> Result<Option<Swept>, StoreError> {
+        let at = Instant::now();
+        let mut measured = store.measure(range, limit).await?;
+        self.sizing.measured(at.elapsed(), measured.count);
+        if crowded(&mut self.window, &self.sizing, measured.count) {
+            return Ok(None);
+        }
+        if limit.is_some_and(|limit| measured.count >= limit) {
+            // More than twice the target share one unit of expiry: the window cannot shrink, and a delete takes the
+            // whole unit, so it is measured whole.
+            measured = store.measure(range, None).await?;
+        }
+        if measured.count > 0 && !within_bound(store, tally, measured.count)? {
+            return Ok(None);
+        }
+        let swept = Swept { count: measured.count, confirmed: true };
+        if measured.count == 0 {
+            return Ok(Some(swept));
+        }
+        tally.batch();
+        if options.dry_run {
+            tally.would_delete(measured.count, measured.bytes);
+            return Ok(Some(swept));
+        }
+        let at = Instant::now();
+        let Deleted { count: deleted, confirmed } = store.delete(range, measured.count).await.inspect_err(|e| {
+            // A delete applied before it failed (an unsatisfiable write concern): counted.
+            if e.applied() > 0 {
+                tally.deleted(measured.count, measured.bytes, e.applied());
+            }
+        })?;
+        self.sizing.deleted(at.elapsed(), deleted);
+        tally.deleted(measured.count, measured.bytes, deleted);
+        tracing::debug!(lane = ?self.lane, lo = range.lo_ms, hi = range.hi_ms, deleted, "batch deleted");
+        Ok(Some(Swept { count: measured.count, confirmed }))
+    }
+
+    /// After a window: the next one sized by what this one held, the pauses (gentle pacing; replicas that did not
+    /// confirm a delete in time), and the window moved on.
+    async fn after(
+        &mut self,
+        swept: Swept,
+        batch_started: Instant,
+        options: &SweepOptions,
+        started: Instant,
+        tally: &mut Tally,
+    ) {
+        if swept.count > 0 {
+            self.sizing.grow();
+        } else {
+            self.sizing.restart();
+        }
+        self.window.set_target(self.sizing.get());
+        if swept.count > 0 && options.pause_ratio > 0.0 {
+            let left = options.time_budget.saturating_sub(started.elapsed());
+            let pause = batch_started.elapsed().mul_f64(options.pause_ratio).min(left);
+            tokio::time::sleep(pause).await;
+            tally.paused(pause);
+        }
+        if !swept.confirmed {
+            // The delete happened on the primary (it counts), and the replicas are behind: pause before the next.
+            let pause = UNCONFIRMED_PAUSE.min(options.time_budget.saturating_sub(started.elapsed()));
+            tally.unconfirmed();
+            tokio::time::sleep(pause).await;
+            tally.paused(pause);
+        }
+        if self.window.is_last() {
+            self.finished = true;
+        } else {
+            self.window.advance(swept.count);
+        }
+    }
+}
+
+/// What a gentle sweep's count before an estimated delete found.
+enum Probe {
+    /// The window was too crowded and shrank, or was empty and the sweep moved on: try again.
+    Again,
+    /// The window was empty and the lane's last.
+    LaneDone,
+    /// The window holds this many (at most the limit).
+    Holds(u64),
+}
+
+/// What one window's batch did: how many it deleted (or counted, in a dry run), and whether the write concern
+/// confirmed the delete in time.
+#[derive(Debug, Clone, Copy)]
+struct Swept {
+    count: u64,
+    confirmed: bool,
 }
 
 /// Whether `more` entries keep the run within its size bound ([`Tally::check_within`]). Beyond it, the store's

@@ -181,6 +181,33 @@ impl<'a> Sweep<'a> {
         self.options.time_budget = self.started.elapsed();
     }
 
+    /// Counts what is left where expired entries may still be (`remaining`), and holds a lane that was swept to
+    /// its end to having nothing left; false when the run's deadline cut the counts (what is left is unknown).
+    async fn count_remaining(&mut self, stopped: bool) -> Result<bool, SweepFailure> {
+        for (range, swept) in &self.remaining {
+            let left = match self.store.count(range).await {
+                Ok(left) => left,
+                Err(e) if self.cut(stopped, &e) => return Ok(false),
+                Err(e) => return Err(self.tally.failure(e, self.store.backend())),
+            };
+            if left > 0 && *swept {
+                self.tally.incomplete();
+                self.tally.warn(format!(
+                    "{left} expired entries are still in the {lane} lane after it was swept: the store did not \
+                     delete what it was asked to (another writer, or a server that misreads filters)",
+                    lane = range.lane.name()
+                ));
+            }
+            self.tally.remaining(left);
+        }
+        Ok(true)
+    }
+
+    /// Whether `error` is the run's deadline cutting a closing call of a sweep the budget `stopped` (see `close`).
+    fn cut(&self, stopped: bool, error: &StoreError) -> bool {
+        stopped && tokio::time::Instant::now() >= self.deadline && error.kind() == ErrorKind::Unreachable
+    }
+
     fn fail(&self, error: StoreError) -> SweepFailure {
         self.tally.failure(error, self.store.backend())
     }
@@ -293,53 +320,31 @@ impl<'a> Sweep<'a> {
     /// the statistics and the backlog, and reports.
     pub async fn close(mut self, request_id: &str) -> Result<SweepReport, SweepFailure> {
         self.traced.summarise();
-        let store = &self.store;
-        let tally = &mut self.tally;
         // A sweep the budget stopped proves nothing more by its closing calls (it is incomplete either way): when the
         // run's deadline cuts them (on the test server they read every remaining entry, 2-7 s for 20,000), what is
         // left is reported unknown instead of failing the target. A complete sweep's counts are its evidence, and
         // stay fatal.
-        let stopped = !tally.is_complete();
-        let deadline = self.deadline;
-        let cut =
-            |e: &StoreError| stopped && tokio::time::Instant::now() >= deadline && e.kind() == ErrorKind::Unreachable;
-        let mut unknown = false;
-        for (range, swept) in &self.remaining {
-            let left = match store.count(range).await {
-                Ok(left) => left,
-                Err(e) if cut(&e) => {
-                    unknown = true;
-                    break;
-                }
-                Err(e) => return Err(tally.failure(e, store.backend())),
-            };
-            if left > 0 && *swept {
-                tally.incomplete();
-                tally.warn(format!(
-                    "{left} expired entries are still in the {lane} lane after it was swept: the store did not \
-                     delete what it was asked to (another writer, or a server that misreads filters)",
-                    lane = range.lane.name()
-                ));
-            }
-            tally.remaining(left);
-        }
+        let stopped = !self.tally.is_complete();
+        let mut unknown = !self.count_remaining(stopped).await?;
         if self.options.dry_run {
-            tally.dry_run_leaves_what_it_counted();
+            self.tally.dry_run_leaves_what_it_counted();
         }
         // One statistics call, at the end: on some servers it costs a pass over the collection (and holds the
         // server while it runs), so it is made once per run at most, and not at all with
         // `CLEANUP_COLLECTION_STATS=false`.
         let after = match (self.options.collection_stats, unknown) {
-            (true, false) => match store.stats().await {
+            (true, false) => match self.store.stats().await {
                 Ok(stats) => Some(stats),
-                Err(e) if cut(&e) => {
+                Err(e) if self.cut(stopped, &e) => {
                     unknown = true;
                     None
                 }
-                Err(e) => return Err(tally.failure(e, store.backend())),
+                Err(e) => return Err(self.tally.failure(e, self.store.backend())),
             },
             _ => None,
         };
+        let store = &self.store;
+        let tally = &mut self.tally;
         if unknown {
             tally.remaining_unknown();
             tally.warn(

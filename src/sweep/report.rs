@@ -174,60 +174,9 @@ pub fn combine(
     let bytes = sum(&|r| r.memory_saved_bytes).saturating_add(failed_sum(&|f| f.memory_saved_bytes));
     let batches = sum(&|r| r.batches).saturating_add(failed_sum(&|f| f.batches));
     let Some(first) = outcomes.iter().find_map(|(_, r)| r.as_ref().ok()).cloned() else {
-        let errors: Vec<String> =
-            outcomes.iter().filter_map(|(name, r)| r.as_ref().err().map(|f| format!("{name}: {}", f.error))).collect();
-        let first = outcomes.iter().find_map(|(_, r)| r.as_ref().err());
-        return Err(SweepFailure {
-            error: format!("every target failed: {}", errors.join("; ")),
-            cleaned_count: cleaned,
-            memory_saved_bytes: bytes,
-            batches,
-            backend: first.map(|f| f.backend.clone()).unwrap_or_default(),
-            kind: first.map_or(ErrorKind::Query, |f| f.kind),
-        });
+        return Err(every_target_failed(&outcomes, cleaned, bytes, batches));
     };
-    let mut warnings = Vec::new();
-    let mut fallback = Vec::new();
-    let mut backends: Vec<String> = Vec::new();
-    let mut backlogs = Vec::new();
-    let mut sections = Vec::with_capacity(outcomes.len());
-    for (name, outcome) in &outcomes {
-        match outcome {
-            Ok(r) => {
-                warnings.extend(r.warnings.iter().map(|w| format!("{name}: {w}")));
-                if let Some(reason) = &r.fallback_reason {
-                    fallback.push(format!("{name}: {reason}"));
-                }
-                if !backends.contains(&r.backend) {
-                    backends.push(r.backend.clone());
-                }
-                backlogs.extend(r.backlog.as_ref());
-                sections.push(TargetSection {
-                    name: name.clone(),
-                    cleaned_count: r.cleaned_count,
-                    remaining_tokens: r.remaining_tokens,
-                    memory_saved_bytes: r.memory_saved_bytes,
-                    complete: r.complete,
-                    backlog: r.backlog.clone(),
-                    warnings: r.warnings.clone(),
-                    error: None,
-                })
-            }
-            Err(f) => {
-                warnings.push(format!("target {name} failed: {}", f.error));
-                sections.push(TargetSection {
-                    name: name.clone(),
-                    cleaned_count: f.cleaned_count,
-                    remaining_tokens: None,
-                    memory_saved_bytes: f.memory_saved_bytes,
-                    complete: false,
-                    backlog: None,
-                    warnings: Vec::new(),
-                    error: Some(f.error.clone()),
-                })
-            }
-        }
-    }
+    let Parts { warnings, fallback, backends, backlogs, sections } = Parts::of(&outcomes);
     let backlog = match all_ok && backlogs.len() == outcomes.len() {
         true => Some(Backlog::merge(&backlogs, started_at + duration)),
         false => None,
@@ -263,6 +212,76 @@ pub fn combine(
         targets: Some(sections),
         skipped: None,
     })
+}
+
+/// The failure of a run whose every target failed: each one's error, and what they did before.
+fn every_target_failed(outcomes: &[TargetOutcome], cleaned: u64, bytes: u64, batches: u64) -> SweepFailure {
+    let errors: Vec<String> =
+        outcomes.iter().filter_map(|(name, r)| r.as_ref().err().map(|f| format!("{name}: {}", f.error))).collect();
+    let first = outcomes.iter().find_map(|(_, r)| r.as_ref().err());
+    SweepFailure {
+        error: format!("every target failed: {}", errors.join("; ")),
+        cleaned_count: cleaned,
+        memory_saved_bytes: bytes,
+        batches,
+        backend: first.map(|f| f.backend.clone()).unwrap_or_default(),
+        kind: first.map_or(ErrorKind::Query, |f| f.kind),
+    }
+}
+
+/// What a run's report gathers from its targets' outcomes, beside the sums: their warnings (a failed target's error
+/// among them), fallback reasons, backends (each once), backlogs and sections.
+struct Parts<'a> {
+    warnings: Vec<String>,
+    fallback: Vec<String>,
+    backends: Vec<String>,
+    backlogs: Vec<&'a Backlog>,
+    sections: Vec<TargetSection>,
+}
+
+impl<'a> Parts<'a> {
+    fn of(outcomes: &'a [TargetOutcome]) -> Self {
+        let mut parts =
+            Parts { warnings: vec![], fallback: vec![], backends: vec![], backlogs: vec![], sections: vec![] };
+        for (name, outcome) in outcomes {
+            match outcome {
+                Ok(r) => {
+                    parts.warnings.extend(r.warnings.iter().map(|w| format!("{name}: {w}")));
+                    if let Some(reason) = &r.fallback_reason {
+                        parts.fallback.push(format!("{name}: {reason}"));
+                    }
+                    if !parts.backends.contains(&r.backend) {
+                        parts.backends.push(r.backend.clone());
+                    }
+                    parts.backlogs.extend(r.backlog.as_ref());
+                    parts.sections.push(TargetSection {
+                        name: name.clone(),
+                        cleaned_count: r.cleaned_count,
+                        remaining_tokens: r.remaining_tokens,
+                        memory_saved_bytes: r.memory_saved_bytes,
+                        complete: r.complete,
+                        backlog: r.backlog.clone(),
+                        warnings: r.warnings.clone(),
+                        error: None,
+                    })
+                }
+                Err(f) => {
+                    parts.warnings.push(format!("target {name} failed: {}", f.error));
+                    parts.sections.push(TargetSection {
+                        name: name.clone(),
+                        cleaned_count: f.cleaned_count,
+                        remaining_tokens: None,
+                        memory_saved_bytes: f.memory_saved_bytes,
+                        complete: false,
+                        backlog: None,
+                        warnings: Vec::new(),
+                        error: Some(f.error.clone()),
+                    })
+                }
+            }
+        }
+        parts
+    }
 }
 
 /// `1 expired token`, `2 expired tokens`.

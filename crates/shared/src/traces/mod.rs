@@ -34,9 +34,9 @@ pub const FLUSH_BOUND: Duration = Duration::from_secs(1);
 /// One export's HTTP timeout: under [`FLUSH_BOUND`], so that a hanging collector ends the flush with an error of
 /// its own (and the processor's thread is free for the next one) rather than by the bound.
 const EXPORT_TIMEOUT: Duration = Duration::from_millis(900);
-/// Spans queued for export at most; past it the SDK drops new ones (and says so once). A run's spans are bounded
-/// well below it (the sweep summarises batches past `MAX_BATCH_SPANS` of a target).
-const MAX_QUEUE: usize = 8192;
+/// Spans queued for export at most (the SDK's default); past it the SDK drops new ones (and says so once). A run
+/// exports about a hundred (the sweep counts batches past 50 a target instead of tracing each), far below it.
+const MAX_QUEUE: usize = 2048;
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 

@@ -251,7 +251,7 @@ mod tests {
         assert!(e(&[url, ("OTEL_TRACES_SAMPLER", "sometimes")]).starts_with("OTEL_TRACES_SAMPLER "));
         assert!(e(&[url, ("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "2")])
             .starts_with("OTEL_TRACES_SAMPLER_ARG"));
-        let bad_header = e(&[url, ("OTEL_EXPORTER_OTLP_HEADERS", "authentication=hunter2-secret\n")]);
+        let bad_header = e(&[url, ("OTEL_EXPORTER_OTLP_HEADERS", "authentication=hunter2\u{1}secret")]);
         assert!(bad_header.starts_with("OTEL_EXPORTER_OTLP_HEADERS") && !bad_header.contains("hunter2"));
     }
 
