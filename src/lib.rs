@@ -17,7 +17,8 @@
 //!   [`store::RunHistory`]; [`store::Store`] is all three) and its one error type; the shared query
 //!   builders (`filter`); one file or folder per backend: the direct MongoDB connection (`mongo`) and the
 //!   DB-operation HTTP API (`http_api`: transport, contract probe, store); the factory that builds them
-//!   (`backends`); each call's span, by the database conventions (`call_span`); and the wrappers a run goes through:
+//!   (`backends`); the replicas' lag, which a backend reads from its own admin answer (`replication`); each call's
+//!   span, by the database conventions (`call_span`); and the wrappers a run goes through:
 //!   the `fallback` chain (the API first, the direct connection when it fails) and the `deadline` that ends every
 //!   call at the budget plus a margin.
 //! - [`runner`]: one run from start to record, for `/invoke` and `sweep` alike: the lease, the alerts, the sweep

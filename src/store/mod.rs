@@ -17,12 +17,14 @@ pub mod fallback;
 pub mod filter;
 pub mod http_api;
 pub mod mongo;
+pub mod replication;
 
 use async_trait::async_trait;
 use mongodb::bson::{Bson, Document};
 
 pub use crate::config::HistorySettings;
 pub use error::{ErrorKind, StoreError};
+pub use replication::ReplicationLag;
 
 /// How an entry stores its expiry. BSON compares values only within a type bracket, so each lane is swept
 /// separately: one `$lt` on a Date would never match a number.
@@ -209,9 +211,9 @@ pub trait SweepStore: Backend {
     /// Whether an index starts with the expiry field; `None` when this backend cannot tell.
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError>;
 
-    /// The replica set's `replSetGetStatus`, for the replication lag (`sweep::replication`); `None` when this
-    /// backend cannot run the command (the Data API has no admin commands).
-    async fn replication_status(&self) -> Result<Option<Document>, StoreError>;
+    /// How far the replicas lag, read by the backend from its own admin answer ([`replication`]), for the sweep's
+    /// lag bound (`sweep::replication`).
+    async fn replication_lag(&self) -> Result<ReplicationLag, StoreError>;
 }
 
 /// Legacy entries of the same collection: no usable expiry field, only the raw token (`crate::sweep::legacy`).
@@ -313,8 +315,10 @@ macro_rules! forward_store {
             async fn expiry_indexed(&self) -> Result<Option<bool>, $crate::store::StoreError> {
                 $via!(self, "expiry_indexed", |s| s.expiry_indexed())
             }
-            async fn replication_status(&self) -> Result<Option<mongodb::bson::Document>, $crate::store::StoreError> {
-                $via!(self, "replication_status", |s| s.replication_status())
+            async fn replication_lag(
+                &self,
+            ) -> Result<$crate::store::replication::ReplicationLag, $crate::store::StoreError> {
+                $via!(self, "replication_lag", |s| s.replication_lag())
             }
         }
 

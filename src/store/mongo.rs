@@ -19,7 +19,7 @@ use super::filter::{
 };
 use super::{
     Backend, CollectionStats, Deleted, ExpiryRange, HistorySettings, LeaseWrite, LegacyEntry, LegacyStore, Measure,
-    RunHistory, RunQuery, StoreError, SweepStore, HISTORY_TIME_FIELD,
+    ReplicationLag, RunHistory, RunQuery, StoreError, SweepStore, HISTORY_TIME_FIELD,
 };
 use crate::config::{Acknowledgment, DbSettings, DeleteWriteConcern, FieldPath, MongoName};
 use jtc_shared::mongo::{connect, is_duplicate_key, is_index_conflict, DriverError};
@@ -297,9 +297,10 @@ impl SweepStore for MongoStore {
         Ok(Some(indexes_lead_with(&self.field, &keys)))
     }
 
-    async fn replication_status(&self) -> Result<Option<Document>, StoreError> {
+    async fn replication_lag(&self) -> Result<ReplicationLag, StoreError> {
         let admin = self.client().await?.database("admin");
-        admin.run_command(doc! { "replSetGetStatus": 1 }).await.map(Some).map_err(|e| self.classify(e))
+        let status = admin.run_command(doc! { "replSetGetStatus": 1 }).await.map_err(|e| self.classify(e))?;
+        Ok(ReplicationLag::of_status(&status))
     }
 }
 

@@ -33,7 +33,7 @@ pub use progress::{Done, LogLines, Progress, Silent};
 pub use report::{SweepFailure, SweepReport};
 
 use crate::store::deadline::{Deadline, AFTER_RUN, CALL_MARGIN};
-use crate::store::{Backend, ErrorKind, ExpiryRange, Lane, Store, StoreError, SweepStore};
+use crate::store::{Backend, ErrorKind, ExpiryRange, Lane, ReplicationLag, Store, StoreError, SweepStore};
 use lane::{LaneStep, LaneSweep};
 use report::RunEnd;
 use tally::Tally;
@@ -265,24 +265,21 @@ impl<'a> Sweep<'a> {
                 return Ok(());
             }
             self.lag_read_at = Some(Instant::now());
-            let status = match self.store.replication_status().await {
-                Ok(status) => status,
+            let lag = match self.store.replication_lag().await {
+                Ok(ReplicationLag::Worst(lag)) => lag,
+                Ok(ReplicationLag::Unavailable) => {
+                    self.lag_unreadable(&format!("{} cannot run replSetGetStatus", self.store.backend()));
+                    return Ok(());
+                }
+                Ok(ReplicationLag::Unreadable(why)) => {
+                    self.lag_unreadable(&why);
+                    return Ok(());
+                }
                 Err(e) if e.kind() == ErrorKind::Unreachable => return Err(self.fail(e)),
                 Err(e) => {
                     self.lag_unreadable(&format!("replSetGetStatus was refused ({e})"));
                     return Ok(());
                 }
-            };
-            let lag = match status.as_ref().map(replication::worst_lag) {
-                None => {
-                    self.lag_unreadable(&format!("{} cannot run replSetGetStatus", self.store.backend()));
-                    return Ok(());
-                }
-                Some(Err(why)) => {
-                    self.lag_unreadable(&why);
-                    return Ok(());
-                }
-                Some(Ok(lag)) => lag,
             };
             let Some(lag) = lag.filter(|lag| *lag > bound) else { return Ok(()) };
             let left = self.options.time_budget.saturating_sub(self.started.elapsed());

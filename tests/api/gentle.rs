@@ -9,8 +9,8 @@ use std::time::Duration;
 use chrono::Utc;
 use jwt_token_cleaner::store::mongo::MongoStore;
 use jwt_token_cleaner::store::{
-    Backend, CollectionStats, Deleted, ExpiryRange, LeaseWrite, LegacyEntry, LegacyStore, Measure, RunHistory,
-    RunQuery, StoreError, SweepStore,
+    Backend, CollectionStats, Deleted, ExpiryRange, LeaseWrite, LegacyEntry, LegacyStore, Measure, ReplicationLag,
+    RunHistory, RunQuery, StoreError, SweepStore,
 };
 use jwt_token_cleaner::sweep::{self, SweepOptions, SweepOverrides};
 use mongodb::bson::{doc, Bson, DateTime, Document};
@@ -109,12 +109,13 @@ impl SweepStore for Slowed {
     async fn expiry_indexed(&self) -> Result<Option<bool>, StoreError> {
         self.inner.expiry_indexed().await
     }
-    async fn replication_status(&self) -> Result<Option<Document>, StoreError> {
-        // A scripted answer while there is one (a captured reply edited to show lag), else the server's.
+    async fn replication_lag(&self) -> Result<ReplicationLag, StoreError> {
+        // A scripted answer while there is one (a captured reply edited to show lag, read as the backend reads
+        // its own), else the server's.
         let scripted = self.replication.lock().unwrap().pop_front();
         match scripted {
-            Some(status) => status.map(Some),
-            None => self.inner.replication_status().await,
+            Some(status) => status.map(|status| ReplicationLag::of_status(&status)),
+            None => self.inner.replication_lag().await,
         }
     }
 }

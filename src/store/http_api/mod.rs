@@ -262,8 +262,8 @@ impl SweepStore for HttpApiStore {
         }
     }
 
-    async fn replication_status(&self) -> Result<Option<Document>, StoreError> {
-        Ok(None)
+    async fn replication_lag(&self) -> Result<crate::store::ReplicationLag, StoreError> {
+        Ok(crate::store::ReplicationLag::Unavailable)
     }
 }
 
