@@ -209,7 +209,7 @@ pub const DEFAULT_BATCH_SIZE: u32 = 5000;
 
 /// `CLEANUP_BATCH_SIZE`'s default in estimate mode (`CLEANUP_EXACT_BYTES=false`). With no measure to bound, a
 /// window costs only its delete, which yields to other clients; larger windows save the per-batch work that kept
-/// estimate mode at 1.13x of a bare `deleteMany` with 5,000 (BENCHMARKS.md, impact table).
+/// estimate mode further from a bare `deleteMany` with the measured default (BENCHMARKS.md, the impact table).
 pub const DEFAULT_ESTIMATE_BATCH_SIZE: u32 = 20_000;
 /// The largest time budget, in seconds (FC functions may run longer than the default 60 s).
 pub const MAX_TIME_BUDGET_SECONDS: u64 = 900;
@@ -587,7 +587,7 @@ mod tests {
             let refused = settings(&[BASE[0], BASE[1], ("CLEANUP_WRITE_CONCERN", bad)]).unwrap_err().to_string();
             assert!(refused.starts_with("CLEANUP_WRITE_CONCERN is invalid"), "{bad}: {refused}");
         }
-        // #39 L10, L11: combinations that would silently do nothing.
+        // Combinations that would silently do nothing.
         let api_only = [("MONGODB_API_URL", "https://api.example/app/data-x/endpoint/data/v1"), BASE[1]];
         let refused = settings(&[api_only[0], api_only[1], ("CLEANUP_WRITE_CONCERN", "majority")]).unwrap_err();
         assert!(refused.to_string().contains("DB_URI is not set"), "{refused}");

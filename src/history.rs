@@ -4,23 +4,23 @@
 //!
 //! A record is `{kind: "jwt-token-cleaner-run", schema: 1, started_at, ended_at, duration_ms, trigger, request_id,
 //! dry_run, backend, fallback_reason, outcome, cleaned_count, memory_saved_bytes, expired_remaining, complete,
-//! backlog: {expired, expired_at_least, oldest_expired_age_seconds} | null, error, version}`. Reading is strict:
+//! backlog: {expired, expired_at_least, oldest_expired_age_seconds} | null, error, version, targets?, held_by?}`:
+//! [`RunRecord`]'s fields, derived (serde, with BSON's serializer), after the marker and the layout version. Reading is strict:
 //! anything else in the collection (another program's documents, a hand edit) is skipped and counted, never
 //! trusted and never fatal.
 
 use chrono::{DateTime, Utc};
 use mongodb::bson::{doc, Bson, Document};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::sweep::backlog::Backlog;
-use crate::sweep::report::rfc3339;
 use crate::sweep::{SweepFailure, SweepReport};
 
 /// What marks a document as a run record.
 const KIND: &str = "jwt-token-cleaner-run";
 
-/// The fields a record is read back with: nothing else of a stored document is fetched (a document with a 2 MB
-/// extra field once took `status --json` to 130 MB).
+/// The fields a record is read back with: nothing else of a stored document is fetched, so that a document padded
+/// with an extra field cannot swell `status` (BENCHMARKS.md, "Figures behind the code").
 const FIELDS: [&str; 20] = [
     "kind",
     "schema",
@@ -49,9 +49,9 @@ const FIELDS: [&str; 20] = [
 pub const FUTURE_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 
 /// The largest run record `status` reads, in BSON bytes of the fields it reads ([`FIELDS`]; other fields are
-/// never fetched). A real record stays far below it (a run over the most targets a run may have, each with an
-/// error excerpt, is under 100 KiB); a padded one is not read at all: 20 records with a 15 MiB `error` each once
-/// took `status --json` to 967 MB of memory and 314 MB of output.
+/// never fetched). A real record stays far below it, even a run over the most targets a run may have, each with an
+/// error excerpt; a padded one is not read at all, so that padded records cannot take `status` to hundreds of
+/// megabytes (BENCHMARKS.md, "Figures behind the code").
 pub const MAX_RECORD_BYTES: i64 = 256 * 1024;
 
 /// The size in bytes of what `status` reads of a record, for a filter's `$expr` (`$bsonSize` of the projected
@@ -99,8 +99,9 @@ pub fn oversized_query(limit: u32) -> crate::store::RunQuery {
 /// The record's layout version.
 const SCHEMA: i32 = 1;
 
-/// An enum whose variants each have one name, said once here: in records, in `status`, in JSON (its
-/// `Serialize`) and in the refusal of an unknown one.
+/// An enum whose variants each have one name, said once here: in records, in `status`, in JSON and in the refusal
+/// of an unknown one (its `Serialize` and `Deserialize`). A macro rather than serde's renames: spans and `status`'s
+/// text need each name as a `&'static str` (`as_str`), and `status` lists them (`ALL`), which a derive does not give.
 macro_rules! named {
     ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)* }) => {
         $(#[$meta])*
@@ -132,6 +133,13 @@ macro_rules! named {
         impl Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let name = String::deserialize(deserializer)?;
+                Self::parse(&format!("{name:?}"), &name).map_err(serde::de::Error::custom)
             }
         }
     };
@@ -172,42 +180,15 @@ impl Outcome {
 }
 
 /// The backlog a record keeps: the sums, not the lanes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BacklogRecord {
     /// Expired entries still there (counted to a limit).
     pub expired: u64,
     /// The count stopped at the limit.
+    #[serde(default)]
     pub expired_at_least: bool,
     /// The oldest expired entry's age, in seconds.
     pub oldest_expired_age_seconds: Option<u64>,
-}
-
-impl BacklogRecord {
-    /// As stored.
-    fn to_bson(record: Option<&BacklogRecord>) -> Bson {
-        let count = |n: u64| Bson::Int64(i64::try_from(n).unwrap_or(i64::MAX));
-        match record {
-            Some(b) => Bson::Document(doc! {
-                "expired": count(b.expired),
-                "expired_at_least": b.expired_at_least,
-                "oldest_expired_age_seconds": b.oldest_expired_age_seconds.map_or(Bson::Null, count),
-            }),
-            None => Bson::Null,
-        }
-    }
-
-    /// Read back (`what` names it in the refusal).
-    fn from_bson(value: Option<&Bson>, what: &str) -> Result<Option<BacklogRecord>, String> {
-        match value {
-            None | Some(Bson::Null) => Ok(None),
-            Some(Bson::Document(b)) => Ok(Some(BacklogRecord {
-                expired: whole(b.get("expired")).ok_or_else(|| format!("{what}.expired is not a count"))?,
-                expired_at_least: b.get_bool("expired_at_least").unwrap_or(false),
-                oldest_expired_age_seconds: whole(b.get("oldest_expired_age_seconds")),
-            })),
-            Some(_) => Err(format!("{what} is not a document")),
-        }
-    }
 }
 
 impl From<&Backlog> for BacklogRecord {
@@ -220,14 +201,14 @@ impl From<&Backlog> for BacklogRecord {
     }
 }
 
-/// One run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One run: as stored (with [`KIND`] and [`SCHEMA`] before it), as read back, and as `status --json` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
-    /// When it started (RFC 3339 in JSON, a Date in the collection).
-    #[serde(serialize_with = "as_rfc3339")]
+    /// When it started (RFC 3339 in JSON, a Date in the collection: see [`stamp`]).
+    #[serde(with = "stamp")]
     pub started_at: DateTime<Utc>,
     /// When it ended.
-    #[serde(serialize_with = "as_rfc3339")]
+    #[serde(with = "stamp")]
     pub ended_at: DateTime<Utc>,
     /// Wall time.
     pub duration_ms: u64,
@@ -256,17 +237,18 @@ pub struct RunRecord {
     /// What went wrong (scrubbed, as in the answer).
     pub error: Option<String>,
     /// The program's version.
+    #[serde(default)]
     pub version: String,
     /// With `CLEANUP_TARGETS`: each target's part (absent from records of a single target).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetRecord>,
     /// A skipped run: the request id of the run that held the lease.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_by: Option<String>,
 }
 
 /// One target's part of a recorded run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TargetRecord {
     /// The target's name.
     pub name: String,
@@ -288,8 +270,28 @@ impl RunRecord {
     }
 }
 
-fn as_rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&rfc3339(*at))
+/// A record's dates: RFC 3339 text where the format is read by people (`status --json`), a BSON Date in the
+/// collection (the TTL index on `started_at` removes only Dates, and the history's queries compare Dates). The
+/// stored document is written by BSON's binary serializer, which says it is not human-readable.
+mod stamp {
+    use chrono::{DateTime, Utc};
+    use mongodb::bson;
+    use serde::{Deserialize, Serialize};
+
+    pub fn serialize<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&crate::sweep::report::rfc3339(*at))
+        } else {
+            bson::DateTime::from_millis(at.timestamp_millis()).serialize(serializer)
+        }
+    }
+
+    /// Records are only read from the collection: a Date, nothing else.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+        let at = bson::DateTime::deserialize(deserializer)?;
+        DateTime::from_timestamp_millis(at.timestamp_millis())
+            .ok_or_else(|| serde::de::Error::custom("a date out of range"))
+    }
 }
 
 impl RunRecord {
@@ -370,124 +372,22 @@ impl RunRecord {
         }
     }
 
-    /// The document stored.
-    pub fn to_document(&self) -> Document {
-        let count = |n: u64| Bson::Int64(i64::try_from(n).unwrap_or(i64::MAX));
-        let optional = |n: Option<u64>| n.map_or(Bson::Null, count);
-        let backlog = BacklogRecord::to_bson(self.backlog.as_ref());
-        let mut document = doc! {
-            "kind": KIND,
-            "schema": SCHEMA,
-            "started_at": mongodb::bson::DateTime::from_millis(self.started_at.timestamp_millis()),
-            "ended_at": mongodb::bson::DateTime::from_millis(self.ended_at.timestamp_millis()),
-            "duration_ms": count(self.duration_ms),
-            "trigger": self.trigger.as_str(),
-            "request_id": &self.request_id,
-            "dry_run": self.dry_run,
-            "backend": &self.backend,
-            "fallback_reason": self.fallback_reason.clone().map_or(Bson::Null, Bson::String),
-            "outcome": self.outcome.as_str(),
-            "cleaned_count": count(self.cleaned_count),
-            "memory_saved_bytes": count(self.memory_saved_bytes),
-            "expired_remaining": optional(self.expired_remaining),
-            "complete": self.complete,
-            "backlog": backlog,
-            "error": self.error.clone().map_or(Bson::Null, Bson::String),
-            "version": &self.version,
-        };
-        if !self.targets.is_empty() {
-            let targets: Vec<Bson> = self
-                .targets
-                .iter()
-                .map(|t| {
-                    Bson::Document(doc! {
-                        "name": &t.name,
-                        "cleaned_count": count(t.cleaned_count),
-                        "complete": t.complete,
-                        "backlog": BacklogRecord::to_bson(t.backlog.as_ref()),
-                        "error": t.error.clone().map_or(Bson::Null, Bson::String),
-                    })
-                })
-                .collect();
-            document.insert("targets", targets);
-        }
-        if let Some(holder) = &self.held_by {
-            document.insert("held_by", holder);
-        }
-        document
+    /// The document stored: the marker and the layout version, then the record's fields.
+    pub fn to_document(&self) -> Result<Document, mongodb::bson::ser::Error> {
+        use serde::ser::Error as _;
+        let fields = mongodb::bson::to_raw_document_buf(self)?;
+        let mut document = doc! { "kind": KIND, "schema": SCHEMA };
+        document.extend(fields.to_document().map_err(mongodb::bson::ser::Error::custom)?);
+        Ok(document)
     }
 
-    /// Reads a stored record; anything that is not one says why.
-    pub fn from_document(doc: &Document) -> Result<Self, String> {
-        if doc.get_str("kind").ok() != Some(KIND) {
+    /// Reads a stored record; anything that is not one says why (the field, and what is wrong with it).
+    pub fn from_document(document: &Document) -> Result<Self, String> {
+        if document.get_str("kind").ok() != Some(KIND) {
             return Err("not a run record (no \"kind\": \"jwt-token-cleaner-run\")".into());
         }
-        let date = |name: &str| {
-            doc.get_datetime(name)
-                .ok()
-                .and_then(|d| DateTime::from_timestamp_millis(d.timestamp_millis()))
-                .ok_or_else(|| format!("{name} is missing or not a date"))
-        };
-        let text = |name: &str| doc.get_str(name).map(str::to_string).map_err(|_| format!("{name} is missing"));
-        let number = |name: &str| whole(doc.get(name)).ok_or_else(|| format!("{name} is missing or not a count"));
-        let optional_text = |name: &str| match doc.get(name) {
-            None | Some(Bson::Null) => Ok(None),
-            Some(Bson::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(format!("{name} is not a string")),
-        };
-        let flag = |name: &str| doc.get_bool(name).map_err(|_| format!("{name} is missing or not a boolean"));
-        let backlog = BacklogRecord::from_bson(doc.get("backlog"), "backlog")?;
-        Ok(Self {
-            started_at: date("started_at")?,
-            ended_at: date("ended_at")?,
-            duration_ms: number("duration_ms")?,
-            trigger: Trigger::parse("trigger", &text("trigger")?)?,
-            request_id: text("request_id")?,
-            dry_run: flag("dry_run")?,
-            backend: text("backend")?,
-            fallback_reason: optional_text("fallback_reason")?,
-            outcome: Outcome::parse("outcome", &text("outcome")?)?,
-            cleaned_count: number("cleaned_count")?,
-            memory_saved_bytes: number("memory_saved_bytes")?,
-            expired_remaining: whole(doc.get("expired_remaining")),
-            complete: flag("complete")?,
-            backlog,
-            error: optional_text("error")?,
-            version: text("version").unwrap_or_default(),
-            targets: match doc.get("targets") {
-                None | Some(Bson::Null) => Vec::new(),
-                Some(Bson::Array(targets)) => targets
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        let bad = || format!("targets[{i}] is not a target's section");
-                        let t = t.as_document().ok_or_else(bad)?;
-                        Ok(TargetRecord {
-                            name: t.get_str("name").map_err(|_| bad())?.to_string(),
-                            cleaned_count: whole(t.get("cleaned_count")).ok_or_else(bad)?,
-                            complete: t.get_bool("complete").map_err(|_| bad())?,
-                            backlog: BacklogRecord::from_bson(t.get("backlog"), &format!("targets[{i}].backlog"))?,
-                            error: match t.get("error") {
-                                None | Some(Bson::Null) => None,
-                                Some(Bson::String(e)) => Some(e.clone()),
-                                Some(_) => return Err(bad()),
-                            },
-                        })
-                    })
-                    .collect::<Result<Vec<_>, String>>()?,
-                Some(_) => return Err("targets is not a list".into()),
-            },
-            held_by: optional_text("held_by")?,
-        })
-    }
-}
-
-/// A non-negative whole number, as any integer BSON type holds it.
-fn whole(value: Option<&Bson>) -> Option<u64> {
-    match value? {
-        Bson::Int32(v) => u64::try_from(*v).ok(),
-        Bson::Int64(v) => u64::try_from(*v).ok(),
-        _ => None,
+        let deserializer = mongodb::bson::Deserializer::new(Bson::Document(document.clone()));
+        serde_path_to_error::deserialize(deserializer).map_err(|e| format!("{}: {}", e.path(), e.inner()))
     }
 }
 
@@ -522,9 +422,9 @@ mod tests {
     #[test]
     fn a_record_reads_back_as_written() {
         let record = record();
-        assert_eq!(RunRecord::from_document(&record.to_document()), Ok(record.clone()));
+        assert_eq!(RunRecord::from_document(&record.to_document().unwrap()), Ok(record.clone()));
         let failed = RunRecord { outcome: Outcome::Error, error: Some("x".into()), backlog: None, ..record.clone() };
-        assert_eq!(RunRecord::from_document(&failed.to_document()), Ok(failed));
+        assert_eq!(RunRecord::from_document(&failed.to_document().unwrap()), Ok(failed));
         let skipped = RunRecord {
             outcome: Outcome::Skipped,
             held_by: Some("r-0".into()),
@@ -532,16 +432,29 @@ mod tests {
             backlog: None,
             ..record
         };
-        assert_eq!(RunRecord::from_document(&skipped.to_document()), Ok(skipped));
+        assert_eq!(RunRecord::from_document(&skipped.to_document().unwrap()), Ok(skipped));
+    }
+
+    /// What `status` reads of a record is what a record holds: a field added to the struct and not to [`FIELDS`]
+    /// would be written and never read back.
+    #[test]
+    fn the_projection_is_the_record() {
+        let target = TargetRecord { name: "a".into(), cleaned_count: 1, complete: true, backlog: None, error: None };
+        let full = RunRecord { targets: vec![target], held_by: Some("r-0".into()), ..record() };
+        let stored: Vec<String> = full.to_document().unwrap().keys().cloned().collect();
+        assert_eq!(stored, FIELDS);
+        let document = full.to_document().unwrap();
+        assert!(matches!(document.get("started_at"), Some(Bson::DateTime(_))), "a Date, for the TTL index");
+        assert!(matches!(document.get("cleaned_count"), Some(Bson::Int64(5000))));
     }
 
     #[test]
     fn foreign_and_malformed_documents_say_why() {
         assert!(RunRecord::from_document(&doc! { "hello": 1 }).unwrap_err().contains("not a run record"));
-        let mut doc = record().to_document();
+        let mut doc = record().to_document().unwrap();
         doc.insert("outcome", "maybe");
         assert!(RunRecord::from_document(&doc).unwrap_err().contains("outcome"));
-        let mut doc = record().to_document();
+        let mut doc = record().to_document().unwrap();
         doc.insert("started_at", "yesterday");
         assert!(RunRecord::from_document(&doc).unwrap_err().contains("started_at"));
     }
@@ -588,10 +501,10 @@ mod tests {
             ..record()
         };
         assert!(with_targets.a_target_failed());
-        assert_eq!(RunRecord::from_document(&with_targets.to_document()), Ok(with_targets.clone()));
+        assert_eq!(RunRecord::from_document(&with_targets.to_document().unwrap()), Ok(with_targets.clone()));
         assert!(!record().a_target_failed());
-        assert!(!record().to_document().contains_key("targets"), "a single target's record is today's");
-        let mut doc = with_targets.to_document();
+        assert!(!record().to_document().unwrap().contains_key("targets"), "a single target's record is today's");
+        let mut doc = with_targets.to_document().unwrap();
         doc.insert("targets", vec![Bson::Int32(1)]);
         assert!(RunRecord::from_document(&doc).unwrap_err().contains("targets[0]"));
     }

@@ -39,8 +39,8 @@ use chrono::{DateTime, Utc};
 use mongodb::bson::{doc, Bson, Document};
 use serde::Serialize;
 
+use crate::clock::RunClock;
 use crate::config::MAX_TIME_BUDGET_SECONDS;
-use crate::store::deadline::CALL_MARGIN;
 use crate::store::{LeaseWrite, RunHistory, StoreError};
 use crate::untrusted::{is_request_id, printable};
 
@@ -54,7 +54,7 @@ const ATTEMPTS: usize = 3;
 
 /// How long a run with `budget` holds the lease: its budget, the call margin, and the slack.
 pub fn duration(budget: Duration) -> Duration {
-    budget + CALL_MARGIN + SLACK
+    RunClock::longest_run(budget) + SLACK
 }
 
 /// The furthest ahead of a taker's clock a real lease can run out: the longest lease (the largest budget's), plus

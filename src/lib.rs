@@ -20,7 +20,9 @@
 //!   (`backends`); the replicas' lag, which a backend reads from its own admin answer (`replication`); each call's
 //!   span, by the database conventions (`call_span`); and the wrappers a run goes through:
 //!   the `fallback` chain (the API first, the direct connection when it fails) and the `deadline` that ends every
-//!   call at the budget plus a margin.
+//!   call at the run clock's end of calls.
+//! - [`clock`]: the run's clock (its start and budget) and every instant the run's policy derives from them: when
+//!   batches stop, when the sweep's calls end, the run's deadline, what the lease outlasts.
 //! - [`runner`]: one run from start to record, for `/invoke` and `sweep` alike: the lease, the alerts, the sweep
 //!   through a fresh fallback chain, the history write, all within the run's deadline; and `status` beside it.
 //! - [`lease`]: one run at a time across every instance: the whole protocol (take, stale leases, release, what
@@ -45,8 +47,8 @@
 //!
 //! # Extending it
 //!
-//! Each recipe was walked once for real on a scratch branch (see #30's closing note); these are the files it
-//! touched, and what fails when one is missed.
+//! Each recipe was walked once for real on a scratch branch; these are the files it touched, and what fails when
+//! one is missed.
 //!
 //! - **A storage backend**: a file (or folder) in `store/` implementing [`store::Backend`], [`store::SweepStore`],
 //!   [`store::LegacyStore`] and [`store::RunHistory`], building its queries with `store::filter`; `pub mod` in
@@ -58,8 +60,8 @@
 //!   fails until all three have them).
 //! - **A report field**: the field in `sweep::report::SweepReport` (and `SweepFailure` if an error keeps it), its
 //!   counter in `sweep::tally::Tally` and one line in `Tally::into_report`; the answers' reference (docs/answers.md). If runs keep
-//!   it: `history::RunRecord` (the field, `of_report`, `of_failure`, `to_document`, `from_document`, the test
-//!   record) and `status::text` / `status::chart` to show it. If it is a metric: `alerts::pushgateway`. If the
+//!   it: `history::RunRecord` (the field, `of_report`, `of_failure`, the test record, and its name in
+//!   `history::FIELDS`: `the_projection_is_the_record` fails until it is there; the stored form is derived) and `status::text` / `status::chart` to show it. If it is a metric: `alerts::pushgateway`. If the
 //!   message says it: `SweepReport::message`, and `server::envelope::failure` for the error JSON.
 //! - **A setting**: in `config` the field and its parsing (once, with its bounds, and a unit test of a refusal);
 //!   `sweep::options::SweepOptions` and `SweepOptions::resolve` if a run uses it (the compiler then asks for it in
@@ -68,6 +70,7 @@
 //!   they read and fails until all three have each).
 
 pub mod alerts;
+pub mod clock;
 pub mod config;
 pub mod history;
 pub mod lease;

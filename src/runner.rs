@@ -8,9 +8,10 @@
 //! lease not released runs out by itself), an alert that could not be sent is a log line. Dry runs take no lease
 //! and are recorded (marked as such) but do not alert: they keep nothing clean.
 //!
-//! The whole run answers by one deadline, `budget + CALL_MARGIN` after it started (`store::deadline`): the sweep's
-//! calls end [`AFTER_RUN`] before it, and what is still unsent of the record and the alerts at the deadline is
-//! dropped with a log line. FC's function timeout is the budget plus 10 s by default; an answer after it is lost.
+//! The whole run answers by one deadline, `budget + CALL_MARGIN` after it started (`crate::clock`): the lease and
+//! the sweep's calls end `AFTER_RUN` before it, and what is still unsent of the record and the alerts at the
+//! deadline is dropped with a log line. FC's function timeout is the budget plus 10 s by default; an answer after
+//! it is lost.
 
 use std::time::Duration;
 
@@ -18,16 +19,17 @@ use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
 use crate::alerts::Alerts;
+use crate::clock::RunClock;
 use crate::config::{LegacySettings, Settings, SweepSettings};
 use crate::history::{RunRecord, Trigger};
 use crate::lease::{self, Claim, LeaseState};
 use crate::status::{self, StatusQuery, StatusReport};
 use crate::store::backends::Backends;
-use crate::store::deadline::{Deadline, AFTER_RUN, CALL_MARGIN};
+use crate::store::deadline::Deadline;
 use crate::store::fallback::Fallback;
 use crate::store::{Backend, RunHistory, StoreError};
 use crate::sweep::{self, Progress, SweepFailure, SweepOptions, SweepOverrides, SweepReport, TokenVerifier};
-use crate::targets::{Target, Targets};
+use crate::targets::{Target, TargetName, Targets};
 
 /// The longest the end-of-run alerts wait for the start ping still in flight, so that the start arrives first when
 /// it can; past it the start is given up (a heartbeat service that never saw it still gets the end).
@@ -65,40 +67,41 @@ impl Runner {
 
     /// The targets a run sweeps: every one, or those `names` picks (in the configured order). An unknown name is
     /// refused, naming the known ones, before anything runs.
-    pub fn targets(&self, names: Option<&[String]>) -> Result<Vec<Target>, String> {
+    pub fn targets(&self, names: Option<&[TargetName]>) -> Result<Vec<Target>, String> {
         match names {
             None => Ok(self.targets.list.clone()),
             Some(names) => self.targets.subset(names),
         }
     }
 
-    /// The sweep of a run over `CLEANUP_TARGETS`: every target on its own chain, one budget and one deadline
-    /// (the run's), batches in turn (`sweep::turns`); a failing target does not stop the others.
+    /// The sweep of a run, over one target or several alike: one budget and one deadline (the run's), batches in
+    /// turn (`sweep::turns`); a failing target does not stop the others. A target of `CLEANUP_TARGETS` runs on its
+    /// own chain; the one target without it on the run's (`run_chain`), so that the backend that did the work
+    /// writes the record.
     async fn sweep_targets(
         &self,
         targets: &[Target],
+        run_chain: &Fallback,
         options: &SweepOptions,
         request_id: &str,
-        started_at: DateTime<Utc>,
+        clock: RunClock,
         progress: &dyn Progress,
     ) -> Result<SweepReport, SweepFailure> {
-        let began = std::time::Instant::now();
-        let calls_end = tokio::time::Instant::from_std(began) + options.time_budget + (CALL_MARGIN - AFTER_RUN);
-        let chains: Vec<_> = targets.iter().map(|t| self.backends.for_target(&t.name)).collect();
+        let own: Vec<Option<Fallback>> = targets.iter().map(|t| self.backends.target_chain(&t.name)).collect();
+        let chains = own.iter().map(|own| own.as_ref().unwrap_or(run_chain));
         let mut entries = Vec::with_capacity(targets.len());
         // One round of turns deletes about one batch: each target's batches are the run's divided among the
         // targets still open (sweep::turns), so that the shares do not come out in steps of a whole batch.
         let batch_size = sweep::turns::share(options.batch_size, targets.len());
-        for (target, chain) in targets.iter().zip(&chains) {
-            let own = SweepOptions { calls_end: Some(calls_end), batch_size, ..options.for_target(target) };
+        for (target, chain) in targets.iter().zip(chains) {
+            let own = SweepOptions { batch_size, ..options.for_target(target) };
             let verifier = if target.legacy { self.verifier.as_ref() } else { None };
             let span = target_span(target, request_id);
-            let sweep = sweep::Sweep::open(chain, own, verifier, started_at, began).instrument(span.clone()).await;
+            let sweep = sweep::Sweep::open(chain, own, verifier, clock).instrument(span.clone()).await;
             entries.push(sweep::turns::Entry { name: target.name.to_string(), sweep, span });
         }
-        let outcomes =
-            sweep::turns::in_turn(entries, began, options.time_budget, options.batch_size, request_id, progress).await;
-        sweep::report::combine(outcomes, started_at, began.elapsed(), request_id)
+        let outcomes = sweep::turns::in_turn(entries, &clock, options.batch_size, request_id, progress).await;
+        sweep::report::combine(outcomes, clock.started_at(), clock.elapsed(), request_id, self.targets.configured)
     }
 
     /// The options of a run with `overrides`.
@@ -129,12 +132,12 @@ impl Runner {
         started_at: DateTime<Utc>,
         progress: &dyn Progress,
     ) -> Result<SweepReport, SweepFailure> {
-        let deadline = tokio::time::Instant::now() + options.time_budget + CALL_MARGIN;
+        let clock = RunClock::at(started_at, options.time_budget);
         let store = self.backends.for_run();
         // The lease first (crate::lease): a run that finds it held neither sweeps nor alerts; it is recorded.
         let claim = Claim::new(request_id, options.time_budget, Utc::now());
         let lease = match self.lease && !options.dry_run {
-            true => Some(self.take_lease(&store, &claim, deadline).await),
+            true => Some(self.take_lease(&store, &claim, &clock).await),
             false => None,
         };
         if let Some(Ok(LeaseState::Held { holder, until_ms })) = lease {
@@ -142,7 +145,7 @@ impl Runner {
             let mut report = SweepReport::skipped(holder, until_ms, started_at, request_id, store.backend());
             let record = RunRecord::of_report(&report, started_at, Utc::now(), trigger);
             trace_outcome(&record);
-            if let Some(warning) = self.record_by(&store, &record, deadline).await {
+            if let Some(warning) = self.record_by(&store, &record, clock.deadline()).await {
                 report.warnings.push(warning);
             }
             return Ok(report);
@@ -156,14 +159,9 @@ impl Runner {
             tracing::warn!("{warning}");
         }
         let start = (!options.dry_run).then(|| self.alerts.started());
-        let result = match (lease, self.targets.configured) {
-            (Some(Err(failure)), _) => Err(failure),
-            (_, true) => self.sweep_targets(targets, options, request_id, started_at, progress).await,
-            (_, false) => {
-                let span = targets.first().map(|t| target_span(t, request_id)).unwrap_or_else(tracing::Span::none);
-                let verifier = self.verifier.as_ref();
-                sweep::run_at(&store, options, verifier, request_id, started_at, progress).instrument(span).await
-            }
+        let result = match lease {
+            Some(Err(failure)) => Err(failure),
+            _ => self.sweep_targets(targets, &store, options, request_id, clock, progress).await,
         };
         let ended_at = Utc::now();
         let mut result = result.map(|mut report| {
@@ -179,9 +177,8 @@ impl Runner {
             }
         };
         trace_outcome(&record);
-        // The record, the release of the lease and the alerts side by side, all ended by the run's deadline (never
-        // earlier than AFTER_RUN from now, for a sweep whose calls ran to their own end).
-        let bound = deadline.max(tokio::time::Instant::now() + AFTER_RUN);
+        // The record, the release of the lease and the alerts side by side, all ended by the run's deadline.
+        let bound = clock.after_run_end();
         let released = async {
             match taken {
                 true => release_by(&store, &claim, bound).await,
@@ -220,16 +217,11 @@ impl Runner {
         }
     }
 
-    /// Takes the lease for this run through `store`, by the run's `deadline`; a failure fails the run (the same
-    /// store would serve its sweep).
+    /// Takes the lease for this run through `store`, by the end of the run's calls; a failure fails the run (the
+    /// same store would serve its sweep).
     #[tracing::instrument(name = "lease", skip_all)]
-    async fn take_lease(
-        &self,
-        store: &Fallback,
-        claim: &Claim,
-        deadline: tokio::time::Instant,
-    ) -> Result<LeaseState, SweepFailure> {
-        let bounded = Deadline::new(store, deadline - AFTER_RUN);
+    async fn take_lease(&self, store: &Fallback, claim: &Claim, clock: &RunClock) -> Result<LeaseState, SweepFailure> {
+        let bounded = Deadline::new(store, clock.calls_end());
         lease::take(&bounded, claim).await.map_err(|e| SweepFailure::before_sweep(e, store.backend()))
     }
 
@@ -249,7 +241,11 @@ impl Runner {
         if !self.history {
             return Ok(());
         }
-        store.record_run(&record.to_document()).await
+        // A record that cannot be written as BSON (a count past i64) is refused before it reaches the store.
+        let document = record
+            .to_document()
+            .map_err(|e| StoreError::protocol("the run record cannot be written as BSON").caused_by(e))?;
+        store.record_run(&document).await
     }
 
     /// Where things stand, at `now` (see `status`); a history that cannot be read is the `unknown` verdict.

@@ -83,15 +83,23 @@ pub struct Targets {
 
 impl Targets {
     /// The targets named in an invoke body, in the configured order; an unknown name is refused, naming the known.
-    pub fn subset(&self, names: &[String]) -> Result<Vec<Target>, String> {
-        for name in names {
-            if !self.list.iter().any(|t| t.name.as_str() == name) {
-                let known: Vec<&str> = self.list.iter().map(|t| t.name.as_str()).collect();
-                let shown: String = name.chars().take(64).collect();
-                return Err(format!("unknown target {shown:?}; the targets are: {}", known.join(", ")));
-            }
+    pub fn subset(&self, names: &[TargetName]) -> Result<Vec<Target>, String> {
+        if let Some(unknown) = names.iter().find(|name| !self.list.iter().any(|t| &t.name == *name)) {
+            let known: Vec<&str> = self.list.iter().map(|t| t.name.as_str()).collect();
+            return Err(format!("unknown target {:?}; the targets are: {}", unknown.as_str(), known.join(", ")));
         }
-        Ok(self.list.iter().filter(|t| names.iter().any(|n| n == t.name.as_str())).cloned().collect())
+        Ok(self.list.iter().filter(|t| names.contains(&t.name)).cloned().collect())
+    }
+
+    /// Where `target`'s expiry index is, as `create-index` names it: its field alone without `CLEANUP_TARGETS`
+    /// (the one collection's), else the database, collection, field and target.
+    pub fn index_of(&self, target: &Target) -> String {
+        match self.configured {
+            true => {
+                format!("{}.{}.{} (target {})", target.database, target.collection, target.expires_field, target.name)
+            }
+            false => target.expires_field.to_string(),
+        }
     }
 }
 
@@ -117,8 +125,8 @@ struct Written {
 }
 
 /// The most targets one run sweeps. Each is opened (a statistics read and an index check) before the first batch,
-/// inside the budget, and each has its turn and its closing work: 2,500 targets in a 5 s budget cleaned nothing,
-/// and left no time for the record and the release of the lease. A platform with more collections runs several
+/// inside the budget, and each has its turn and its closing work: thousands of targets in a short budget cleaned
+/// nothing, and left no time for the record and the release of the lease (BENCHMARKS.md, "Figures behind the code"). A platform with more collections runs several
 /// functions, each over its own list.
 pub const MAX_TARGETS: usize = 32;
 
@@ -318,7 +326,8 @@ mod tests {
     fn a_subset_keeps_the_configured_order_and_refuses_unknown_names() {
         let t = parsed(Some(r#"[{"name": "a", "collection": "c"}, {"name": "b", "collection": "d"}]"#)).unwrap();
         let names = |s: Vec<Target>| s.into_iter().map(|t| t.name.to_string()).collect::<Vec<_>>();
-        assert_eq!(names(t.subset(&["b".into(), "a".into()]).unwrap()), ["a", "b"]);
-        assert!(t.subset(&["z".into()]).unwrap_err().contains("unknown target \"z\"; the targets are: a, b"));
+        let name = |n: &str| TargetName::parse(n).unwrap();
+        assert_eq!(names(t.subset(&[name("b"), name("a")]).unwrap()), ["a", "b"]);
+        assert!(t.subset(&[name("z")]).unwrap_err().contains("unknown target \"z\"; the targets are: a, b"));
     }
 }

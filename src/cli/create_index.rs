@@ -12,17 +12,11 @@ pub(crate) async fn run(settings: &Settings, ttl: Option<u64>) -> ExitCode {
         Ok(store) => store,
         Err(code) => return code,
     };
-    // Every target's index (with CLEANUP_TARGETS; else the one collection's), on the one connection.
+    // Every target's index (the one collection's without CLEANUP_TARGETS), on the one connection.
     let mut created = Vec::new();
-    if settings.targets.configured {
-        for target in &settings.targets.list {
-            let on = store.for_collection(&target.database, &target.collection, &target.expires_field);
-            let what =
-                format!("{}.{}.{} (target {})", target.database, target.collection, target.expires_field, target.name);
-            created.push((what, on.create_expiry_index(ttl).await));
-        }
-    } else {
-        created.push((settings.sweep.expires_field.to_string(), store.create_expiry_index(ttl).await));
+    for target in &settings.targets.list {
+        let on = store.for_collection(&target.database, &target.collection, &target.expires_field);
+        created.push((settings.targets.index_of(target), on.create_expiry_index(ttl).await));
     }
     // The run history's TTL index (CLEANUP_HISTORY_DAYS), when the history is on.
     let history = match &settings.history {

@@ -12,26 +12,30 @@
 //! Anything else is an [`EventError`] (HTTP 400) and no sweep runs, a key that appears twice in one object
 //! included (read by [`strict_json`](crate::strict_json)).
 
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use crate::config::{MAX_BATCH_SIZE, MAX_TIME_BUDGET_SECONDS};
 use crate::history::Trigger;
 use crate::strict_json::{self, StrictJsonError};
 use crate::sweep::SweepOverrides;
+use crate::targets::TargetName;
 
 /// Why an invoke body was refused. The message names the problem and is safe to echo.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct EventError(pub String);
 
-const OPTIONS: [&str; 5] = ["dry_run", "batch_size", "time_budget_seconds", "targets", "status"];
+/// The options a body (or a timer's payload) may hold: [`Options`]' fields, named once for the refusals.
+const ACCEPTED: [&str; 5] = ["dry_run", "batch_size", "time_budget_seconds", "targets", "status"];
 const TIMER_FIELDS: [&str; 2] = ["triggerTime", "triggerName"];
 
 /// What an invocation asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// A sweep, with these overrides, of these targets (`{"targets": [...]}`; all when `None`).
-    Sweep(SweepOverrides, Option<Vec<String>>),
+    Sweep(SweepOverrides, Option<Vec<TargetName>>),
     /// `{"status": true}`: where things stand; deletes nothing.
     Status,
 }
@@ -43,6 +47,103 @@ pub struct Invocation {
     pub request: Request,
     /// A timer trigger (the body is a timer event), or a manual invoke.
     pub trigger: Trigger,
+}
+
+/// The options of one invocation, each field's rule in its type; a key that is not a field is kept aside (`other`)
+/// and refused by name.
+#[derive(Debug, Deserialize)]
+struct Options {
+    #[serde(default, deserialize_with = "flag")]
+    dry_run: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    batch_size: Option<BatchSize>,
+    #[serde(default, deserialize_with = "present")]
+    time_budget_seconds: Option<BudgetSeconds>,
+    #[serde(default, deserialize_with = "present")]
+    targets: Option<TargetNames>,
+    #[serde(default, deserialize_with = "present")]
+    status: Option<StatusOnly>,
+    #[serde(flatten)]
+    other: Map<String, Value>,
+}
+
+/// A whole number from 1 to `max`, named `name` in its refusal.
+fn whole<'de, D: Deserializer<'de>>(deserializer: D, name: &str, max: u64) -> Result<u64, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    match value.as_u64() {
+        Some(v) if (1..=max).contains(&v) => Ok(v),
+        _ => Err(D::Error::custom(format!("{name} must be a whole number from 1 to {max}, got {}", shown(&value)))),
+    }
+}
+
+/// A field that, when present, is read by its type: `null` is refused by it like any other wrong value (serde
+/// would take it for an absent option).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+/// `batch_size`: 1 to [`MAX_BATCH_SIZE`].
+#[derive(Debug, Clone, Copy)]
+struct BatchSize(u32);
+
+impl<'de> Deserialize<'de> for BatchSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let size = whole(deserializer, "batch_size", MAX_BATCH_SIZE.into())?;
+        u32::try_from(size).map(BatchSize).map_err(D::Error::custom)
+    }
+}
+
+/// `time_budget_seconds`: 1 to [`MAX_TIME_BUDGET_SECONDS`].
+#[derive(Debug, Clone, Copy)]
+struct BudgetSeconds(u64);
+
+impl<'de> Deserialize<'de> for BudgetSeconds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        whole(deserializer, "time_budget_seconds", MAX_TIME_BUDGET_SECONDS).map(BudgetSeconds)
+    }
+}
+
+/// `targets`: a non-empty list of target names.
+#[derive(Debug)]
+struct TargetNames(Vec<TargetName>);
+
+impl<'de> Deserialize<'de> for TargetNames {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        let strings = value
+            .as_array()
+            .filter(|names| !names.is_empty())
+            .and_then(|names| names.iter().map(Value::as_str).collect::<Option<Vec<&str>>>());
+        let Some(strings) = strings else {
+            return Err(D::Error::custom(format!(
+                "targets must be a non-empty list of target names, got {}",
+                kind(&value)
+            )));
+        };
+        let names = strings.into_iter().map(TargetName::parse).collect::<Result<Vec<_>, _>>();
+        names.map(TargetNames).map_err(|e| D::Error::custom(format!("targets: {e}")))
+    }
+}
+
+/// `status`: `true`, alone.
+#[derive(Debug)]
+struct StatusOnly;
+
+impl<'de> Deserialize<'de> for StatusOnly {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::Bool(true) => Ok(StatusOnly),
+            other => Err(D::Error::custom(format!("status must be true, got {}", kind(&other)))),
+        }
+    }
+}
+
+/// `dry_run`: true or false.
+fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::Bool(flag) => Ok(Some(flag)),
+        other => Err(D::Error::custom(format!("dry_run must be true or false, got {}", kind(&other)))),
+    }
 }
 
 /// Parses an invoke body.
@@ -59,12 +160,12 @@ pub fn parse_invoke_body(body: &[u8]) -> Result<Invocation, EventError> {
     if TIMER_FIELDS.iter().any(|f| object.contains_key(*f)) {
         parse_timer_event(&object).map(|request| Invocation { request, trigger: Trigger::Timer })
     } else {
-        parse_options(&object, "body").map(manual)
+        parse_options(object, "body").map(manual)
     }
 }
 
 fn parse_timer_event(event: &Map<String, Value>) -> Result<Request, EventError> {
-    if let Some(option) = OPTIONS.iter().find(|o| event.contains_key(**o)) {
+    if let Some(option) = ACCEPTED.iter().find(|o| event.contains_key(**o)) {
         return Err(EventError(format!("option {option:?} must go inside the timer event's payload, not beside it")));
     }
     for field in TIMER_FIELDS {
@@ -77,7 +178,7 @@ fn parse_timer_event(event: &Map<String, Value>) -> Result<Request, EventError> 
     let default = Request::Sweep(SweepOverrides::default(), None);
     match event.get("payload") {
         None | Some(Value::Null) => Ok(default),
-        Some(Value::Object(options)) => parse_options(options, "timer payload"),
+        Some(Value::Object(options)) => parse_options(options.clone(), "timer payload"),
         Some(Value::String(payload)) if payload.trim().is_empty() => Ok(default),
         Some(Value::String(payload)) => match strict_json::parse(payload) {
             // Meant as options (a repeated key, or it starts like an object), but unreadable: running a default
@@ -88,7 +189,7 @@ fn parse_timer_event(event: &Map<String, Value>) -> Result<Request, EventError> 
             Err(e) if payload.trim_start().starts_with('{') => {
                 Err(EventError(format!("timer payload is not valid JSON: {e}")))
             }
-            Ok(Value::Object(options)) => parse_options(&options, "timer payload"),
+            Ok(Value::Object(options)) => parse_options(options, "timer payload"),
             Ok(other) => {
                 Err(EventError(format!("timer payload must be a JSON object of options, got {}", kind(&other))))
             }
@@ -101,57 +202,25 @@ fn parse_timer_event(event: &Map<String, Value>) -> Result<Request, EventError> 
     }
 }
 
-fn parse_options(options: &Map<String, Value>, what: &str) -> Result<Request, EventError> {
-    if let Some(status) = options.get("status") {
-        if status != &Value::Bool(true) {
-            return Err(EventError(format!("status must be true, got {}", kind(status))));
-        }
-        if options.len() > 1 {
-            return Err(EventError(format!("status takes no other option in the {what}: it deletes nothing")));
-        }
-        return Ok(Request::Status);
+fn parse_options(options: Map<String, Value>, what: &str) -> Result<Request, EventError> {
+    let count = options.len();
+    let options = Options::deserialize(Value::Object(options)).map_err(|e| EventError(e.to_string()))?;
+    if let Some(unknown) = options.other.keys().next() {
+        let shown: String = unknown.chars().take(64).collect();
+        return Err(EventError(format!("unknown option {shown:?} in the {what}; accepted: {}", ACCEPTED.join(", "))));
     }
-    let mut overrides = SweepOverrides::default();
-    let mut targets = None;
-    for (key, value) in options {
-        match key.as_str() {
-            "dry_run" => {
-                overrides.dry_run = Some(
-                    value
-                        .as_bool()
-                        .ok_or_else(|| EventError(format!("dry_run must be true or false, got {}", kind(value))))?,
-                )
-            }
-            "batch_size" => overrides.batch_size = Some(whole(value, "batch_size", MAX_BATCH_SIZE.into())? as u32),
-            "time_budget_seconds" => {
-                overrides.time_budget_seconds = Some(whole(value, "time_budget_seconds", MAX_TIME_BUDGET_SECONDS)?)
-            }
-            "targets" => {
-                let names = value.as_array().filter(|names| !names.is_empty()).and_then(|names| {
-                    names.iter().map(|n| n.as_str().map(str::to_string)).collect::<Option<Vec<String>>>()
-                });
-                let names = names.ok_or_else(|| {
-                    EventError(format!("targets must be a non-empty list of target names, got {}", kind(value)))
-                })?;
-                targets = Some(names);
-            }
-            unknown => {
-                let shown: String = unknown.chars().take(64).collect();
-                return Err(EventError(format!(
-                    "unknown option {shown:?} in the {what}; accepted: dry_run, batch_size, time_budget_seconds, \
-                     targets, status"
-                )));
-            }
-        }
+    if options.status.is_some() {
+        return match count {
+            1 => Ok(Request::Status),
+            _ => Err(EventError(format!("status takes no other option in the {what}: it deletes nothing"))),
+        };
     }
-    Ok(Request::Sweep(overrides, targets))
-}
-
-fn whole(value: &Value, name: &str, max: u64) -> Result<u64, EventError> {
-    match value.as_u64() {
-        Some(v) if (1..=max).contains(&v) => Ok(v),
-        _ => Err(EventError(format!("{name} must be a whole number from 1 to {max}, got {}", shown(value)))),
-    }
+    let overrides = SweepOverrides {
+        dry_run: options.dry_run,
+        batch_size: options.batch_size.map(|b| b.0),
+        time_budget_seconds: options.time_budget_seconds.map(|b| b.0),
+    };
+    Ok(Request::Sweep(overrides, options.targets.map(|t| t.0)))
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -183,6 +252,7 @@ fn shown(value: &Value) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::json;
 
     fn ok(body: &str) -> SweepOverrides {
         match parse_invoke_body(body.as_bytes()).unwrap().request {
@@ -203,6 +273,21 @@ mod tests {
     }
     fn err(body: &[u8]) -> String {
         parse_invoke_body(body).unwrap_err().0
+    }
+
+    /// Every name a refusal lists as accepted is a field of [`Options`], and no other key is.
+    #[test]
+    fn the_accepted_options_are_the_fields() {
+        let valid = [json!(true), json!(1), json!(1), json!(["a"]), json!(true)];
+        for (name, value) in ACCEPTED.iter().zip(valid) {
+            let options = Options::deserialize(Value::Object(Map::from_iter([(name.to_string(), value)]))).unwrap();
+            assert!(options.other.is_empty(), "{name} is not a field");
+        }
+        assert!(!Options::deserialize(json!({"drop": 1})).unwrap().other.is_empty());
+        assert!(
+            err(br#"{"batch_size": null}"#).contains("batch_size must be a whole number from 1 to 100000, got null")
+        );
+        assert!(err(br#"{"targets": ["A b"]}"#).contains("targets: name \"A b\" must be"));
     }
 
     #[test]

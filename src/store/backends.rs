@@ -66,7 +66,13 @@ impl Backends {
     /// A fresh chain for one run over `target` (configured with `CLEANUP_TARGETS`); the default chain for any other
     /// name.
     pub fn for_target(&self, target: &TargetName) -> Fallback {
-        Fallback::new(self.targets.get(target).unwrap_or(&self.chain).clone())
+        self.target_chain(target).unwrap_or_else(|| self.for_run())
+    }
+
+    /// A fresh chain of `target`'s own (configured with `CLEANUP_TARGETS`); `None` for any other name, whose sweep
+    /// runs on the run's chain.
+    pub fn target_chain(&self, target: &TargetName) -> Option<Fallback> {
+        self.targets.get(target).map(|links| Fallback::new(links.clone()))
     }
 
     /// Closes the direct connection's pool and waits for the driver's tasks (see `MongoStore::shutdown`), at most

@@ -2,27 +2,16 @@
 //!
 //! The time budget only stops the sweep from *starting* a batch; a call already sent could run as long as its
 //! backend allows (`MONGODB_API_TIMEOUT_SECONDS` up to 120 s, a server sending one byte a second keeps each read
-//! alive). One run once answered after 120 s with a 2 s budget, past FC's 60 s function timeout. So a run wraps
-//! its store in a [`Deadline`] at `start + budget + CALL_MARGIN`: every call, the confirming counts and the
-//! statistics after the budget included, ends by then, and the run answers within `budget + CALL_MARGIN` plus the
-//! time it takes to write the answer.
+//! alive), and a run once answered long past FC's function timeout (BENCHMARKS.md, "Figures behind the code"). So a run wraps
+//! its store in a [`Deadline`] at the run clock's `calls_end` (`crate::clock`): every call, the confirming counts
+//! and the statistics after the budget included, ends by then, and the run answers within `budget + CALL_MARGIN`
+//! plus the time it takes to write the answer.
 
 use std::future::Future;
-use std::time::Duration;
-
 use tokio::time::Instant;
 
 use super::{forward_store, Backend, Store, StoreError};
-
-/// How long past the time budget a run may still take to answer: the batch in flight when the budget ends, the
-/// confirming counts and the statistics, then the history write and the alerts. The default budget (50 s) plus
-/// this fits FC's default 60 s timeout.
-pub const CALL_MARGIN: Duration = Duration::from_secs(5);
-
-/// The part of [`CALL_MARGIN`] kept for what follows the sweep (the history write and the alerts, side by side):
-/// the sweep's own calls end this long before the run's deadline. The third review measured a run with a hanging
-/// Data API and hanging alert endpoints answer after 22 s on a 2 s budget when these came one after another.
-pub const AFTER_RUN: Duration = Duration::from_secs(2);
+use crate::clock::CALL_MARGIN;
 
 /// `inner`, with every call ended at `at`.
 pub struct Deadline<'a> {

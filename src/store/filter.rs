@@ -19,7 +19,7 @@ pub fn bound(lane: Lane, ms: i64) -> Bson {
 /// MongoDB would match `[1, 2]` against a range through its elements, and an array is no provable expiry (an
 /// empty array never matches a range). The exclusion is spelled `"field.0": {$exists: false}` rather than
 /// `$not: {$type: "array"}` because some servers stop using the index for the range when `$not` joins it (the test
-/// server turned a 50 ms window into a 1.5 s collection scan).
+/// server turned a window's indexed read into a collection scan).
 pub fn range_filter(field: &FieldPath, range: &ExpiryRange) -> Document {
     let mut cond = Document::new();
     let lo = range.lo_ms.max(range.lane.floor_ms());

@@ -439,7 +439,7 @@ mod write_concern_tests {
         let five = DeleteWriteConcern { w: Acknowledgment::Members(5), ..MAJORITY };
         let error = delete_reply(&unsatisfiable, &five).unwrap_err().to_string();
         assert!(error.contains("CLEANUP_WRITE_CONCERN=5 cannot be satisfied") && error.contains("(100)"), "{error}");
-        // Unsatisfiable mid-run (#39 L13): the server applied the delete first, and its `n` travels with the error.
+        // Unsatisfiable mid-run: the server applied the delete first, and its `n` travels with the error.
         let mid_run = doc! { "n": 40, "ok": 1.0, "writeConcernError": {
         "code": 100, "codeName": "UnsatisfiableWriteConcern", "errmsg": "Not enough data-bearing nodes" } };
         assert_eq!(delete_reply(&mid_run, &five).unwrap_err().applied(), 40);

@@ -4,9 +4,9 @@
 //!
 //! Measured cheaply, from the expiry index alone: per lane one count over the expired range that stops at
 //! [`BACKLOG_COUNT_LIMIT`] (reported as "at least" beyond it), and one sort-plus-limit-1 for the oldest. Never a
-//! scan, and never a long count: on the test server a count of 100,000 matches took 2.2 s and held every lookup
-//! for up to 1.4 s (`docs/testing.md`); 10,000 is a tenth of that. On MongoDB both read the index
-//! only (a `$limit` before `$count` stops the index scan at the limit).
+//! scan, and never a long count: on the test server a count holds every lookup for as long as it reads, in
+//! proportion to what it matches (`docs/testing.md`; the figures in BENCHMARKS.md, "Figures behind the code"). On
+//! MongoDB both read the index only (a `$limit` before `$count` stops the index scan at the limit).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -10,7 +10,7 @@
 //! crowded" (twice the target), and without `exact_bytes` each window is probed with a count that stops there
 //! before it is deleted. A window is sized from the density of the one before it, and that density can be wrong
 //! by any factor: a window that straddles the edge of a gap holds a few entries where its neighbour holds
-//! thousands (the cause of reads of 400-2,000 entries under a 40-entry bound, issue #34).
+//! thousands (the cause of reads of many times the bound, before every read was bounded).
 //!
 //! Without `exact_bytes`, a window is deleted without being measured first (only the first window with entries is
 //! measured, for the average entry size), and the next window is sized from what the delete removed.
@@ -21,7 +21,8 @@ use super::options::SweepOptions;
 use super::sizing::Sizing;
 use super::tally::Tally;
 use super::window::Window;
-use crate::store::{Deleted, ExpiryRange, Lane, Store, StoreError};
+use crate::clock::RunClock;
+use crate::store::{Deleted, ExpiryRange, Lane, StoreError, SweepStore};
 
 /// The first window of each lane: a minute of expiries below the cutoff. Later windows follow the density.
 const INITIAL_WINDOW_MS: i64 = 60_000;
@@ -67,12 +68,12 @@ impl LaneSweep {
         self.sizing.resize(batch_size);
     }
 
-    /// Sweeps until one batch is done, the lane ends, or the budget (counted from `started`) is spent.
+    /// Sweeps until one batch is done, the lane ends, or the run's budget is spent.
     pub async fn next(
         &mut self,
-        store: &dyn Store,
+        store: &dyn SweepStore,
         options: &SweepOptions,
-        started: Instant,
+        clock: &RunClock,
         tally: &mut Tally,
     ) -> Result<LaneStep, StoreError> {
         loop {
@@ -80,7 +81,7 @@ impl LaneSweep {
                 return Ok(LaneStep::Done);
             }
             let range = self.window.range();
-            if started.elapsed() >= options.time_budget {
+            if clock.spent() {
                 return Ok(LaneStep::Stopped(ExpiryRange::expired(self.lane, range.hi_ms)));
             }
             // The most a gentle sweep reads of this window before it knows the window is not too crowded.
@@ -108,7 +109,7 @@ impl LaneSweep {
                     None => continue,
                 }
             };
-            self.after(swept, batch_started, options, started, tally).await;
+            self.after(swept, batch_started, options, clock, tally).await;
             if swept.count > 0 {
                 return Ok(LaneStep::Batch);
             }
@@ -117,7 +118,7 @@ impl LaneSweep {
 
     /// A gentle sweep's count of the window before an estimated delete, reading at most `limit`: the window is too
     /// crowded (shrunk: try again), empty (moved on, or the lane is done), or holds what it counted.
-    async fn probe(&mut self, store: &dyn Store, range: &ExpiryRange, limit: u64) -> Result<Probe, StoreError> {
+    async fn probe(&mut self, store: &dyn SweepStore, range: &ExpiryRange, limit: u64) -> Result<Probe, StoreError> {
         let at = Instant::now();
         let seen = store.count_at_most(range, limit).await?;
         self.sizing.measured(at.elapsed(), seen);
@@ -140,7 +141,7 @@ impl LaneSweep {
     /// window holds no more than the batch size it was sized for, or what its probe counted (`probed`).
     async fn delete_estimated(
         &mut self,
-        store: &dyn Store,
+        store: &dyn SweepStore,
         options: &SweepOptions,
         tally: &mut Tally,
         range: &ExpiryRange,
@@ -174,7 +175,7 @@ impl LaneSweep {
     /// tried again (too crowded, or measured again through the next backend).
     async fn delete_measured(
         &mut self,
-        store: &dyn Store,
+        store: &dyn SweepStore,
         options: &SweepOptions,
         tally: &mut Tally,
         range: &ExpiryRange,
@@ -223,7 +224,7 @@ impl LaneSweep {
         swept: Swept,
         batch_started: Instant,
         options: &SweepOptions,
-        started: Instant,
+        clock: &RunClock,
         tally: &mut Tally,
     ) {
         if swept.count > 0 {
@@ -233,14 +234,14 @@ impl LaneSweep {
         }
         self.window.set_target(self.sizing.get());
         if swept.count > 0 && options.pause_ratio > 0.0 {
-            let left = options.time_budget.saturating_sub(started.elapsed());
+            let left = clock.left();
             let pause = batch_started.elapsed().mul_f64(options.pause_ratio).min(left);
             tokio::time::sleep(pause).await;
             tally.paused(pause);
         }
         if !swept.confirmed {
             // The delete happened on the primary (it counts), and the replicas are behind: pause before the next.
-            let pause = UNCONFIRMED_PAUSE.min(options.time_budget.saturating_sub(started.elapsed()));
+            let pause = UNCONFIRMED_PAUSE.min(clock.left());
             tally.unconfirmed();
             tokio::time::sleep(pause).await;
             tally.paused(pause);
@@ -274,7 +275,7 @@ struct Swept {
 /// Whether `more` entries keep the run within its size bound ([`Tally::check_within`]). Beyond it, the store's
 /// counts are impossible: a fallback chain moves to its next backend and its counts so far are forgotten (false:
 /// the window is measured again there); with nothing to move to, the run fails.
-fn within_bound(store: &dyn Store, tally: &mut Tally, more: u64) -> Result<bool, StoreError> {
+fn within_bound(store: &dyn SweepStore, tally: &mut Tally, more: u64) -> Result<bool, StoreError> {
     let Err(beyond) = tally.check_within(more) else { return Ok(true) };
     store.distrust(beyond.clone())?;
     tally.forget_unproven(&beyond);

@@ -8,7 +8,6 @@
 //! budget, and walks the entries in `_id` order a page at a time.
 
 use std::collections::HashSet;
-use std::time::Instant;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use mongodb::bson::Bson;
@@ -16,6 +15,7 @@ use serde_json::Value;
 
 use super::tally::Tally;
 use super::SweepOptions;
+use crate::clock::RunClock;
 use crate::config::LegacySettings;
 use crate::store::{LegacyStore, StoreError};
 
@@ -62,13 +62,13 @@ pub(super) async fn sweep(
     options: &SweepOptions,
     verifier: &TokenVerifier,
     cutoff_ms: i64,
-    started: Instant,
+    clock: &RunClock,
     tally: &mut Tally,
 ) -> Result<bool, StoreError> {
     let mut after: Option<Bson> = None;
     let mut examined = 0;
     loop {
-        if examined >= options.legacy_scan_limit || started.elapsed() >= options.time_budget {
+        if examined >= options.legacy_scan_limit || clock.spent() {
             return Ok(false);
         }
         let limit = LEGACY_PAGE.min(options.legacy_scan_limit - examined);

@@ -32,7 +32,8 @@ pub use options::{SweepOptions, SweepOverrides};
 pub use progress::{Done, LogLines, Progress, Silent};
 pub use report::{SweepFailure, SweepReport};
 
-use crate::store::deadline::{Deadline, AFTER_RUN, CALL_MARGIN};
+use crate::clock::RunClock;
+use crate::store::deadline::Deadline;
 use crate::store::{Backend, ErrorKind, ExpiryRange, Lane, ReplicationLag, Store, StoreError, SweepStore};
 use lane::{LaneStep, LaneSweep};
 use report::RunEnd;
@@ -58,7 +59,8 @@ pub async fn run_at(
     started_at: chrono::DateTime<Utc>,
     progress: &dyn Progress,
 ) -> Result<SweepReport, SweepFailure> {
-    let mut sweep = Sweep::open(store, options.clone(), verifier, started_at, Instant::now()).await?;
+    let clock = RunClock::at(started_at, options.time_budget);
+    let mut sweep = Sweep::open(store, options.clone(), verifier, clock).await?;
     while sweep.step().await? == Turn::Batch {
         progress.batch(Done { entries: sweep.entries_done(), batches: sweep.batches() });
     }
@@ -78,13 +80,12 @@ pub enum Turn {
 /// end, and a run over several targets steps several in turn ([`turns`]).
 pub struct Sweep<'a> {
     store: Deadline<'a>,
-    /// When every call of this sweep ends.
-    deadline: tokio::time::Instant,
+    /// When every call of this sweep ends (the run's: see [`RunClock::calls_end`]).
+    calls_end: tokio::time::Instant,
     options: SweepOptions,
     verifier: Option<&'a TokenVerifier>,
-    started_at: chrono::DateTime<Utc>,
-    /// When the budget started counting.
-    started: Instant,
+    /// The run's clock; its budget ends early when the sweep is stopped.
+    clock: RunClock,
     cutoff_ms: i64,
     tally: Tally,
     /// The lane being swept (an index into [`Lane::ALL`]), and its state once started.
@@ -107,28 +108,26 @@ pub struct Sweep<'a> {
 }
 
 impl<'a> Sweep<'a> {
-    /// Opens a sweep of `store` with `options`, its budget counted from `started` (the run's start): checks the
-    /// expiry index and, for a store that cannot vouch for its counts, reads the collection's size.
+    /// Opens a sweep of `store` with `options` on the run's `clock`: checks the expiry index and, for a store that
+    /// cannot vouch for its counts, reads the collection's size.
     pub async fn open(
         store: &'a dyn Store,
         options: SweepOptions,
         verifier: Option<&'a TokenVerifier>,
-        started_at: chrono::DateTime<Utc>,
-        started: Instant,
+        clock: RunClock,
     ) -> Result<Self, SweepFailure> {
         // No call outlives the budget by more than the margin, whatever the backend's own timeouts, and the end of
-        // the margin is kept for the history write and the alerts (store::deadline).
-        let deadline = options.calls_end.unwrap_or_else(|| {
-            tokio::time::Instant::from_std(started) + options.time_budget + (CALL_MARGIN - AFTER_RUN)
-        });
-        let cutoff_ms = options.cutoff_ms(started_at);
+        // the margin is kept for the history write and the alerts (crate::clock). A run over several targets gives
+        // each a share of the budget but one deadline, the run's, so that a batch in flight at the end of a
+        // target's share finishes (the next targets' shares shrink) instead of failing the target.
+        let calls_end = clock.calls_end();
+        let cutoff_ms = options.cutoff_ms(clock.started_at());
         let mut sweep = Self {
-            store: Deadline::new(store, deadline),
-            deadline,
+            store: Deadline::new(store, calls_end),
+            calls_end,
             options,
             verifier,
-            started_at,
-            started,
+            clock,
             cutoff_ms,
             tally: Tally::new(),
             lane: 0,
@@ -178,7 +177,7 @@ impl<'a> Sweep<'a> {
 
     /// Ends the sweep's budget now: from here on a step starts no batch, and says what it left unswept.
     pub fn stop(&mut self) {
-        self.options.time_budget = self.started.elapsed();
+        self.clock = self.clock.stopped();
     }
 
     /// Counts what is left where expired entries may still be (`remaining`), and holds a lane that was swept to
@@ -205,7 +204,7 @@ impl<'a> Sweep<'a> {
 
     /// Whether `error` is the run's deadline cutting a closing call of a sweep the budget `stopped` (see `close`).
     fn cut(&self, stopped: bool, error: &StoreError) -> bool {
-        stopped && tokio::time::Instant::now() >= self.deadline && error.kind() == ErrorKind::Unreachable
+        stopped && tokio::time::Instant::now() >= self.calls_end && error.kind() == ErrorKind::Unreachable
     }
 
     fn fail(&self, error: StoreError) -> SweepFailure {
@@ -224,7 +223,7 @@ impl<'a> Sweep<'a> {
             let current = self.current.get_or_insert_with(|| LaneSweep::new(lane, cutoff_ms, options));
             let (span, before, top) = (self.traced.batch(lane), self.tally.entries_done(), current.window().hi_ms);
             let step =
-                current.next(&self.store, &self.options, self.started, &mut self.tally).instrument(span.clone()).await;
+                current.next(&self.store, &self.options, &self.clock, &mut self.tally).instrument(span.clone()).await;
             trace::ended(&span, self.tally.entries_done() - before, current.window().hi_ms, top);
             match step {
                 Ok(LaneStep::Batch) => return Ok(Turn::Batch),
@@ -245,7 +244,7 @@ impl<'a> Sweep<'a> {
         self.legacy_done = true;
         if let Some(verifier) = self.verifier.filter(|_| self.options.legacy_scan_limit > 0) {
             let cutoff_ms = self.cutoff_ms;
-            match legacy::sweep(&self.store, &self.options, verifier, cutoff_ms, self.started, &mut self.tally).await {
+            match legacy::sweep(&self.store, &self.options, verifier, cutoff_ms, &self.clock, &mut self.tally).await {
                 Ok(true) => {}
                 Ok(false) => self.tally.incomplete(),
                 Err(e) => return Err(self.fail(e)),
@@ -282,7 +281,7 @@ impl<'a> Sweep<'a> {
                 }
             };
             let Some(lag) = lag.filter(|lag| *lag > bound) else { return Ok(()) };
-            let left = self.options.time_budget.saturating_sub(self.started.elapsed());
+            let left = self.clock.left();
             if left.is_zero() {
                 self.tally.warn(format!(
                     "replication lag: the run spent {:.1} s of its budget waiting for the replicas (the worst secondary \
@@ -318,8 +317,8 @@ impl<'a> Sweep<'a> {
     pub async fn close(mut self, request_id: &str) -> Result<SweepReport, SweepFailure> {
         self.traced.summarise();
         // A sweep the budget stopped proves nothing more by its closing calls (it is incomplete either way): when the
-        // run's deadline cuts them (on the test server they read every remaining entry, 2-7 s for 20,000), what is
-        // left is reported unknown instead of failing the target. A complete sweep's counts are its evidence, and
+        // run's deadline cuts them (on the test server they read every remaining entry, seconds for a large rest),
+        // what is left is reported unknown instead of failing the target. A complete sweep's counts are its evidence, and
         // stay fatal.
         let stopped = !self.tally.is_complete();
         let mut unknown = !self.count_remaining(stopped).await?;
@@ -360,8 +359,8 @@ impl<'a> Sweep<'a> {
             }
         };
         let report = self.tally.into_report(RunEnd {
-            started_at: self.started_at,
-            duration: self.started.elapsed(),
+            started_at: self.clock.started_at(),
+            duration: self.clock.elapsed(),
             after,
             backlog,
             dry_run: self.options.dry_run,

@@ -44,10 +44,6 @@ pub struct SweepOptions {
     pub exact_bytes: bool,
     /// Between batches, wait while the worst secondary lags more than this (`sweep::replication`).
     pub max_replication_lag: Option<Duration>,
-    /// When every call of the sweep ends, if not `time_budget` plus the margin after it started: a run over several
-    /// targets gives each a share of the budget but one deadline, the run's, so that a batch in flight at the end
-    /// of a target's share finishes (the next targets' shares shrink) instead of failing the target.
-    pub calls_end: Option<tokio::time::Instant>,
 }
 
 impl SweepOptions {
@@ -78,7 +74,6 @@ impl SweepOptions {
             collection_stats: settings.collection_stats,
             exact_bytes: settings.exact_bytes,
             max_replication_lag: settings.max_replication_lag,
-            calls_end: None,
         }
     }
 }

@@ -148,15 +148,22 @@ pub struct SweepFailure {
 /// The outcome of one target of a run over several.
 pub type TargetOutcome = (String, Result<SweepReport, SweepFailure>);
 
-/// A run over several targets as one report: its totals, and each target's section. `Err` only when every target
+/// A run's targets as one report. Without `CLEANUP_TARGETS` (`sectioned` false) the one target's report is the
+/// run's, as it always was; with it, the run's totals and each target's section. `Err` only when every target
 /// failed. Totals never say more than the run proved: a total that needs a failed target's number (what is left in
 /// it) is null, and `complete` needs every target complete.
 pub fn combine(
-    outcomes: Vec<TargetOutcome>,
+    mut outcomes: Vec<TargetOutcome>,
     started_at: DateTime<Utc>,
     duration: Duration,
     request_id: &str,
+    sectioned: bool,
 ) -> Result<SweepReport, SweepFailure> {
+    if !sectioned && outcomes.len() == 1 {
+        if let Some((_, only)) = outcomes.pop() {
+            return only;
+        }
+    }
     let sum = |f: &dyn Fn(&SweepReport) -> u64| {
         outcomes.iter().filter_map(|(_, r)| r.as_ref().ok()).fold(0u64, |a, r| a.saturating_add(f(r)))
     };

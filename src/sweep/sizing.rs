@@ -6,9 +6,8 @@
 //!   target is what fits the bound ([`OperationClock`]);
 //! - a slow start: the target starts at [`START_TARGET`] and doubles after each window with entries, up to the
 //!   batch size. Before the first operation nothing is known of the cost, and after a window with nothing in it
-//!   nothing is known of the density ahead (the window that follows is eight times wider). Measured before this
-//!   (`scripts/bench impact`, 200,000 entries): the paced sweep's first window, measured at the full 5,000
-//!   entries, held one lookup 148 ms.
+//!   nothing is known of the density ahead (the window that follows is eight times wider). Before this, a paced
+//!   sweep's first window was measured at the full batch size and held the lookups beside it (BENCHMARKS.md, "Figures behind the code").
 //!
 //! The target sizes a window; it does not bound what the window holds. A gentle sweep bounds every read itself
 //! (`sweep_lane`): the window's density can be wrong by any factor.
@@ -166,7 +165,6 @@ mod tests {
             collection_stats: true,
             exact_bytes: true,
             max_replication_lag: None,
-            calls_end: None,
         }
     }
 

@@ -1,4 +1,5 @@
-//! Several sweeps in one run, in turn: how a run over `CLEANUP_TARGETS` shares one time budget.
+//! Several sweeps in one run, in turn: how a run's targets share one time budget (a run without `CLEANUP_TARGETS`
+//! has one target, and takes the same turns).
 //!
 //! **The policy: batches in turn, least served first.** Every target's sweep is opened, in the configured order;
 //! then each turn goes to the open sweep that has deleted the fewest entries so far (ties go to the configured
@@ -18,17 +19,13 @@
 //! others wait for them; they still get every other turn, so it slows them and never stops them. Its warning
 //! ("no index on ...") says what to do.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::Instrument;
 
 use super::report::TargetOutcome;
 use super::{Done, Progress, Sweep, SweepFailure, SweepReport, Turn};
-use crate::store::deadline::{AFTER_RUN, CALL_MARGIN};
-
-/// The time each target's closing work is given: what a single-target run has for it after its budget (the call
-/// margin less what is kept for the record and the alerts). See `reserve` for what it takes on each server.
-pub const CLOSING: Duration = Duration::from_secs(CALL_MARGIN.as_secs() - AFTER_RUN.as_secs());
+use crate::clock::{RunClock, CLOSING};
 
 /// One target's sweep in a run.
 pub struct Entry<'a> {
@@ -52,24 +49,23 @@ enum Slot<'a> {
 /// The closing work kept inside the budget while `open` sweeps are still open: [`CLOSING`] for each but one (the
 /// last closes in the margin after the budget, as a single target does), never more than a quarter of the budget.
 /// On MongoDB closing counts read the index only and take milliseconds, so the reserve is mostly budget given back
-/// to the next run; on the test server a stopped target's closing reads what is left (measured: 2.1 s to count
-/// 22,000 remaining entries, 1.1 s of statistics, 4.4 s of backlog), more than any reserve that leaves the batches
-/// their time, and a closing the run's deadline cuts reports what is left as unknown (`Sweep::close`).
+/// to the next run; on the test server a stopped target's closing reads what is left, seconds for a large rest
+/// (BENCHMARKS.md, "Figures behind the code"), more than any reserve that leaves the batches their time, and a closing the
+/// run's deadline cuts reports what is left as unknown (`Sweep::close`).
 fn reserve(open: usize, budget: Duration) -> Duration {
     let others = u32::try_from(open.saturating_sub(1)).unwrap_or(u32::MAX);
     CLOSING.saturating_mul(others).min(budget / 4)
 }
 
 /// Steps `entries` in turn until none has anything left to do in this run (see the module doc), telling `progress`
-/// the run's totals after each batch, and closes each as it ends. `started`, `budget` and `batch_size` are the
+/// the run's totals after each batch, and closes each as it ends. `clock` and `batch_size` are the
 /// run's: batches stop early enough to leave the open sweeps their closing time ([`CLOSING`]) inside the budget,
 /// and each target's batch is the run's divided among the targets still open, so that a round of turns deletes
 /// about one batch however many have ended (dividing by every configured target, two busy targets beside 18 empty
 /// ones swept a tenth of a batch a turn for the whole run).
 pub async fn in_turn(
     entries: Vec<Entry<'_>>,
-    started: Instant,
-    budget: Duration,
+    clock: &RunClock,
     batch_size: u32,
     request_id: &str,
     progress: &dyn Progress,
@@ -90,7 +86,7 @@ pub async fn in_turn(
             _ => None,
         };
         let count = slots.iter().filter_map(open).count();
-        if !stopped && started.elapsed() + reserve(count, budget) >= budget {
+        if !stopped && clock.elapsed() + reserve(count, clock.budget()) >= clock.budget() {
             // Every open sweep stops starting batches now: what is left of the budget is their closing time.
             stopped = true;
             for slot in &mut slots {
@@ -112,7 +108,7 @@ pub async fn in_turn(
             }
             Err(failure) => slots[next] = Slot::Ended(Err(failure)),
         }
-        if let Slot::Ended(Err(failure)) = &slots[next] {
+        if let (Slot::Ended(Err(failure)), true) = (&slots[next], names.len() > 1) {
             tracing::warn!(target = %names[next], error = %failure.error, "a target failed; the others go on");
         }
     }

@@ -22,8 +22,8 @@ pub struct Window {
     /// The lower end of the last window found too crowded, while the sweep is still inside it: everything that
     /// made it crowded lies between there and the current window, so no window reaches past it. Without this, a
     /// crowded window halved from the top could come out empty (its entries all in the lower half), and the
-    /// eightfold growth after an empty window overshot into the crowd again: measured on the test server, a paced
-    /// sweep spent a 2 s budget alternating between the two without deleting anything.
+    /// eightfold growth after an empty window overshot into the crowd again: a paced sweep could spend its whole
+    /// budget alternating between the two without deleting anything (seen on the test server).
     crowded_lo_ms: Option<i64>,
 }
 

@@ -174,7 +174,7 @@ async fn add_user(settings: &AuthSettings, name: &str, update: bool) -> ExitCode
 /// Every password verification allocates argon2id's 19 MiB of memory (kept between verifications by
 /// `password_memory`, and dropped after a burst). glibc's malloc serves such a block with `mmap` at first, but
 /// after the first free it raises its mmap threshold to the block's size, and from then on serves and keeps the
-/// blocks in its per-thread arenas: measured, 200 concurrent failed logins took the process from 10 MB to 715 MB,
+/// blocks in its per-thread arenas: a burst of concurrent failed logins grew the process by hundreds of megabytes,
 /// and it never went back (`scripts/bench auth-memory`, BENCHMARKS.md). A fixed threshold of 1 MiB keeps every
 /// argon2 block in an `mmap` of its own, returned to the system the moment it is freed. glibc's own
 /// `MALLOC_MMAP_THRESHOLD_`, when the environment sets it, is left to rule (the benchmark sets it to run glibc's

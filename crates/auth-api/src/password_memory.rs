@@ -2,8 +2,8 @@
 //!
 //! Every verification fills 19 MiB of memory blocks (argon2id's default `m = 19456` KiB). Allocated fresh each
 //! time, with glibc's mmap threshold pinned so that the memory goes back to the system when freed (`main.rs`),
-//! each verification first faults in about 4,900 zeroed pages: measured, a burst of 200 failed logins took 2.6-2.8 s
-//! instead of the 1.8-2.0 s it took when glibc kept the blocks (and grew to 715 MB). This pool keeps the blocks:
+//! each verification first faults in thousands of zeroed pages, and a burst of failed logins took about 40 % longer
+//! than when glibc kept the blocks (and grew by hundreds of megabytes). This pool keeps the blocks:
 //! one set per verification in flight (the verification permits bound that: two per core), taken and put back
 //! around each verification, and all dropped once none has been used for `keep` (default 1 s, the
 //! `PASSWORD_MEMORY_KEEP_MS` setting; 0 turns the pool off), so a burst is served from warm memory and its memory

@@ -2,8 +2,8 @@
 //!
 //! tower-http's `RequestBodyTimeoutLayer` measures the time between two frames, not the body: a client that sends
 //! one byte every few seconds restarts it each time and holds the connection (and its slot under the connection
-//! cap) for as long as it likes. Found by the third review: 8 connections dribbling a byte every 20 s kept an
-//! auth-api with `HTTP_MAX_CONNECTIONS=8` full for a minute. [`DeadlineBody`] starts its clock when the request's
+//! cap) for as long as it likes: a few connections dribbling a byte now and then can keep a server at its connection
+//! cap (BENCHMARKS.md, "Figures behind the code"). [`DeadlineBody`] starts its clock when the request's
 //! head has arrived and fails the body once the clock runs out, however the bytes are spaced.
 
 use std::future::Future as _;

@@ -78,8 +78,8 @@ pub fn describe(error: &MongoError, settings: &DbSettings) -> String {
 }
 
 /// The database server's clock, now: `hello`'s `localTime`. Administrative writes that draw a line in time
-/// (`revoke-user`, a password change) use it rather than the clock of the host they run on: a host 60 s behind left
-/// the last 60 s of tokens working (third review).
+/// (`revoke-user`, a password change) use it rather than the clock of the host they run on: a host whose clock is
+/// behind would leave the tokens issued in that gap working.
 pub async fn server_time(client: &Client) -> Result<mongodb::bson::DateTime, MongoError> {
     let hello = client.database("admin").run_command(mongodb::bson::doc! { "hello": 1 }).await?;
     hello.get_datetime("localTime").copied().map_err(|_| {

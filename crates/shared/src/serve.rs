@@ -37,7 +37,7 @@ use tower::ServiceExt;
 use crate::body_deadline::DeadlineBody;
 
 /// The most bytes a request line and headers may take together (hyper's read buffer; its default is about
-/// 400 KiB). Cookies and a bearer token fit many times over: a head of 200 KB was accepted before this.
+/// 400 KiB). Cookies and a bearer token fit many times over.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// How long and how many: see the module doc. Both servers read them from the same variables.
@@ -141,8 +141,8 @@ pub async fn serve<H: Handshake>(
             let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 let router = router.clone();
-                // hyper's buffer cap holds only when the head arrives in pieces: sent in one write, a head of about
-                // 112 KiB was parsed whole. The parsed head is measured here, however its bytes arrived.
+                // hyper's buffer cap holds only when the head arrives in pieces: sent in one write, a head past it is
+                // parsed whole. The parsed head is measured here, however its bytes arrived.
                 let too_large = head_bytes(&request) > MAX_HEAD_BYTES;
                 // The head is here: the body's clock starts.
                 let request = request.map(|b| Body::new(DeadlineBody::new(Body::new(b), limits.body_timeout)));

@@ -42,8 +42,8 @@
 //!   target's origin (never its path or query), and the chain falls back.
 //! - **Oversized answers.** An answer is read up to `MONGODB_API_MAX_ANSWER_BYTES` (default 8 MiB; the largest
 //!   real answer, a page of 500 legacy entries, is far below it), checked first against `Content-Length` and then
-//!   counted as it streams in: an 800 MB answer once took the process from 7 MB to 797 MB, past FC's smallest
-//!   instance. A larger answer is a contract failure.
+//!   counted as it streams in: an answer read whole once took the process past FC's smallest instance's memory
+//!   (BENCHMARKS.md, "Figures behind the code"). A larger answer is a contract failure.
 //! - **Impossible counts.** A `deletedCount` above what the deleted range was measured to hold (or, unmeasured,
 //!   above the batch size it was sized for) is a contract failure: the sweep would otherwise report entries nobody
 //!   deleted (a lying `9223372036854775807` once made the report claim 4 TB freed).

@@ -83,7 +83,7 @@ pub struct CacheSettings {
 
 /// Milliseconds on a monotonic clock (since the first call in this process). Staleness is measured on it, never on
 /// the wall clock: after the wall clock stepped forward and back, an instance cut off from the database claimed
-/// `staleness_ms: 0` and accepted a revoked token (third review).
+/// `staleness_ms: 0` and accepted a revoked token.
 pub fn mono_ms() -> i64 {
     static BASE: OnceLock<Instant> = OnceLock::new();
     let base = *BASE.get_or_init(Instant::now);

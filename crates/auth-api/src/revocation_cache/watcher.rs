@@ -250,8 +250,8 @@ async fn load(
 /// Each poll first stamps every entry without `SEEN_FIELD` with the database's clock (one `updateMany` through
 /// the index on the stamp; it matches nothing when nothing was written), then reads the entries stamped since the
 /// latest stamp it saw, less `POLL_OVERLAP_MS` for stamps still being written. So an entry is found whatever
-/// fields its writer set and whatever the writer's clock said (the third review: entries without `created_at`, or
-/// from a clock 10 s behind, were never learnt, and the revoked tokens were accepted). Every instance stamps; an
+/// fields its writer set and whatever the writer's clock said (entries without `created_at`, or from a clock a few
+/// seconds behind, were once never learnt, and the revoked tokens were accepted). Every instance stamps; an
 /// entry is stamped once, by whichever instance comes first, and every instance reads it by its stamp. Proof: a
 /// poll proves the set current as of the moment its stamp was sent. Every `RECONCILE_EVERY`, the set is loaded
 /// anew, for what stamps cannot show (an update by another writer to an entry already stamped, a server clock
@@ -357,7 +357,7 @@ async fn changed_since(
 
 /// Where a poll starts: the latest stamp it saw, less [`POLL_OVERLAP_MS`], and never past the database's clock
 /// `server_now` (less the overlap). One entry stamped a day ahead once moved the start a day ahead, and every
-/// revocation stamped by the real clock waited for the next full load (43 and 58 s, while `/health` said fresh).
+/// revocation stamped by the real clock waited for the next full load, while `/health` said fresh.
 fn poll_from(latest: DateTime, server_now: DateTime) -> DateTime {
     DateTime::from_millis(latest.min(server_now).timestamp_millis() - POLL_OVERLAP_MS)
 }

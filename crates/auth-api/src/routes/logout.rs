@@ -27,8 +27,8 @@ use crate::tokens::{Claims, TokenError, TokenKind};
 /// Writes the blacklist entries and answers which tokens were revoked.
 ///
 /// The token is checked before the body is read (an extractor of the request's head runs before the body's): a
-/// request without valid credentials costs no wait for a body (the third review held connections open with
-/// logouts whose bodies never came). Its revocation is checked by the write itself, below.
+/// request without valid credentials costs no wait for a body (logouts whose bodies never come cannot hold
+/// connections open). Its revocation is checked by the write itself, below.
 pub async fn logout(
     State(state): State<AppState>,
     authenticated: Verified<Access>,
