@@ -58,11 +58,15 @@
 //!   (nothing fails when this is missed: the secrets test in `tests/api/secrets.rs` needs a case for it); its
 //!   variables in the configuration table (docs/configuration.md), `fc-config.json` and `s.yaml` (`tests/deploy/config_files.rs`
 //!   fails until all three have them).
-//! - **A report field**: the field in `sweep::report::SweepReport` (and `SweepFailure` if an error keeps it), its
-//!   counter in `sweep::tally::Tally` and one line in `Tally::into_report`; the answers' reference (docs/answers.md). If runs keep
-//!   it: `history::RunRecord` (the field, `of_report`, `of_failure`, the test record, and its name in
-//!   `history::FIELDS`: `the_projection_is_the_record` fails until it is there; the stored form is derived) and `status::text` / `status::chart` to show it. If it is a metric: `alerts::pushgateway`. If the
-//!   message says it: `SweepReport::message`, and `server::envelope::failure` for the error JSON.
+//! - **A report field** (walked again for #40, a count kept in runs): the field in `sweep::report::SweepReport`
+//!   (and `SweepFailure` if an error keeps it) and its total in `report::combine` (the compiler asks for it), its
+//!   counter in `sweep::tally::Tally` and one line in `Tally::into_report`; the answers' reference
+//!   (docs/answers.md). If runs keep it: in `history` the field of `RunRecord`, `of_report`, `of_failure`, the
+//!   test record (the compiler asks for those) and its name in `FIELDS` (`the_projection_is_the_record` fails until
+//!   it is there; the stored form is derived), and the test runs of `status::tests`; `status::text` /
+//!   `status::chart` to show it. If it is a metric: `alerts::pushgateway`. If the message says it:
+//!   `SweepReport::message`, and `server::envelope::failure` for the error JSON. Five files, as before the record
+//!   was derived; in `history` five places where there were seven, and none of them silent.
 //! - **A setting**: in `config` the field and its parsing (once, with its bounds, and a unit test of a refusal);
 //!   `sweep::options::SweepOptions` and `SweepOptions::resolve` if a run uses it (the compiler then asks for it in
 //!   the struct literals of `sweep::sizing`'s tests); a row in the configuration table (docs/configuration.md), a name in
