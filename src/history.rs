@@ -3,10 +3,10 @@
 //! `CLEANUP_HISTORY_DAYS` by a TTL index on `started_at`. `status` reads it back.
 //!
 //! A record is `{kind: "jwt-token-cleaner-run", schema: 1, started_at, ended_at, duration_ms, trigger, request_id,
-//! dry_run, backend, fallback_reason, outcome, cleaned_count, memory_saved_bytes, expired_remaining, complete,
-//! backlog: {expired, expired_at_least, oldest_expired_age_seconds} | null, error, version, targets?, held_by?}`:
-//! [`RunRecord`]'s fields, derived (serde, with BSON's serializer), after the marker and the layout version. Reading is strict:
-//! anything else in the collection (another program's documents, a hand edit) is skipped and counted, never
+//! dry_run, backend, fallback_reason, outcome, cleaned_count, memory_saved_bytes, expired_remaining, complete, backlog:
+//! {expired, expired_at_least, oldest_expired_age_seconds} | null, error, version, targets?, held_by?}`:
+//! [`RunRecord`]'s fields, derived (serde, with BSON's serializer), after the marker and the layout version. Reading is
+//! strict: anything else in the collection (another program's documents, a hand edit) is skipped and counted, never
 //! trusted and never fatal.
 
 use chrono::{DateTime, Utc};

@@ -52,11 +52,11 @@
 //!
 //! - **A storage backend**: a file (or folder) in `store/` implementing [`store::Backend`], [`store::SweepStore`],
 //!   [`store::LegacyStore`] and [`store::RunHistory`], building its queries with `store::filter`; `pub mod` in
-//!   `store/mod.rs` (and its line in that module's doc); its place in the chain in `store::backends`; in `config`
-//!   its settings field (secrets as `jtc_shared::Secret`, so the derived `Debug` prints `****`), its parsing in
+//!   `store/mod.rs` (and its line in that module's doc); its place in the chain in `store::backends`; in `config` its
+//!   settings field (secrets as `jtc_shared::Secret`, so the derived `Debug` prints `****`), its parsing in
 //!   `Settings::from_lookup`, the "at least one backend" rule there, and its secrets in `Settings::secret_values`
-//!   (nothing fails when this is missed: the secrets test in `tests/api/secrets.rs` needs a case for it); its
-//!   variables in the configuration table (docs/configuration.md), `fc-config.json` and `s.yaml` (`tests/deploy/config_files.rs`
+//!   (nothing fails when this is missed: the secrets test in `tests/api/secrets.rs` needs a case for it); its variables
+//!   in the configuration table (docs/configuration.md), `fc-config.json` and `s.yaml` (`tests/deploy/config_files.rs`
 //!   fails until all three have them).
 //! - **A report field** (walked again for #40, a count kept in runs): the field in `sweep::report::SweepReport`
 //!   (and `SweepFailure` if an error keeps it) and its total in `report::combine` (the compiler asks for it), its
@@ -68,10 +68,10 @@
 //!   `SweepReport::message`, and `server::envelope::failure` for the error JSON. Five files, as before the record
 //!   was derived; in `history` five places where there were seven, and none of them silent.
 //! - **A setting**: in `config` the field and its parsing (once, with its bounds, and a unit test of a refusal);
-//!   `sweep::options::SweepOptions` and `SweepOptions::resolve` if a run uses it (the compiler then asks for it in
-//!   the struct literals of `sweep::sizing`'s tests); a row in the configuration table (docs/configuration.md), a name in
-//!   `fc-config.json` and a line in `s.yaml` (`tests/deploy/config_files.rs` asks the settings which variables
-//!   they read and fails until all three have each).
+//!   `sweep::options::SweepOptions` and `SweepOptions::resolve` if a run uses it (the compiler then asks for it in the
+//!   struct literals of `sweep::sizing`'s tests); a row in the configuration table (docs/configuration.md), a name in
+//!   `fc-config.json` and a line in `s.yaml` (`tests/deploy/config_files.rs` asks the settings which variables they
+//!   read and fails until all three have each).
 
 pub mod alerts;
 pub mod clock;

@@ -126,8 +126,8 @@ struct Written {
 
 /// The most targets one run sweeps. Each is opened (a statistics read and an index check) before the first batch,
 /// inside the budget, and each has its turn and its closing work: thousands of targets in a short budget cleaned
-/// nothing, and left no time for the record and the release of the lease (BENCHMARKS.md, "Figures behind the code"). A platform with more collections runs several
-/// functions, each over its own list.
+/// nothing, and left no time for the record and the release of the lease (BENCHMARKS.md, "Figures behind the code"). A
+/// platform with more collections runs several functions, each over its own list.
 pub const MAX_TARGETS: usize = 32;
 
 /// MongoDB's longest database name (64 bytes, less one).

@@ -1,11 +1,11 @@
 //! The deadline: a wrapper store that ends every call still in flight at one instant, whatever the backend.
 //!
-//! The time budget only stops the sweep from *starting* a batch; a call already sent could run as long as its
-//! backend allows (`MONGODB_API_TIMEOUT_SECONDS` up to 120 s, a server sending one byte a second keeps each read
-//! alive), and a run once answered long past FC's function timeout (BENCHMARKS.md, "Figures behind the code"). So a run wraps
-//! its store in a [`Deadline`] at the run clock's `calls_end` (`crate::clock`): every call, the confirming counts
-//! and the statistics after the budget included, ends by then, and the run answers within `budget + CALL_MARGIN`
-//! plus the time it takes to write the answer.
+//! The time budget only stops the sweep from *starting* a batch; a call already sent could run as long as its backend
+//! allows (`MONGODB_API_TIMEOUT_SECONDS` up to 120 s, a server sending one byte a second keeps each read alive), and a
+//! run once answered long past FC's function timeout (BENCHMARKS.md, "Figures behind the code"). So a run wraps its
+//! store in a [`Deadline`] at the run clock's `calls_end` (`crate::clock`): every call, the confirming counts and the
+//! statistics after the budget included, ends by then, and the run answers within `budget + CALL_MARGIN` plus the time
+//! it takes to write the answer.
 
 use std::future::Future;
 use tokio::time::Instant;

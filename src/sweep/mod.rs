@@ -317,8 +317,8 @@ impl<'a> Sweep<'a> {
     pub async fn close(mut self, request_id: &str) -> Result<SweepReport, SweepFailure> {
         self.traced.summarise();
         // A sweep the budget stopped proves nothing more by its closing calls (it is incomplete either way): when the
-        // run's deadline cuts them (on the test server they read every remaining entry, seconds for a large rest),
-        // what is left is reported unknown instead of failing the target. A complete sweep's counts are its evidence, and
+        // run's deadline cuts them (on the test server they read every remaining entry, seconds for a large rest), what
+        // is left is reported unknown instead of failing the target. A complete sweep's counts are its evidence, and
         // stay fatal.
         let stopped = !self.tally.is_complete();
         let mut unknown = !self.count_remaining(stopped).await?;

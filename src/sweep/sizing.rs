@@ -4,10 +4,11 @@
 //! adds two limits:
 //! - the time bound: what one entry costs a measure or a delete is learned from the operations so far, and the
 //!   target is what fits the bound ([`OperationClock`]);
-//! - a slow start: the target starts at [`START_TARGET`] and doubles after each window with entries, up to the
-//!   batch size. Before the first operation nothing is known of the cost, and after a window with nothing in it
-//!   nothing is known of the density ahead (the window that follows is eight times wider). Before this, a paced
-//!   sweep's first window was measured at the full batch size and held the lookups beside it (BENCHMARKS.md, "Figures behind the code").
+//! - a slow start: the target starts at [`START_TARGET`] and doubles after each window with entries, up to the batch
+//!   size. Before the first operation nothing is known of the cost, and after a window with nothing in it nothing is
+//!   known of the density ahead (the window that follows is eight times wider). Before this, a paced sweep's first
+//!   window was measured at the full batch size and held the lookups beside it (BENCHMARKS.md, "Figures behind the
+//!   code").
 //!
 //! The target sizes a window; it does not bound what the window holds. A gentle sweep bounds every read itself
 //! (`sweep_lane`): the window's density can be wrong by any factor.

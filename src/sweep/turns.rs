@@ -46,12 +46,12 @@ enum Slot<'a> {
     Moving,
 }
 
-/// The closing work kept inside the budget while `open` sweeps are still open: [`CLOSING`] for each but one (the
-/// last closes in the margin after the budget, as a single target does), never more than a quarter of the budget.
-/// On MongoDB closing counts read the index only and take milliseconds, so the reserve is mostly budget given back
-/// to the next run; on the test server a stopped target's closing reads what is left, seconds for a large rest
-/// (BENCHMARKS.md, "Figures behind the code"), more than any reserve that leaves the batches their time, and a closing the
-/// run's deadline cuts reports what is left as unknown (`Sweep::close`).
+/// The closing work kept inside the budget while `open` sweeps are still open: [`CLOSING`] for each but one (the last
+/// closes in the margin after the budget, as a single target does), never more than a quarter of the budget. On MongoDB
+/// closing counts read the index only and take milliseconds, so the reserve is mostly budget given back to the next
+/// run; on the test server a stopped target's closing reads what is left, seconds for a large rest (BENCHMARKS.md,
+/// "Figures behind the code"), more than any reserve that leaves the batches their time, and a closing the run's
+/// deadline cuts reports what is left as unknown (`Sweep::close`).
 fn reserve(open: usize, budget: Duration) -> Duration {
     let others = u32::try_from(open.saturating_sub(1)).unwrap_or(u32::MAX);
     CLOSING.saturating_mul(others).min(budget / 4)
