@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -214,11 +214,9 @@ async fn a_call_kept_open_byte_by_byte_ends_at_the_budget_plus_the_margin() {
     ]);
     env.remove("DB_URI");
     let app = TestApp::spawn(&settings_from(env)).await;
-    let started = Instant::now();
     let answer = app.invoke("").await;
-    let took = started.elapsed();
-    // The budget (2 s) plus the stated margin (5 s), not the 120 s request timeout; generous for a loaded machine.
-    assert!(took < Duration::from_secs(30), "answered after {took:?}");
+    // The run's deadline (the budget plus the margin) ended the call, not the 120 s request timeout: the error says
+    // which (no wall-clock bound, which a loaded machine could cross).
     assert_eq!((answer.status, answer.fc_status.as_deref()), (503, Some("503")), "{}", answer.json);
     let error = answer.json["error"].as_str().unwrap_or_default();
     assert!(error.contains("did not answer before the run's deadline"), "{error}");
@@ -301,8 +299,8 @@ async fn an_under_reported_deleted_count_is_a_warning_and_not_exact() {
 }
 
 /// An answer refused by its declared `Content-Length` before any of its body arrives: the server declares 1 GiB and
-/// then sends nothing. The run falls back at once, not after the API's 60 s timeout or the run's deadline (the
-/// slack is for a slow machine; without the check the run waits out its 20 s budget and margin).
+/// then sends nothing. The run falls back at once, not after the API's 60 s timeout or the run's deadline (without
+/// the check the run waits out its 20 s budget and margin, and fails).
 #[tokio::test]
 async fn a_huge_declared_length_is_refused_before_any_body_arrives() {
     let db = TestDb::new().await;
@@ -323,12 +321,11 @@ async fn a_huge_declared_length_is_refused_before_any_body_arrives() {
         ("CLEANUP_TIME_BUDGET_SECONDS", "20"),
     ]);
     let app = TestApp::spawn(&settings).await;
-    let started = Instant::now();
     let answer = app.invoke("").await;
-    let took = started.elapsed();
     assert_eq!(answer.status, 200, "{}", answer.json);
     assert_eq!(answer.json["data"]["backend"], "http_api+mongodb");
+    // Refused on the declared length: a body that never comes could not be counted past the cap, and would end in
+    // the run's deadline instead (no wall-clock bound, which a loaded machine could cross).
     let why = answer.json["data"]["fallback_reason"].as_str().unwrap_or_default();
     assert!(why.contains("the answer is larger than"), "{why}");
-    assert!(took < Duration::from_secs(15), "answered after {took:?}");
 }
