@@ -34,7 +34,7 @@ pub(crate) async fn run(
             }
         }
     }
-    ExitCode::from(report.exit_code)
+    ExitCode::from(report.exit_code())
 }
 
 /// `90s`, `30m`, `2h`, `1d` (a bare number is seconds): a positive duration.

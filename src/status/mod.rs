@@ -147,10 +147,9 @@ pub struct Outcomes {
 /// What `status` shows (`--json` prints it as it is).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatusReport {
-    /// The verdict.
+    /// The verdict, shown with its exit code beside it (`exit_code`: a function of the verdict, never kept apart).
+    #[serde(flatten, serialize_with = "with_exit_code")]
     pub verdict: Verdict,
-    /// Its exit code.
-    pub exit_code: u8,
     /// Why, one line each.
     pub reasons: Vec<String>,
     /// When the check ran.
@@ -292,12 +291,25 @@ pub async fn gather(
     Ok(report)
 }
 
+/// `verdict` and `exit_code`, side by side in the report's JSON.
+fn with_exit_code<S: serde::Serializer>(verdict: &Verdict, serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap as _;
+    let mut map = serializer.serialize_map(Some(2))?;
+    map.serialize_entry("verdict", verdict)?;
+    map.serialize_entry("exit_code", &verdict.exit_code())?;
+    map.end()
+}
+
 impl StatusReport {
+    /// The exit code of `status`: the verdict's.
+    pub fn exit_code(&self) -> u8 {
+        self.verdict.exit_code()
+    }
+
     /// Makes the verdict `verdict` when that is worse (its exit code with it, and "keeping up" no longer said).
     fn worsen(&mut self, verdict: Verdict) {
         if verdict.severity() > self.verdict.severity() {
             self.verdict = verdict;
-            self.exit_code = verdict.exit_code();
             self.reasons.retain(|r| r != KEEPING_UP);
         }
     }
@@ -397,7 +409,6 @@ async fn read_records(store: &dyn Store, now: DateTime<Utc>) -> Result<Records, 
 pub fn unknown(error: &StoreError, now: DateTime<Utc>) -> StatusReport {
     let mut report = judge(Vec::new(), None, &StatusQuery::default(), now);
     report.verdict = Verdict::Unknown;
-    report.exit_code = Verdict::Unknown.exit_code();
     report.reasons = vec![format!("the run history could not be read: {error}")];
     report
 }
@@ -436,7 +447,6 @@ pub fn judge(
     };
     StatusReport {
         verdict,
-        exit_code: verdict.exit_code(),
         reasons,
         checked_at: rfc3339(now),
         last_run: runs.first().map(at),

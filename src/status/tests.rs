@@ -118,10 +118,13 @@ fn a_growing_backlog_is_behind() {
         run(chrono::Duration::minutes(130), Outcome::Partial, Some(300)),
     ];
     let report = judge(runs, None, &StatusQuery::default(), now());
-    assert_eq!((report.verdict, report.exit_code), (Verdict::Behind, 1));
+    assert_eq!((report.verdict, report.exit_code()), (Verdict::Behind, 1));
     assert_eq!(report.trend.direction, Direction::Growing);
     assert_eq!(report.trend.points, [300, 600, 900]);
     assert!(report.reasons[0].contains("300 → 600 → 900"), "{:?}", report.reasons);
+    // The JSON keeps the exit code beside the verdict, derived from it.
+    let json = serde_json::to_string(&report).unwrap();
+    assert!(json.starts_with(r#"{"verdict":"behind","exit_code":1,"reasons":["#), "{json}");
 }
 
 #[test]

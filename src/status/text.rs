@@ -42,7 +42,7 @@ fn run_line(run: &RunAt) -> String {
 /// The whole status as text.
 pub fn render(report: &StatusReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "jwt-token-cleaner status: {} (exit {})", report.verdict.as_str(), report.exit_code);
+    let _ = writeln!(out, "jwt-token-cleaner status: {} (exit {})", report.verdict.as_str(), report.exit_code());
     for reason in &report.reasons {
         let _ = writeln!(out, "  - {}", printable(reason));
     }
