@@ -49,8 +49,8 @@ pub struct TargetSection {
 /// What a finished sweep did and what it left.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SweepReport {
-    /// Always true in a report; failures are a [`SweepFailure`].
-    pub success: bool,
+    /// `true` on the wire: a report is a success (failures are a [`SweepFailure`]).
+    pub success: True,
     /// Entries this run really deleted (the servers' `deletedCount`s, summed).
     pub cleaned_count: u64,
     /// Entries in the collection after the run; null when the statistics call is off
@@ -117,11 +117,22 @@ pub struct SweepReport {
     pub skipped: Option<Skipped>,
 }
 
+/// A field that is `true` on the wire and can be nothing else: the type has no other value, so no path can set it
+/// false (a report's `success`, a skipped run's `skipped`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct True;
+
+impl Serialize for True {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bool(true)
+    }
+}
+
 /// Why a run did not sweep: another run holds the lease.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Skipped {
-    /// Always true.
-    pub skipped: bool,
+    /// `true` on the wire.
+    pub skipped: True,
     /// The holder's request id.
     pub held_by: String,
     /// When its lease runs out (RFC 3339, the holder's clock).
@@ -190,7 +201,7 @@ pub fn combine(
     };
     let remaining = known(&|r| r.remaining_tokens);
     Ok(SweepReport {
-        success: true,
+        success: True,
         cleaned_count: cleaned,
         remaining_tokens: remaining,
         estimated_memory_usage: known(&|r| r.estimated_memory_usage),

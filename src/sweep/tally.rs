@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::format::{execution_time, megabytes, rfc3339};
-use super::report::{RunEnd, Skipped, SweepFailure, SweepReport};
+use super::report::{RunEnd, Skipped, SweepFailure, SweepReport, True};
 use crate::store::StoreError;
 
 // The reports of runs that did no sweep, written here: a report is a tally's end (the report module does not import
@@ -38,7 +38,7 @@ impl SweepReport {
             request_id: request_id.to_string(),
         });
         let until = DateTime::from_timestamp_millis(until_ms).unwrap_or(started_at);
-        report.skipped = Some(Skipped { skipped: true, held_by: holder, lease_until: rfc3339(until) });
+        report.skipped = Some(Skipped { skipped: True, held_by: holder, lease_until: rfc3339(until) });
         report.expired_remaining = None;
         report
     }
@@ -275,7 +275,7 @@ impl Tally {
         let estimated_memory_usage =
             end.after.and_then(|after| after.size_bytes.or_else(|| average.map(|a| a.saturating_mul(after.count))));
         SweepReport {
-            success: true,
+            success: True,
             cleaned_count: self.cleaned,
             remaining_tokens: end.after.map(|after| after.count),
             estimated_memory_usage,
