@@ -140,9 +140,10 @@ pub struct Skipped {
 }
 
 /// A sweep that stopped on an error, with what it had really done before.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{error}")]
 pub struct SweepFailure {
-    /// What went wrong, without secrets.
+    /// What went wrong, without secrets: the storage error's message, or every target's when all of them failed.
     pub error: String,
     /// Entries really deleted before the failure.
     pub cleaned_count: u64,
@@ -154,6 +155,9 @@ pub struct SweepFailure {
     pub backend: String,
     /// What kind of failure (the server answers 503 for an unreachable store, 500 otherwise).
     pub kind: ErrorKind,
+    /// The storage error the sweep stopped on (the first target's, when every target failed).
+    #[source]
+    pub cause: Option<Box<crate::store::StoreError>>,
 }
 
 /// The outcome of one target of a run over several.
@@ -244,6 +248,7 @@ fn every_target_failed(outcomes: &[TargetOutcome], cleaned: u64, bytes: u64, bat
         batches,
         backend: first.map(|f| f.backend.clone()).unwrap_or_default(),
         kind: first.map_or(ErrorKind::Query, |f| f.kind),
+        cause: first.and_then(|f| f.cause.clone()),
     }
 }
 
@@ -351,5 +356,18 @@ mod tests {
         assert_eq!(tokens(0), "0 expired tokens");
         assert_eq!(tokens(1), "1 expired token");
         assert_eq!(tokens(2), "2 expired tokens");
+    }
+
+    #[test]
+    fn a_failure_keeps_the_store_error_it_stopped_on_as_its_source() {
+        let error = crate::store::StoreError::unreachable("the server did not answer");
+        let failure = SweepFailure::before_sweep(error, "mongodb".into());
+        let source = std::error::Error::source(&failure).expect("a source");
+        assert_eq!(source.to_string(), failure.to_string());
+        assert_eq!(failure.kind, ErrorKind::Unreachable);
+        let every = every_target_failed(&[("a".into(), Err(failure))], 0, 0, 0);
+        assert!(std::error::Error::source(&every).is_some(), "the first target's error");
+        assert!(every.to_string().starts_with("every target failed: a: "), "{every}");
+        assert!(every.to_string().ends_with("the server did not answer"), "{every}");
     }
 }

@@ -311,6 +311,7 @@ impl Tally {
         SweepFailure {
             kind: error.kind(),
             error: error.to_string(),
+            cause: Some(Box::new(error)),
             cleaned_count: self.cleaned,
             memory_saved_bytes: self.bytes,
             batches: self.batches,
