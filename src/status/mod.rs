@@ -151,7 +151,7 @@ pub struct StatusReport {
     #[serde(flatten, serialize_with = "with_exit_code")]
     pub verdict: Verdict,
     /// Why, one line each.
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     /// When the check ran.
     pub checked_at: String,
     /// The most recent run, dry runs included.
@@ -183,7 +183,7 @@ pub struct TargetStatus {
     /// Its verdict.
     pub verdict: Verdict,
     /// Why, one line each.
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     /// Its backlog now; null when it could not be measured.
     pub backlog: Option<Backlog>,
 }
@@ -235,8 +235,56 @@ pub fn runs_of(target: &str, runs: &[RunRecord]) -> Vec<RunRecord> {
         .collect()
 }
 
-/// The reason of the `ok` verdict, which any worse verdict takes away.
-const KEEPING_UP: &str = "the cleaner is keeping up";
+/// One reason for a verdict, said as text in the report and its JSON. The `ok` verdict's reason is a variant of its
+/// own, so that a worse verdict takes it away by its kind, not by matching its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// The `ok` verdict's reason, which any worse verdict takes away.
+    KeepingUp,
+    /// Anything else, as said.
+    Said(String),
+}
+
+impl std::ops::Deref for Reason {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Reason::KeepingUp => "the cleaner is keeping up",
+            Reason::Said(text) => text,
+        }
+    }
+}
+
+impl From<String> for Reason {
+    fn from(text: String) -> Self {
+        Reason::Said(text)
+    }
+}
+
+impl From<&str> for Reason {
+    fn from(text: &str) -> Self {
+        Reason::Said(text.to_string())
+    }
+}
+
+impl PartialEq<&str> for Reason {
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self)
+    }
+}
 
 /// Reads the history and the live backlog below `cutoff_ms` through `store`, and judges at `now`. `history`
 /// false: the history is off. Fails only when the history cannot be read at all.
@@ -274,20 +322,20 @@ pub async fn gather(
     if history {
         match crate::lease::inspect(store, now).await {
             Ok(lease) => report.lease = lease,
-            Err(e) => report.reasons.push(format!("the lease could not be read: {e}")),
+            Err(e) => report.reasons.push(format!("the lease could not be read: {e}").into()),
         }
     }
     // A lease no run could have written is named at once: the next run takes it over (with a warning), but
     // something wrote it.
     if let Some(why) = report.lease.as_ref().and_then(|lease| lease.stale.clone()) {
         report.worsen(Verdict::Behind);
-        report.reasons.push(format!("the lease is stale ({why}): no run wrote it; the next run takes it over"));
+        report.reasons.push(format!("the lease is stale ({why}): no run wrote it; the next run takes it over").into());
     }
     report.note_set_aside(&read);
     if !history {
         report.reasons.insert(0, "the run history is off (CLEANUP_HISTORY_COLLECTION is empty)".into());
     }
-    report.reasons.extend(backlog_error);
+    report.reasons.extend(backlog_error.map(Reason::from));
     Ok(report)
 }
 
@@ -310,7 +358,7 @@ impl StatusReport {
     fn worsen(&mut self, verdict: Verdict) {
         if verdict.severity() > self.verdict.severity() {
             self.verdict = verdict;
-            self.reasons.retain(|r| r != KEEPING_UP);
+            self.reasons.retain(|r| *r != Reason::KeepingUp);
         }
     }
 
@@ -328,10 +376,10 @@ impl StatusReport {
             Err(e) => (None, Some(format!("its backlog could not be measured: {e}"))),
         };
         let mut own = judge(runs, backlog, query, now);
-        own.reasons.extend(error);
+        own.reasons.extend(error.map(Reason::from));
         self.worsen(own.verdict);
         if own.verdict != Verdict::Ok {
-            self.reasons.extend(own.reasons.iter().map(|r| format!("target {name}: {r}")));
+            self.reasons.extend(own.reasons.iter().map(|r| Reason::from(format!("target {name}: {r}"))));
         }
         self.targets.push(TargetStatus {
             name: name.to_string(),
@@ -346,7 +394,8 @@ impl StatusReport {
         self.skipped_documents = read.malformed;
         if read.malformed > 0 {
             let skipped = read.malformed;
-            self.reasons.push(format!("{skipped} document(s) in the history are not run records and were skipped"));
+            self.reasons
+                .push(format!("{skipped} document(s) in the history are not run records and were skipped").into());
         }
         let set_aside = [
             (
@@ -359,7 +408,7 @@ impl StatusReport {
         for (count, what) in set_aside {
             if count > 0 {
                 let at_least = if count >= RECENT_RUNS as usize { "at least " } else { "" };
-                self.reasons.push(format!("{at_least}{count} run record(s) {what} were set aside"));
+                self.reasons.push(format!("{at_least}{count} run record(s) {what} were set aside").into());
             }
         }
     }
@@ -409,7 +458,7 @@ async fn read_records(store: &dyn Store, now: DateTime<Utc>) -> Result<Records, 
 pub fn unknown(error: &StoreError, now: DateTime<Utc>) -> StatusReport {
     let mut report = judge(Vec::new(), None, &StatusQuery::default(), now);
     report.verdict = Verdict::Unknown;
-    report.reasons = vec![format!("the run history could not be read: {error}")];
+    report.reasons = vec![format!("the run history could not be read: {error}").into()];
     report
 }
 
@@ -435,15 +484,16 @@ pub fn judge(
         true => (Vec::new(), Vec::new()),
         false => (failing(&real, last_success, query, now), behind(direction, &points, backlog.as_ref(), query)),
     };
+    let said = |reasons: Vec<String>| reasons.into_iter().map(Reason::from).collect::<Vec<_>>();
     let (verdict, reasons) = if real.is_empty() {
         let why = if runs.is_empty() { "no run is recorded" } else { "only dry runs are recorded" };
-        (Verdict::NeverRan, vec![why.to_string()])
+        (Verdict::NeverRan, vec![Reason::from(why)])
     } else if !failing.is_empty() {
-        (Verdict::Failing, [failing, behind].concat())
+        (Verdict::Failing, said([failing, behind].concat()))
     } else if !behind.is_empty() {
-        (Verdict::Behind, behind)
+        (Verdict::Behind, said(behind))
     } else {
-        (Verdict::Ok, vec![KEEPING_UP.to_string()])
+        (Verdict::Ok, vec![Reason::KeepingUp])
     };
     StatusReport {
         verdict,

@@ -71,7 +71,7 @@ fn hours(h: i64) -> chrono::Duration {
     chrono::Duration::hours(h)
 }
 
-fn verdict(runs: Vec<RunRecord>) -> (Verdict, Vec<String>) {
+fn verdict(runs: Vec<RunRecord>) -> (Verdict, Vec<Reason>) {
     let report = judge(runs, None, &StatusQuery::default(), now());
     (report.verdict, report.reasons)
 }
@@ -206,4 +206,15 @@ fn each_target_has_its_runs_and_its_panel() {
     assert!(svg.contains("target auth: ok") && svg.contains("target resets: failing"), "a panel per target");
     // Three panels of three runs: a point per run in each.
     assert_eq!(svg.matches("<circle").count(), 9, "{svg}");
+}
+
+#[test]
+fn a_worse_verdict_takes_keeping_up_away_and_keeps_the_rest() {
+    let mut report =
+        judge(vec![run(chrono::Duration::minutes(5), Outcome::Success, Some(0))], None, &Default::default(), now());
+    assert_eq!(report.reasons, [Reason::KeepingUp]);
+    report.reasons.push("a note".into());
+    report.worsen(Verdict::Behind);
+    assert_eq!((report.verdict, report.exit_code()), (Verdict::Behind, 1));
+    assert_eq!(report.reasons, ["a note"]);
 }
