@@ -50,7 +50,8 @@ pub async fn run(
 }
 
 /// [`run`] as if it started at `started_at` (the cutoff is `started_at - grace`: tests pin the clock with it, to
-/// put entries exactly on the cutoff), telling `progress` after each batch.
+/// put entries exactly on the cutoff), telling `progress` after each batch. The sweep takes its turns as a run's
+/// one target does (`turns`, then `report::combine`), so that what the tests run here is the runner's path.
 pub async fn run_at(
     store: &dyn Store,
     options: &SweepOptions,
@@ -60,11 +61,10 @@ pub async fn run_at(
     progress: &dyn Progress,
 ) -> Result<SweepReport, SweepFailure> {
     let clock = RunClock::at(started_at, options.time_budget);
-    let mut sweep = Sweep::open(store, options.clone(), verifier, clock).await?;
-    while sweep.step().await? == Turn::Batch {
-        progress.batch(Done { entries: sweep.entries_done(), batches: sweep.batches() });
-    }
-    sweep.close(request_id).await
+    let sweep = Sweep::open(store, options.clone(), verifier, clock).await;
+    let entry = turns::Entry { name: String::new(), sweep, span: tracing::Span::current() };
+    let outcomes = turns::in_turn(vec![entry], &clock, options.batch_size, request_id, progress).await;
+    report::combine(outcomes, clock.started_at(), clock.elapsed(), request_id, false)
 }
 
 /// What one [`Sweep::step`] did.
