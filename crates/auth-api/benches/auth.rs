@@ -400,47 +400,28 @@ async fn query_count(client: &Client) -> i64 {
     counters.get_i64("query").or_else(|_| counters.get_i32("query").map(i64::from)).expect("query")
 }
 
-/// Counts the bytes this process has allocated and not freed, for the set's memory per entry.
-struct Counting;
-
-static ALLOCATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-unsafe impl std::alloc::GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        ALLOCATED.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
-        unsafe { std::alloc::System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        ALLOCATED.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
-        unsafe { std::alloc::System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static COUNTING: Counting = Counting;
-
-/// Bytes per entry of the revocation set at `entries` UUID entries (bytes allocated and kept, hash tables
-/// included), beside the same entries with a `String` key each.
+/// Bytes per entry of the revocation set at `entries` UUID entries, as this process's resident growth (the set's
+/// table is a mapping of its own, which an allocator's count would not see), beside the same entries with a
+/// `String` key each.
 fn set_memory(entries: u64) -> String {
     use auth_api::revocation_cache::set::{Entry, RevokedSet};
-    let allocated = || ALLOCATED.load(std::sync::atomic::Ordering::Relaxed);
+    let resident = || jtc_test_support::rss_bytes(std::process::id()).unwrap_or(0);
     let far = i64::MAX / 2;
-    let before = allocated();
+    let before = resident();
     let mut set = RevokedSet::default();
     for i in 0..entries {
         set.insert(Entry::Token { jti: seed_jti(i), expires_ms: far }, 0);
     }
-    let compact = allocated().saturating_sub(before);
+    let compact = resident().saturating_sub(before);
     drop(set);
-    let before = allocated();
+    let before = resident();
     let strings: std::collections::HashMap<String, i64> = (0..entries).map(|i| (seed_jti(i), far)).collect();
-    let plain = allocated().saturating_sub(before);
+    let plain = resident().saturating_sub(before);
     drop(strings);
-    let per = |bytes: usize| bytes as f64 / entries.max(1) as f64;
+    let per = |bytes: u64| bytes as f64 / entries.max(1) as f64;
     format!(
-        "Revocation set at {entries} UUID entries: {:.0} bytes allocated per entry, against {:.0} with a `String` \
-         key per entry (malloc's own rounding not counted: add about 8-16 bytes per allocation to the latter).",
+        "Revocation set at {entries} UUID entries: {:.0} resident bytes per entry, against {:.0} with a `String` key \
+         per entry.",
         per(compact),
         per(plain)
     )

@@ -1,10 +1,10 @@
 //! The set itself: every unexpired revocation of the blacklist, in as little memory as it can be.
 //!
 //! A token `jti` that is a UUID (every auth-api and Flask-JWT-Extended token's) is kept as its 128 bits with a
-//! 32-bit expiry, 20 bytes in sorted runs ([`super::uuid_table`]), not as a 36-byte string with its own allocation;
-//! any other `jti` (rare) as a boxed string. A user entry keeps its
-//! `revoked_before`. Each keeps its expiry, so that entries leave the set when they can no longer matter: a token
-//! is dead by its own `exp`, which is never later than its entry's expiry.
+//! 32-bit expiry, 20 bytes in one ordered table ([`super::uuid_table`]), not as a 36-byte string with its own
+//! allocation; any other `jti` (rare) as a boxed string. A user entry keeps its `revoked_before`. Each keeps its
+//! expiry, so that entries leave the set when they can no longer matter: a token is dead by its own `exp`, which is
+//! never later than its entry's expiry.
 
 use std::collections::HashMap;
 
