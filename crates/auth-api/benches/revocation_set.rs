@@ -344,11 +344,10 @@ mod served {
             let db = TestDb::new().await;
             eprintln!("revocation-set: seeding {n} entries");
             seed(&db, n).await;
-            // The first read of the seeded entries was twice as slow as the next (for whichever binary came first:
-            // the server is still writing them out): one read of them all first, not counted.
-            let blacklist = db.client.database(&db.name).collection::<Document>("jwt_blacklist");
-            let mut all = blacklist.find(doc! {}).projection(doc! { "_id": 1 }).await.expect("read the seed");
-            while all.advance().await.expect("read the seed") {}
+            // The first load after the seeding took twice as long as the next, whichever binary ran it (the
+            // server is still writing the entries out, and a read of them all through the driver did not absorb
+            // it): one load first, not counted.
+            serve(&bins[0].1, &db, n).await;
             // Two rounds, each binary first in one of them: the server is slower right after the seeding.
             let mut loaded: Vec<Vec<Served>> = bins.iter().map(|_| Vec::new()).collect();
             for round in 0..2 {
