@@ -14,7 +14,7 @@
 //!   [`password_memory`]: argon2's memory, reused between verifications and given back after a burst.
 //! - [`revocation`]: the blacklist: revoke, look up, the `jti` index (entries built by `jtc_shared::blacklist`).
 //! - [`revocation_cache`]: the revocations in memory, kept current by a change stream (or polling), with a stated
-//!   staleness bound.
+//!   staleness bound; UUID tokens in one ordered table in memory of its own (`revocation_cache::uuid_table`).
 //! - [`rate_limit`]: fixed windows in Redis or memory (one `Counter` trait, a file each), one scope per limited
 //!   route with its own setting; [`client_ip`]: whose IP (peer or proxies' header).
 //! - [`cookies`]: tokens in HttpOnly cookies with double-submit CSRF values (Flask-JWT-Extended's scheme).
